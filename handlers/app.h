@@ -1,0 +1,61 @@
+/*
+ * app.h — the application state every handler receives, and the route table.
+ *
+ * main.c builds one struct app and passes it to the daemon. Everything in it is set before
+ * the daemon starts, except the models, which load after the daemon is listening (so
+ * /health can answer 503 while they load): each model is published with its `ready` flag
+ * (release store) and handlers read that flag (acquire load) before touching the model.
+ */
+#ifndef RAGD_APP_H
+#define RAGD_APP_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <time.h>
+
+#include "config.h"
+#include "http.h"
+#include "router.h"
+#include "store.h"
+#include "tokenizer.h"
+
+typedef enum { APP_GENERATOR, APP_EMBEDDER, APP_RERANKER, APP_N_ROLES } app_role;
+
+typedef enum { APP_MODEL_ABSENT, APP_MODEL_LOADING, APP_MODEL_READY, APP_MODEL_FAILED } app_model_state;
+
+typedef struct {
+    const char *dir;          /* configured directory, NULL when absent */
+    tok_tokenizer *tok;       /* valid once state is READY */
+    atomic_int state;         /* app_model_state */
+    char error[320];          /* why loading failed (state FAILED) */
+} app_model;
+
+struct app {
+    const srv_config *cfg;
+    srv_daemon *daemon;
+    st_db *db;
+    app_model models[APP_N_ROLES];
+    time_t started_at;
+};
+
+extern const char *const app_role_names[APP_N_ROLES]; /* "generator", "embedder", "reranker" */
+
+/* Loads the tokenizer of every configured model and publishes it. Logs each outcome. */
+void app_load_models(struct app *app);
+void app_unload_models(struct app *app);
+
+/* The model for `role` if it is ready; otherwise queues a 503 naming why and returns NULL. */
+const app_model *app_model_ready(srv_req *req, struct app *app, app_role role);
+
+extern const srv_route app_routes[];
+extern const size_t app_n_routes;
+
+/* Route handlers, one file per resource. */
+void h_health(srv_req *req, void *app);
+void h_info(srv_req *req, void *app);
+void h_metrics(srv_req *req, void *app);
+void h_openapi(srv_req *req, void *app);
+void h_tokenize(srv_req *req, void *app);
+void h_decode(srv_req *req, void *app);
+
+#endif

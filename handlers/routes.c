@@ -1,0 +1,18 @@
+/* routes.c — the one table of every route ragd serves (openapi/openapi.json documents the
+ * same list; tests/integration checks that the two agree). */
+#include "app.h"
+
+#define PUBLIC (SRV_ROUTE_PUBLIC | SRV_ROUTE_NO_BODY)
+
+const srv_route app_routes[] = {
+    {"GET", "/health", h_health, PUBLIC},
+    {"GET", "/healthz", h_health, PUBLIC},
+    {"GET", "/readyz", h_health, PUBLIC},
+    {"GET", "/info", h_info, SRV_ROUTE_NO_BODY},
+    {"GET", "/metrics", h_metrics, SRV_ROUTE_NO_BODY},
+    {"GET", "/openapi.json", h_openapi, SRV_ROUTE_NO_BODY},
+    {"POST", "/tokenize", h_tokenize, 0},
+    {"POST", "/decode", h_decode, 0},
+};
+
+const size_t app_n_routes = sizeof app_routes / sizeof app_routes[0];

@@ -1,0 +1,681 @@
+#include "http.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "auth.h"
+#include "log.h"
+#include "metrics.h"
+
+#define MAX_REPLY_HEADERS 8
+#define THREAD_STACK_BYTES (8u << 20)    /* room for jansson's 2048-deep recursion */
+#define CONNECTION_MEMORY (64u << 10)    /* per-connection header/read buffer (431 above) */
+
+struct srv_daemon {
+    srv_daemon_config cfg;
+    const srv_route *routes;
+    size_t n_routes;
+    void *app;
+    struct MHD_Daemon *mhd;
+    int listen_fd;
+    char host[256];
+    unsigned port;
+    srv_auth *auth;
+    srv_metrics *metrics;
+    const char **methods, **patterns; /* labels for metrics */
+    uint64_t id_seed;
+    atomic_uint_fast64_t id_counter;
+    atomic_int draining;
+};
+
+struct srv_req {
+    srv_daemon *d;
+    struct MHD_Connection *conn;
+    char id[24];
+    const char *method, *url;
+    int route;                /* index, or SRV_MATCH_NONE / SRV_MATCH_METHOD */
+    srv_params params;
+    struct timespec t0;
+    int inflight_counted;
+    /* body */
+    char *body;
+    size_t body_len, body_cap;
+    int body_too_large;
+    json_t *json;
+    /* reply */
+    int replied, queued;
+    unsigned status;
+    char *reply;              /* malloc'd body handed to MHD */
+    size_t reply_len;
+    const char *content_type;
+    char *headers[MAX_REPLY_HEADERS][2];
+    size_t n_headers;
+    const char *err_code;     /* for the log line */
+};
+
+/* ---------------------------------------------------------------- replies */
+
+void srv_reply_header(srv_req *req, const char *name, const char *value)
+{
+    if (req->n_headers == MAX_REPLY_HEADERS)
+        return;
+    char *n = strdup(name), *v = strdup(value);
+    if (!n || !v) {
+        free(n);
+        free(v);
+        return;
+    }
+    req->headers[req->n_headers][0] = n;
+    req->headers[req->n_headers++][1] = v;
+}
+
+void srv_reply_bytes(srv_req *req, unsigned status, const char *content_type, const void *data,
+                     size_t len)
+{
+    if (req->replied)
+        return;
+    char *copy = malloc(len ? len : 1);
+    if (!copy) {
+        /* Keep running: a static body needs no allocation. */
+        static const char oom[] = "{\"error\":\"out of memory\",\"error_type\":\"Backend\","
+                                  "\"code\":\"out_of_memory\"}";
+        req->replied = 1;
+        req->status = 503;
+        req->reply = NULL;
+        req->reply_len = sizeof oom - 1;
+        req->content_type = "application/json";
+        req->err_code = "out_of_memory";
+        return;
+    }
+    memcpy(copy, data, len);
+    req->replied = 1;
+    req->status = status;
+    req->reply = copy;
+    req->reply_len = len;
+    req->content_type = content_type;
+}
+
+void srv_reply_json(srv_req *req, unsigned status, json_t *body)
+{
+    if (req->replied) {
+        json_decref(body);
+        return;
+    }
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    if (!text) {
+        srv_reply_error(req, SRV_E_OUT_OF_MEMORY, NULL, "out of memory while writing the response");
+        return;
+    }
+    req->replied = 1;
+    req->status = status;
+    req->reply = text;
+    req->reply_len = strlen(text);
+    req->content_type = "application/json";
+}
+
+void srv_reply_error(srv_req *req, srv_err e, const char *field, const char *fmt, ...)
+{
+    if (req->replied)
+        return;
+    const srv_err_info *info = srv_err_lookup(e);
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+
+    json_t *body;
+    int openai = req->route >= 0 && (req->d->routes[req->route].flags & SRV_ROUTE_OPENAI);
+    if (openai) {
+        body = json_pack("{s:{s:s, s:s, s:s?, s:s}}", "error", "message", msg, "type",
+                         info->status >= 500 ? "server_error" : "invalid_request_error", "param",
+                         field, "code", info->code);
+    } else {
+        body = json_pack("{s:s, s:s, s:s, s:s}", "error", msg, "error_type", info->type, "code",
+                         info->code, "request_id", req->id);
+        if (body && field)
+            json_object_set_new(body, "field", json_string(field));
+    }
+    if (info->status == 429 || info->status == 503)
+        srv_reply_header(req, "Retry-After", "1");
+    req->err_code = info->code;
+    srv_reply_json(req, info->status, body);
+}
+
+int srv_req_replied(const srv_req *req) { return req->replied; }
+
+/* Hands the stored reply to MHD. Returns MHD's verdict for the access handler. */
+static enum MHD_Result queue_reply(srv_req *req)
+{
+    static const char oom[] = "{\"error\":\"out of memory\",\"error_type\":\"Backend\","
+                              "\"code\":\"out_of_memory\"}";
+    struct MHD_Response *r;
+    if (req->reply)
+        r = MHD_create_response_from_buffer(req->reply_len, req->reply, MHD_RESPMEM_MUST_FREE);
+    else
+        r = MHD_create_response_from_buffer(sizeof oom - 1, (void *)oom, MHD_RESPMEM_PERSISTENT);
+    if (!r)
+        return MHD_NO;
+    req->reply = NULL; /* MHD owns it now */
+    MHD_add_response_header(r, "Content-Type", req->content_type);
+    MHD_add_response_header(r, "X-Request-Id", req->id);
+    for (size_t i = 0; i < req->n_headers; i++)
+        MHD_add_response_header(r, req->headers[i][0], req->headers[i][1]);
+    enum MHD_Result rc = MHD_queue_response(req->conn, req->status, r);
+    MHD_destroy_response(r);
+    req->queued = 1;
+    return rc;
+}
+
+/* ---------------------------------------------------------------- request accessors */
+
+srv_daemon *srv_req_daemon(const srv_req *req) { return req->d; }
+const char *srv_req_id(const srv_req *req) { return req->id; }
+const char *srv_req_method(const srv_req *req) { return req->method; }
+const char *srv_req_path(const srv_req *req) { return req->url; }
+
+const char *srv_req_param(const srv_req *req, const char *name)
+{
+    size_t len = strlen(name);
+    for (size_t i = 0; i < req->params.n; i++)
+        if (req->params.name_lens[i] == len && !memcmp(req->params.names[i], name, len))
+            return req->params.values[i];
+    return NULL;
+}
+
+typedef struct {
+    const char *key;
+    const char *first;
+    unsigned count;
+} arg_count;
+
+static enum MHD_Result count_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                                 const char *value)
+{
+    (void)kind;
+    arg_count *c = cls;
+    if (key && strcasecmp(key, c->key) == 0) {
+        if (c->count++ == 0)
+            c->first = value ? value : "";
+    }
+    return MHD_YES;
+}
+
+const char *srv_req_query(const srv_req *req, const char *key, unsigned *count)
+{
+    arg_count c = {key, NULL, 0};
+    MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, count_arg, &c);
+    if (count)
+        *count = c.count;
+    return c.first;
+}
+
+const char *srv_req_header(const srv_req *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+const char *srv_req_body(const srv_req *req, size_t *len)
+{
+    *len = req->body_len;
+    return req->body ? req->body : "";
+}
+
+json_t *srv_req_json(srv_req *req)
+{
+    if (req->json)
+        return req->json;
+    json_error_t e;
+    if (req->body_len == 0) {
+        srv_reply_error(req, SRV_E_INVALID_JSON, NULL, "the request body is empty; expected a JSON object");
+        return NULL;
+    }
+    json_t *j = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &e);
+    if (!j) {
+        srv_reply_error(req, SRV_E_INVALID_JSON, NULL, "invalid JSON at byte %d: %s", e.position,
+                        e.text);
+        return NULL;
+    }
+    if (!json_is_object(j)) {
+        json_decref(j);
+        srv_reply_error(req, SRV_E_INVALID_JSON, NULL, "expected a JSON object at the top level");
+        return NULL;
+    }
+    req->json = j;
+    return j;
+}
+
+/* ---------------------------------------------------------------- lifecycle */
+
+static uint64_t splitmix64(uint64_t x)
+{
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+static int valid_request_id(const char *s)
+{
+    size_t n = 0;
+    for (; s[n]; n++) {
+        char c = s[n];
+        if (n >= 20 || !((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                         (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.'))
+            return 0;
+    }
+    return n > 0;
+}
+
+static enum MHD_Result count_authorization(void *cls, enum MHD_ValueKind kind, const char *key,
+                               const char *value)
+{
+    (void)kind;
+    (void)value;
+    if (key && strcasecmp(key, "Authorization") == 0)
+        ++*(unsigned *)cls;
+    return MHD_YES;
+}
+
+static int is_json_type(const char *ct)
+{
+    static const char want[] = "application/json";
+    if (!ct || strncasecmp(ct, want, sizeof want - 1) != 0)
+        return 0;
+    char next = ct[sizeof want - 1];
+    return next == '\0' || next == ';' || next == ' ';
+}
+
+/* Checks that need only the headers. Queues an error and returns 1 when the request is
+ * rejected before its body is read. */
+static int reject_early(srv_req *req)
+{
+    srv_daemon *d = req->d;
+    char allow[128];
+    req->route = srv_route_match(d->routes, d->n_routes, req->method, req->url, &req->params,
+                                 allow, sizeof allow);
+    if (req->route == SRV_MATCH_NONE) {
+        srv_reply_error(req, SRV_E_NOT_FOUND, NULL, "no route for %s %.200s", req->method, req->url);
+        return 1;
+    }
+    if (req->route == SRV_MATCH_METHOD) {
+        srv_reply_header(req, "Allow", allow);
+        srv_reply_error(req, SRV_E_METHOD_NOT_ALLOWED, NULL, "%s is not allowed on %.200s; allowed: %s",
+                        req->method, req->url, allow);
+        return 1;
+    }
+    const srv_route *rt = &d->routes[req->route];
+    if (atomic_load(&d->draining) && !(rt->flags & SRV_ROUTE_PUBLIC)) {
+        srv_reply_header(req, "Connection", "close");
+        srv_reply_error(req, SRV_E_SHUTTING_DOWN, NULL, "the server is shutting down");
+        return 1;
+    }
+    if (!(rt->flags & SRV_ROUTE_PUBLIC) && d->auth) {
+        unsigned n_auth = 0;
+        MHD_get_connection_values(req->conn, MHD_HEADER_KIND, count_authorization, &n_auth);
+        if (n_auth != 1 || !srv_auth_check(d->auth, srv_req_header(req, "Authorization"))) {
+            srv_reply_header(req, "WWW-Authenticate", "Bearer");
+            if (n_auth > 1)
+                srv_reply_error(req, SRV_E_UNAUTHORIZED, NULL,
+                                "send one Authorization header, not %u", n_auth);
+            else
+                srv_reply_error(req, SRV_E_UNAUTHORIZED, NULL,
+                                "missing or invalid API key; send 'Authorization: Bearer KEY'");
+            return 1;
+        }
+    }
+    srv_metrics_inflight(d->metrics, 1);
+    req->inflight_counted = 1;
+    if (srv_metrics_inflight_now(d->metrics) > (long)d->cfg.max_concurrent) {
+        srv_reply_error(req, SRV_E_OVERLOADED, NULL, "more than %u requests in flight; retry shortly",
+                        d->cfg.max_concurrent);
+        return 1;
+    }
+    if (!(rt->flags & SRV_ROUTE_NO_BODY) &&
+        !is_json_type(srv_req_header(req, "Content-Type"))) {
+        srv_reply_error(req, SRV_E_UNSUPPORTED_MEDIA_TYPE, NULL,
+                        "send the body as JSON with 'Content-Type: application/json'");
+        return 1;
+    }
+    const char *cl = srv_req_header(req, "Content-Length");
+    if (cl) {
+        char *end;
+        errno = 0;
+        unsigned long long n = strtoull(cl, &end, 10);
+        if (errno == 0 && end != cl && *end == '\0' && n > d->cfg.max_body_bytes) {
+            srv_reply_error(req, SRV_E_PAYLOAD_TOO_LARGE, NULL,
+                            "the body is %llu bytes; the limit is %zu (--max-body-bytes)", n,
+                            d->cfg.max_body_bytes);
+            return 1;
+        }
+        if (errno == 0 && end != cl && n > 0) {
+            req->body = malloc((size_t)n);
+            if (!req->body) {
+                srv_reply_error(req, SRV_E_OUT_OF_MEMORY, NULL, "out of memory for the request body");
+                return 1;
+            }
+            req->body_cap = (size_t)n;
+        }
+    }
+    return 0;
+}
+
+static void append_body(srv_req *req, const char *data, size_t n)
+{
+    size_t cap = req->d->cfg.max_body_bytes;
+    if (req->body_too_large || n > cap - req->body_len) {
+        req->body_too_large = 1; /* keep consuming so the connection can answer 413 */
+        return;
+    }
+    if (req->body_len + n > req->body_cap) {
+        size_t want = req->body_cap ? req->body_cap * 2 : 4096;
+        while (want < req->body_len + n)
+            want *= 2;
+        if (want > cap)
+            want = cap;
+        char *p = realloc(req->body, want);
+        if (!p) {
+            srv_reply_error(req, SRV_E_OUT_OF_MEMORY, NULL, "out of memory for the request body");
+            req->body_too_large = 1;
+            return;
+        }
+        req->body = p;
+        req->body_cap = want;
+    }
+    memcpy(req->body + req->body_len, data, n);
+    req->body_len += n;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls)
+{
+    (void)version;
+    srv_daemon *d = cls;
+    srv_req *req = *con_cls;
+    if (!req) {
+        req = calloc(1, sizeof *req);
+        if (!req)
+            return MHD_NO;
+        *con_cls = req;
+        req->d = d;
+        req->conn = conn;
+        req->method = method;
+        req->url = url;
+        req->route = SRV_MATCH_NONE;
+        clock_gettime(CLOCK_MONOTONIC, &req->t0);
+        const char *given = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
+        if (given && valid_request_id(given))
+            snprintf(req->id, sizeof req->id, "%s", given);
+        else
+            snprintf(req->id, sizeof req->id, "%016llx",
+                     (unsigned long long)splitmix64(d->id_seed + atomic_fetch_add(&d->id_counter, 1)));
+        if (reject_early(req))
+            return queue_reply(req);
+        return MHD_YES;
+    }
+    if (*upload_data_size) {
+        if (!req->replied)
+            append_body(req, upload_data, *upload_data_size);
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (req->queued)
+        return MHD_YES;
+    if (!req->replied) {
+        if (req->body_too_large)
+            srv_reply_error(req, SRV_E_PAYLOAD_TOO_LARGE, NULL,
+                            "the body is over the limit of %zu bytes (--max-body-bytes)",
+                            d->cfg.max_body_bytes);
+        else
+            d->routes[req->route].handler(req, d->app);
+    }
+    if (!req->replied) {
+        srv_log(SRV_LOG_ERROR, "handler queued no reply", "route=\"%s\" id=%s",
+                d->routes[req->route].pattern, req->id);
+        srv_reply_error(req, SRV_E_INTERNAL, NULL, "internal error");
+    }
+    return queue_reply(req);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)conn;
+    srv_daemon *d = cls;
+    srv_req *req = *con_cls;
+    if (!req)
+        return;
+    *con_cls = NULL;
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double secs = (double)(t1.tv_sec - req->t0.tv_sec) + (double)(t1.tv_nsec - req->t0.tv_nsec) * 1e-9;
+    unsigned status = req->queued ? req->status : 499; /* 499: the client went away first */
+    size_t route = req->route >= 0 ? (size_t)req->route : d->n_routes;
+    srv_metrics_observe(d->metrics, route, status, secs);
+    if (req->inflight_counted)
+        srv_metrics_inflight(d->metrics, -1);
+
+    srv_log_level lvl = status >= 500 && status != 503 ? SRV_LOG_ERROR : SRV_LOG_INFO;
+    if (srv_log_enabled(lvl)) {
+        char path[300];
+        srv_log_quote(path, sizeof path, req->url, 200);
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        char ip[INET6_ADDRSTRLEN] = "-";
+        if (ci && ci->client_addr) {
+            const struct sockaddr *sa = ci->client_addr;
+            if (sa->sa_family == AF_INET)
+                inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, ip, sizeof ip);
+            else if (sa->sa_family == AF_INET6)
+                inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, ip, sizeof ip);
+        }
+        srv_log(lvl, "request", "id=%s method=%s path=%s status=%u dur_ms=%.3f in_bytes=%zu ip=%s%s%s%s",
+                req->id, req->method, path, status, secs * 1e3, req->body_len, ip,
+                req->err_code ? " code=" : "", req->err_code ? req->err_code : "",
+                toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=true");
+    }
+    free(req->body);
+    free(req->reply);
+    json_decref(req->json);
+    for (size_t i = 0; i < req->n_headers; i++) {
+        free(req->headers[i][0]);
+        free(req->headers[i][1]);
+    }
+    free(req);
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t n = strlen(msg);
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+        msg[--n] = '\0';
+    srv_log(SRV_LOG_WARN, msg, "component=http");
+}
+
+/* ---------------------------------------------------------------- daemon */
+
+static int parse_listen(const char *listen, char *host, size_t host_cap, char *port, size_t port_cap)
+{
+    const char *colon;
+    if (listen[0] == '[') {
+        const char *close = strchr(listen, ']');
+        if (!close || close[1] != ':')
+            return -1;
+        snprintf(host, host_cap, "%.*s", (int)(close - listen - 1), listen + 1);
+        colon = close + 1;
+    } else {
+        colon = strrchr(listen, ':');
+        if (!colon)
+            return -1;
+        snprintf(host, host_cap, "%.*s", (int)(colon - listen), listen);
+    }
+    snprintf(port, port_cap, "%s", colon + 1);
+    char *end;
+    long p = strtol(port, &end, 10);
+    return (*port && *end == '\0' && p >= 0 && p <= 65535) ? 0 : -1;
+}
+
+static int open_listener(srv_daemon *d, srv_daemon_error *err)
+{
+    char host[256], port[16];
+    if (parse_listen(d->cfg.listen, host, sizeof host, port, sizeof port) != 0) {
+        snprintf(err->msg, sizeof err->msg, "--listen '%s': expected HOST:PORT", d->cfg.listen);
+        return -1;
+    }
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
+    struct addrinfo *ai;
+    int rc = getaddrinfo(*host ? host : NULL, port, &hints, &ai);
+    if (rc != 0) {
+        snprintf(err->msg, sizeof err->msg, "--listen '%s': %s", d->cfg.listen, gai_strerror(rc));
+        return -1;
+    }
+    int fd = -1, last_errno = 0;
+    for (struct addrinfo *p = ai; p && fd < 0; p = p->ai_next) {
+        fd = socket(p->ai_family, p->ai_socktype | SOCK_CLOEXEC, p->ai_protocol);
+        if (fd < 0)
+            continue;
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (bind(fd, p->ai_addr, p->ai_addrlen) != 0 || listen(fd, 1024) != 0) {
+            last_errno = errno;
+            close(fd);
+            fd = -1;
+        }
+    }
+    freeaddrinfo(ai);
+    if (fd < 0) {
+        snprintf(err->msg, sizeof err->msg, "--listen '%s': %s", d->cfg.listen, strerror(last_errno));
+        return -1;
+    }
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    getsockname(fd, (struct sockaddr *)&ss, &sl);
+    if (ss.ss_family == AF_INET6)
+        d->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    else
+        d->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    snprintf(d->host, sizeof d->host, "%s", *host ? host : "0.0.0.0");
+    d->listen_fd = fd;
+    return 0;
+}
+
+int srv_daemon_create(const srv_daemon_config *cfg, const srv_route *routes, size_t n_routes,
+                      void *app, srv_daemon **out, srv_daemon_error *err)
+{
+    *out = NULL;
+    srv_daemon *d = calloc(1, sizeof *d);
+    if (!d)
+        goto oom;
+    d->cfg = *cfg;
+    d->routes = routes;
+    d->n_routes = n_routes;
+    d->app = app;
+    d->listen_fd = -1;
+    if (srv_auth_create(cfg->api_key, cfg->api_key_file, &d->auth, err->msg, sizeof err->msg) != 0) {
+        free(d);
+        return -1;
+    }
+    d->methods = calloc(n_routes + 1, sizeof *d->methods);
+    d->patterns = calloc(n_routes + 1, sizeof *d->patterns);
+    if (!d->methods || !d->patterns)
+        goto oom;
+    for (size_t i = 0; i < n_routes; i++) {
+        d->methods[i] = routes[i].method;
+        d->patterns[i] = routes[i].pattern;
+    }
+    d->metrics = srv_metrics_create(d->methods, d->patterns, n_routes);
+    if (!d->metrics)
+        goto oom;
+    if (getrandom(&d->id_seed, sizeof d->id_seed, 0) != sizeof d->id_seed)
+        d->id_seed = (uint64_t)time(NULL) ^ (uint64_t)getpid() << 32;
+    *out = d;
+    return 0;
+oom:
+    srv_daemon_destroy(d);
+    snprintf(err->msg, sizeof err->msg, "out of memory");
+    return -1;
+}
+
+int srv_daemon_start(srv_daemon *d, srv_daemon_error *err)
+{
+    if (open_listener(d, err) != 0)
+        return -1;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    d->mhd = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, d,
+        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, d, /* first, so every message goes through it */
+        MHD_OPTION_LISTEN_SOCKET, (MHD_socket)d->listen_fd,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)d->cfg.http_threads,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)d->cfg.timeout_s,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)d->cfg.max_connections,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)d->cfg.max_connections_per_ip,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_MEMORY,
+        MHD_OPTION_THREAD_STACK_SIZE, (size_t)THREAD_STACK_BYTES,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, d,
+        MHD_OPTION_END);
+    if (!d->mhd) {
+        close(d->listen_fd);
+        d->listen_fd = -1;
+        snprintf(err->msg, sizeof err->msg, "could not start the HTTP server on %s", d->cfg.listen);
+        return -1;
+    }
+    return 0;
+}
+
+unsigned srv_daemon_port(const srv_daemon *d) { return d->port; }
+const char *srv_daemon_host(const srv_daemon *d) { return d->host; }
+int srv_daemon_draining(const srv_daemon *d) { return atomic_load(&((srv_daemon *)d)->draining); }
+const srv_daemon_config *srv_daemon_get_config(const srv_daemon *d) { return &d->cfg; }
+
+char *srv_daemon_metrics(srv_daemon *d, size_t *len) { return srv_metrics_render(d->metrics, len); }
+
+long srv_daemon_drain(srv_daemon *d, unsigned timeout_s)
+{
+    atomic_store(&d->draining, 1);
+    if (d->mhd) {
+        MHD_socket fd = MHD_quiesce_daemon(d->mhd);
+        if (fd != MHD_INVALID_SOCKET)
+            close(fd);
+        d->listen_fd = -1;
+    }
+    struct timespec step = {0, 20 * 1000 * 1000};
+    for (unsigned i = 0; i < timeout_s * 50u; i++) {
+        if (srv_metrics_inflight_now(d->metrics) <= 0)
+            break;
+        nanosleep(&step, NULL);
+    }
+    return srv_metrics_inflight_now(d->metrics);
+}
+
+void srv_daemon_destroy(srv_daemon *d)
+{
+    if (!d)
+        return;
+    if (d->mhd)
+        MHD_stop_daemon(d->mhd);
+    if (d->listen_fd >= 0)
+        close(d->listen_fd);
+    srv_metrics_destroy(d->metrics);
+    srv_auth_destroy(d->auth);
+    free(d->methods);
+    free(d->patterns);
+    free(d);
+}

@@ -1,0 +1,91 @@
+/*
+ * http.h — the HTTP daemon over libmicrohttpd, and the request context handlers see.
+ *
+ * Request lifecycle (all in http.c):
+ *   headers  -> request id, route match (404/405), in-flight cap (429), auth (401),
+ *               Content-Type (415), Content-Length against --max-body-bytes (413, before
+ *               any body byte is buffered);
+ *   body     -> appended to the request's buffer, counted against the cap (chunked too);
+ *   complete -> the route's handler runs on the MHD worker thread and queues exactly one
+ *               reply through the srv_reply_* functions;
+ *   finished -> metrics, one log line, everything the request owns is freed.
+ *
+ * Handlers must be reentrant: per-request state lives in srv_req, shared state in the app.
+ */
+#ifndef RAGD_HTTP_H
+#define RAGD_HTTP_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "errors.h"
+#include "router.h"
+
+typedef struct srv_daemon srv_daemon;
+
+typedef struct {
+    const char *listen;            /* HOST:PORT */
+    unsigned http_threads;
+    size_t max_body_bytes;
+    unsigned max_concurrent;
+    unsigned max_connections, max_connections_per_ip;
+    unsigned timeout_s;
+    const char *api_key, *api_key_file;
+} srv_daemon_config;
+
+typedef struct {
+    char msg[256];
+} srv_daemon_error;
+
+/* Creates the daemon for `routes` (which must outlive it); `app` is passed to handlers.
+ * Nothing listens until srv_daemon_start. */
+int srv_daemon_create(const srv_daemon_config *cfg, const srv_route *routes, size_t n_routes,
+                      void *app, srv_daemon **out, srv_daemon_error *err);
+/* Binds and starts serving. On success the bound port is srv_daemon_port(). */
+int srv_daemon_start(srv_daemon *d, srv_daemon_error *err);
+unsigned srv_daemon_port(const srv_daemon *d);
+const char *srv_daemon_host(const srv_daemon *d);
+/* Stops accepting connections, answers new requests on open connections with 503, and
+ * waits up to `timeout_s` for in-flight requests. Returns the number still in flight. */
+long srv_daemon_drain(srv_daemon *d, unsigned timeout_s);
+int srv_daemon_draining(const srv_daemon *d);
+void srv_daemon_destroy(srv_daemon *d); /* stops it; accepts NULL */
+/* Prometheus text for the HTTP metrics (heap string, caller frees); NULL when out of memory. */
+char *srv_daemon_metrics(srv_daemon *d, size_t *len);
+const srv_daemon_config *srv_daemon_get_config(const srv_daemon *d);
+
+/* ---- the request, as a handler sees it ---- */
+
+srv_daemon *srv_req_daemon(const srv_req *req);
+const char *srv_req_id(const srv_req *req);
+const char *srv_req_method(const srv_req *req);
+const char *srv_req_path(const srv_req *req);
+/* Path capture `{name}` of the matched pattern, or NULL. */
+const char *srv_req_param(const srv_req *req, const char *name);
+/* Query argument (percent-decoded by MHD), or NULL. *count receives how many times the key
+ * appears, so handlers can reject a repeated key. */
+const char *srv_req_query(const srv_req *req, const char *key, unsigned *count);
+const char *srv_req_header(const srv_req *req, const char *name);
+const char *srv_req_body(const srv_req *req, size_t *len);
+
+/* The body parsed as a JSON object (duplicate keys rejected). On failure a 400 is queued
+ * and NULL returned. The tree belongs to the request. */
+json_t *srv_req_json(srv_req *req);
+
+/* ---- replies: each request gets exactly one; later calls are ignored ---- */
+
+/* Adds a header to the reply queued next (copied). */
+void srv_reply_header(srv_req *req, const char *name, const char *value);
+/* Serializes `body` (the reference is stolen) as the reply. */
+void srv_reply_json(srv_req *req, unsigned status, json_t *body);
+/* Replies with a copy of `data`. */
+void srv_reply_bytes(srv_req *req, unsigned status, const char *content_type, const void *data,
+                     size_t len);
+/* The one error helper: DESIGN §4.7 body (or OpenAI's shape on OpenAI routes), status from
+ * the error table, Retry-After on 429/503. `field` is a JSON pointer or NULL. */
+void srv_reply_error(srv_req *req, srv_err e, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+int srv_req_replied(const srv_req *req);
+
+#endif

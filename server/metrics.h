@@ -1,0 +1,25 @@
+/*
+ * metrics.h — request counters and latency histograms per route and status, and the
+ * in-flight gauge, rendered as Prometheus text. Thread-safe; one object per daemon.
+ */
+#ifndef RAGD_METRICS_H
+#define RAGD_METRICS_H
+
+#include <stddef.h>
+
+typedef struct srv_metrics srv_metrics;
+
+/* `routes` labels each route index ("POST /tokenize"); index n_routes is "unmatched".
+ * The labels must outlive the object. Returns NULL when out of memory. */
+srv_metrics *srv_metrics_create(const char *const *methods, const char *const *patterns,
+                                size_t n_routes);
+void srv_metrics_destroy(srv_metrics *m);
+
+void srv_metrics_observe(srv_metrics *m, size_t route, unsigned status, double seconds);
+void srv_metrics_inflight(srv_metrics *m, int delta);
+long srv_metrics_inflight_now(const srv_metrics *m);
+
+/* Returns a heap string of Prometheus text (caller frees) or NULL when out of memory. */
+char *srv_metrics_render(srv_metrics *m, size_t *len);
+
+#endif

@@ -1,0 +1,47 @@
+/*
+ * router.h — matches METHOD + path against the route table.
+ *
+ * Patterns are literal segments and `{name}` captures of one non-empty segment, e.g.
+ * "/collections/{name}/documents/{id}". A path that matches some pattern under another
+ * method gives 405 with the Allow list; a path that matches nothing gives 404.
+ */
+#ifndef RAGD_ROUTER_H
+#define RAGD_ROUTER_H
+
+#include <stddef.h>
+
+#define SRV_MAX_PARAMS 4
+#define SRV_MAX_PATH 2048
+
+typedef struct srv_req srv_req;
+typedef void (*srv_handler)(srv_req *req, void *app);
+
+enum {
+    SRV_ROUTE_PUBLIC = 1u << 0,   /* no API key needed (health) */
+    SRV_ROUTE_OPENAI = 1u << 1,   /* errors in OpenAI's shape */
+    SRV_ROUTE_NO_BODY = 1u << 2,  /* GET-like: no JSON body expected */
+};
+
+typedef struct {
+    const char *method;
+    const char *pattern;
+    srv_handler handler;
+    unsigned flags;
+} srv_route;
+
+typedef struct {
+    char buf[SRV_MAX_PATH];  /* NUL-separated copy of the captured segments */
+    const char *names[SRV_MAX_PARAMS];
+    size_t name_lens[SRV_MAX_PARAMS];
+    const char *values[SRV_MAX_PARAMS];
+    size_t n;
+} srv_params;
+
+enum { SRV_MATCH_NONE = -1, SRV_MATCH_METHOD = -2 };
+
+/* Returns the index of the matching route (and fills params), SRV_MATCH_METHOD when only
+ * the method differs (allow receives "GET, POST"), or SRV_MATCH_NONE. */
+int srv_route_match(const srv_route *routes, size_t n, const char *method, const char *path,
+                    srv_params *params, char *allow, size_t allow_cap);
+
+#endif
