@@ -218,7 +218,8 @@ static enum MHD_Result count_arg(void *cls, enum MHD_ValueKind kind, const char 
 const char *srv_req_query(const srv_req *req, const char *key, unsigned *count)
 {
     arg_count c = {key, NULL, 0};
-    MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, count_arg, &c);
+    if (req->conn)
+        MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, count_arg, &c);
     if (count)
         *count = c.count;
     return c.first;
@@ -226,6 +227,8 @@ const char *srv_req_query(const srv_req *req, const char *key, unsigned *count)
 
 const char *srv_req_header(const srv_req *req, const char *name)
 {
+    if (!req->conn)
+        return NULL;
     return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
 }
 
@@ -377,6 +380,8 @@ static int reject_early(srv_req *req)
 static void append_body(srv_req *req, const char *data, size_t n)
 {
     size_t cap = req->d->cfg.max_body_bytes;
+    if (n == 0)
+        return;
     if (req->body_too_large || n > cap - req->body_len) {
         req->body_too_large = 1; /* keep consuming so the connection can answer 413 */
         return;
@@ -453,6 +458,59 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     return queue_reply(req);
 }
 
+static void req_free(srv_req *req)
+{
+    free(req->body);
+    free(req->reply);
+    json_decref(req->json);
+    for (size_t i = 0; i < req->n_headers; i++) {
+        free(req->headers[i][0]);
+        free(req->headers[i][1]);
+    }
+    free(req);
+}
+
+int srv_dispatch_detached(const srv_route *routes, size_t n_routes, void *app,
+                          const srv_daemon_config *cfg, const char *method, const char *path,
+                          const char *body, size_t body_len, srv_detached_reply *out)
+{
+    memset(out, 0, sizeof *out);
+    srv_daemon d = {.cfg = *cfg, .routes = routes, .n_routes = n_routes, .app = app};
+    srv_req *req = calloc(1, sizeof *req);
+    if (!req)
+        return -1;
+    req->d = &d;
+    req->method = method;
+    req->url = path;
+    snprintf(req->id, sizeof req->id, "detached");
+    req->route = srv_route_match(routes, n_routes, method, path, &req->params, out->allow,
+                                 sizeof out->allow);
+    if (req->route == SRV_MATCH_NONE)
+        srv_reply_error(req, SRV_E_NOT_FOUND, NULL, "no route for %s %.200s", method, path);
+    else if (req->route == SRV_MATCH_METHOD)
+        srv_reply_error(req, SRV_E_METHOD_NOT_ALLOWED, NULL, "%s is not allowed", method);
+    else {
+        append_body(req, body, body_len);
+        if (req->body_too_large)
+            srv_reply_error(req, SRV_E_PAYLOAD_TOO_LARGE, NULL, "the body is over the limit");
+        else
+            routes[req->route].handler(req, app);
+    }
+    if (!req->replied)
+        srv_reply_error(req, SRV_E_INTERNAL, NULL, "internal error");
+    static const char oom[] = "{\"error\":\"out of memory\"}";
+    out->status = req->status;
+    out->body_len = req->reply ? req->reply_len : sizeof oom - 1;
+    out->body = malloc(out->body_len + 1);
+    int rc = out->body ? 0 : -1;
+    if (out->body) {
+        memcpy(out->body, req->reply ? req->reply : oom, out->body_len);
+        out->body[out->body_len] = '\0';
+    }
+    req_free(req);
+    return rc;
+}
+
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
@@ -489,14 +547,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                 req->err_code ? " code=" : "", req->err_code ? req->err_code : "",
                 toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=true");
     }
-    free(req->body);
-    free(req->reply);
-    json_decref(req->json);
-    for (size_t i = 0; i < req->n_headers; i++) {
-        free(req->headers[i][0]);
-        free(req->headers[i][1]);
-    }
-    free(req);
+    req_free(req);
 }
 
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)

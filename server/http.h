@@ -88,4 +88,20 @@ void srv_reply_error(srv_req *req, srv_err e, const char *field, const char *fmt
     __attribute__((format(printf, 4, 5)));
 int srv_req_replied(const srv_req *req);
 
+/* ---- without a socket: unit tests and fuzz targets ---- */
+
+typedef struct {
+    unsigned status;
+    char *body;            /* heap, NUL-terminated; caller frees */
+    size_t body_len;
+    char allow[128];       /* the Allow header of a 405 */
+} srv_detached_reply;
+
+/* Runs one request through routing, the body cap and the route's handler exactly as the
+ * daemon would, but without a connection: no headers (so no auth, Content-Type or query
+ * arguments) and no metrics. Returns 0 and fills *out, or -1 when out of memory. */
+int srv_dispatch_detached(const srv_route *routes, size_t n_routes, void *app,
+                          const srv_daemon_config *cfg, const char *method, const char *path,
+                          const char *body, size_t body_len, srv_detached_reply *out);
+
 #endif
