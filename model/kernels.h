@@ -1,0 +1,52 @@
+/*
+ * kernels.h — the fp32 building blocks of the encoders, the decoder and training.
+ *
+ * Shapes are written as [rows, cols], row-major, densely packed. Matrix products go to
+ * OpenBLAS; the rest are plain loops written so the compiler vectorizes them. Each kernel
+ * has a naive reference (kref_*) kept beside it and compared with it in tests/unit.
+ * None of them allocate, fail or keep state; all are thread-safe.
+ */
+#ifndef RAGD_KERNELS_H
+#define RAGD_KERNELS_H
+
+#include <stddef.h>
+
+/* y[M,N] = x[M,K] · w[N,K]ᵀ (+ b[N] when b != NULL): nn.Linear's layout. */
+void k_linear(const float *x, const float *w, const float *b, float *y, size_t M, size_t N, size_t K);
+/* y[M,N] = x[M,K] · w[K,N] (+ b[N]): GPT-2's Conv1D layout. */
+void k_conv1d(const float *x, const float *w, const float *b, float *y, size_t M, size_t N, size_t K);
+
+/* LayerNorm over the last dimension as torch computes it (biased variance, eps inside the
+ * square root): y[r,:] = (x - mean) / sqrt(var + eps) * g + b. y may equal x. */
+void k_layernorm(const float *x, const float *g, const float *b, float *y, size_t rows, size_t H, float eps);
+
+/* In place: GELU with erf ("gelu") and the tanh approximation ("gelu_new"). */
+void k_gelu_erf(float *x, size_t n);
+void k_gelu_tanh(float *x, size_t n);
+
+/* y[i] += x[i] */
+void k_add(float *y, const float *x, size_t n);
+
+/* Softmax over each row of x[rows, n] in place, numerically stable. Entries with
+ * keep[j] == 0 (keep may be NULL: all kept) get exactly 0. A row with nothing kept is all 0. */
+void k_softmax_rows(float *x, const unsigned char *keep, size_t rows, size_t n);
+
+/* Multi-head self-attention for one sequence, post-projection inputs.
+ *   q, k, v: [T, ld] with head h in columns h*D .. h*D+D-1 (ld ≥ heads*D, so q/k/v may be
+ *            views into one fused [T, 3H] buffer);
+ *   keep:    [T] key mask (1 = real token; NULL = all real);
+ *   causal:  query i sees keys j ≤ i only;
+ *   out:     [T, heads*D], heads merged back head-major;
+ *   scratch: T*T floats.
+ * Scores are q·kᵀ / sqrt(D). */
+void k_attention(const float *q, const float *k, const float *v, size_t ld, const unsigned char *keep,
+                 int causal, size_t T, size_t heads, size_t D, float *out, float *scratch);
+
+/* Naive references, for tests. */
+void kref_linear(const float *x, const float *w, const float *b, float *y, size_t M, size_t N, size_t K);
+void kref_conv1d(const float *x, const float *w, const float *b, float *y, size_t M, size_t N, size_t K);
+void kref_layernorm(const float *x, const float *g, const float *b, float *y, size_t rows, size_t H, float eps);
+void kref_attention(const float *q, const float *k, const float *v, size_t ld, const unsigned char *keep,
+                    int causal, size_t T, size_t heads, size_t D, float *out);
+
+#endif
