@@ -9,11 +9,13 @@
 #ifndef RAGD_APP_H
 #define RAGD_APP_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <time.h>
 
 #include "config.h"
+#include "encoder.h"
 #include "http.h"
 #include "router.h"
 #include "store.h"
@@ -26,6 +28,8 @@ typedef enum { APP_MODEL_ABSENT, APP_MODEL_LOADING, APP_MODEL_READY, APP_MODEL_F
 typedef struct {
     const char *dir;          /* configured directory, NULL when absent */
     tok_tokenizer *tok;       /* valid once state is READY */
+    enc_model *enc;           /* embedder/reranker network; NULL when dir holds no weights */
+    pthread_mutex_t run;      /* one forward pass at a time: it uses every compute thread */
     atomic_int state;         /* app_model_state */
     char error[320];          /* why loading failed (state FAILED) */
 } app_model;
@@ -45,7 +49,9 @@ void app_load_models(struct app *app);
 void app_unload_models(struct app *app);
 
 /* The model for `role` if it is ready; otherwise queues a 503 naming why and returns NULL. */
-const app_model *app_model_ready(srv_req *req, struct app *app, app_role role);
+app_model *app_model_ready(srv_req *req, struct app *app, app_role role);
+/* Like app_model_ready, and the model must have its network (not only a tokenizer). */
+app_model *app_network_ready(srv_req *req, struct app *app, app_role role);
 
 extern const srv_route app_routes[];
 extern const size_t app_n_routes;
@@ -57,5 +63,10 @@ void h_metrics(srv_req *req, void *app);
 void h_openapi(srv_req *req, void *app);
 void h_tokenize(srv_req *req, void *app);
 void h_decode(srv_req *req, void *app);
+void h_embed(srv_req *req, void *app);
+void h_openai_embeddings(srv_req *req, void *app);
+void h_rerank(srv_req *req, void *app);
+void h_jina_rerank(srv_req *req, void *app);
+void h_cohere_rerank(srv_req *req, void *app);
 
 #endif

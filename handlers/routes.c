@@ -13,6 +13,11 @@ const srv_route app_routes[] = {
     {"GET", "/openapi.json", h_openapi, SRV_ROUTE_NO_BODY},
     {"POST", "/tokenize", h_tokenize, 0},
     {"POST", "/decode", h_decode, 0},
+    {"POST", "/embed", h_embed, 0},
+    {"POST", "/v1/embeddings", h_openai_embeddings, SRV_ROUTE_OPENAI},
+    {"POST", "/rerank", h_rerank, 0},
+    {"POST", "/v1/rerank", h_jina_rerank, 0},
+    {"POST", "/v2/rerank", h_cohere_rerank, 0},
 };
 
 const size_t app_n_routes = sizeof app_routes / sizeof app_routes[0];

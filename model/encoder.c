@@ -5,12 +5,13 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define TOKENS_PER_CHUNK 8192 /* padded tokens per forward pass: bounds scratch memory */
 
 struct enc_model {
     bert_model *bert;
-    tok_tokenizer *tok;
+    const tok_tokenizer *tok; /* borrowed */
     int cross;
     unsigned pooling;
     int normalize;       /* bi-encoder: a Normalize module follows pooling */
@@ -38,7 +39,6 @@ void enc_free(enc_model *m)
     if (!m)
         return;
     bert_free(m->bert);
-    tok_destroy(m->tok);
     free(m);
 }
 
@@ -147,17 +147,27 @@ static int load_cross_encoder(enc_model *m, const char *dir, mdl_error *err)
     return rc;
 }
 
-int enc_load(const char *dir, int cross, enc_model **out, mdl_error *err)
+int enc_has_weights(const char *dir)
+{
+    static const char *const names[] = {"model.safetensors", "model.safetensors.index.json"};
+    for (size_t i = 0; i < 2; i++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        if (access(path, F_OK) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+int enc_load(const char *dir, int cross, const tok_tokenizer *tok, enc_model **out, mdl_error *err)
 {
     *out = NULL;
     enc_model *m = calloc(1, sizeof *m);
     if (!m)
         return mdl_fail(err, MDL_ENOMEM, "out of memory");
     m->cross = cross;
+    m->tok = tok;
     int rc = bert_load(dir, cross, &m->bert, err);
-    tok_error te;
-    if (!rc && tok_load_dir(dir, &m->tok, &te) != 0)
-        rc = mdl_fail(err, MDL_EFORMAT, "%s", te.msg);
     if (!rc) {
         size_t tok_max = tok_model_max_length(m->tok), pos = bert_get_config(m->bert)->max_positions;
         m->max_tokens = tok_max && tok_max < pos ? tok_max : pos;

@@ -29,8 +29,11 @@ enum {
 typedef struct enc_model enc_model;
 
 /* Loads a bi-encoder (sentence-transformers directory) or, with `cross`, a cross-encoder
- * (BertForSequenceClassification directory). */
-int enc_load(const char *dir, int cross, enc_model **out, mdl_error *err);
+ * (BertForSequenceClassification directory). `tok` is the directory's tokenizer, loaded by
+ * the caller; it is borrowed and must outlive the model. */
+int enc_load(const char *dir, int cross, const tok_tokenizer *tok, enc_model **out, mdl_error *err);
+/* 1 when `dir` holds weights (model.safetensors or its index), so enc_load can succeed. */
+int enc_has_weights(const char *dir);
 void enc_free(enc_model *m); /* accepts NULL */
 
 const tok_tokenizer *enc_tokenizer(const enc_model *m);

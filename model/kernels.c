@@ -4,6 +4,8 @@
 #include <math.h>
 #include <string.h>
 
+void k_set_threads(int n) { openblas_set_num_threads(n); }
+
 /* OpenBLAS runs a one-row sgemm as a full GEMM, 2-3x slower than sgemv on wide outputs
  * (BENCHMARKING.md), so single rows go through sgemv. */
 static void add_bias(float *y, const float *b, size_t M, size_t N)

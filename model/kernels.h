@@ -11,6 +11,9 @@
 
 #include <stddef.h>
 
+/* Sets the threads OpenBLAS uses for every product that follows (process-wide). */
+void k_set_threads(int n);
+
 /* y[M,N] = x[M,K] · w[N,K]ᵀ (+ b[N] when b != NULL): nn.Linear's layout. */
 void k_linear(const float *x, const float *w, const float *b, float *y, size_t M, size_t N, size_t K);
 /* y[M,N] = x[M,K] · w[K,N] (+ b[N]): GPT-2's Conv1D layout. */

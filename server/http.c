@@ -114,7 +114,8 @@ void srv_reply_json(srv_req *req, unsigned status, json_t *body)
         json_decref(body);
         return;
     }
-    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    /* 9 significant digits print every float32 exactly and keep embeddings short. */
+    char *text = body ? json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
     json_decref(body);
     if (!text) {
         srv_reply_error(req, SRV_E_OUT_OF_MEMORY, NULL, "out of memory while writing the response");
