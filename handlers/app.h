@@ -9,11 +9,11 @@
 #ifndef RAGD_APP_H
 #define RAGD_APP_H
 
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <time.h>
 
+#include "batcher.h"
 #include "config.h"
 #include "encoder.h"
 #include "http.h"
@@ -29,7 +29,7 @@ typedef struct {
     const char *dir;          /* configured directory, NULL when absent */
     tok_tokenizer *tok;       /* valid once state is READY */
     enc_model *enc;           /* embedder/reranker network; NULL when dir holds no weights */
-    pthread_mutex_t run;      /* one forward pass at a time: it uses every compute thread */
+    srv_batcher *batcher;     /* runs enc's forward passes, batching concurrent requests */
     atomic_int state;         /* app_model_state */
     char error[320];          /* why loading failed (state FAILED) */
 } app_model;
@@ -52,6 +52,11 @@ void app_unload_models(struct app *app);
 app_model *app_model_ready(srv_req *req, struct app *app, app_role role);
 /* Like app_model_ready, and the model must have its network (not only a tokenizer). */
 app_model *app_network_ready(srv_req *req, struct app *app, app_role role);
+
+/* Runs n tokenized sequences through the model's network via its batcher, together with
+ * whatever other requests are waiting: embeddings into out[n, enc_dim] (not normalized)
+ * for the embedder, raw logits into out[n] for the reranker. */
+int app_encode(app_model *m, const tok_encoding *seqs, size_t n, float *out, mdl_error *err);
 
 extern const srv_route app_routes[];
 extern const size_t app_n_routes;

@@ -40,9 +40,7 @@ static int embed_texts(srv_req *req, app_model *m, const char **texts, const siz
     }
     if (!rc) {
         mdl_error err;
-        pthread_mutex_lock(&m->run);
-        int r = enc_embed(m->enc, seqs, n, 0, out, &err);
-        pthread_mutex_unlock(&m->run);
+        int r = app_encode(m, seqs, n, out, &err);
         if (r != 0) {
             srv_reply_error(req, r == MDL_ENOMEM ? SRV_E_OUT_OF_MEMORY : SRV_E_INTERNAL, NULL,
                             r == MDL_ENOMEM ? "out of memory while embedding" : "embedding failed");

@@ -1,7 +1,63 @@
 /* models.c — loading the configured models and answering for ones that are not ready. */
 #include "app.h"
 
+#include <stdlib.h>
+#include <string.h>
+
 #include "log.h"
+
+#define BATCH_TOKENS 16384 /* tokens gathered into one batched forward pass */
+
+typedef struct {
+    const tok_encoding *seqs;
+    size_t n;
+    float *out;
+    int rc;
+    mdl_error *err;
+} enc_job;
+
+/* The batcher's callback: one forward pass over the sequences of every job. */
+static void run_jobs(void *ctx, void **items, size_t n_jobs)
+{
+    app_model *m = ctx;
+    int cross = enc_is_cross(m->enc);
+    size_t width = cross ? 1 : enc_dim(m->enc), total = 0;
+    for (size_t j = 0; j < n_jobs; j++)
+        total += ((enc_job *)items[j])->n;
+    tok_encoding *all = malloc(total * sizeof *all);
+    float *out = malloc(total * width * sizeof *out);
+    mdl_error err;
+    int rc = (!all || !out) ? mdl_fail(&err, MDL_ENOMEM, "out of memory for a batch of %zu", total) : 0;
+    for (size_t j = 0, k = 0; j < n_jobs && !rc; j++) {
+        const enc_job *job = items[j];
+        memcpy(all + k, job->seqs, job->n * sizeof *all);
+        k += job->n;
+    }
+    if (!rc)
+        rc = cross ? enc_score(m->enc, all, total, out, &err) : enc_embed(m->enc, all, total, 0, out, &err);
+    for (size_t j = 0, k = 0; j < n_jobs; j++) {
+        enc_job *job = items[j];
+        job->rc = rc;
+        if (rc)
+            *job->err = err;
+        else
+            memcpy(job->out, out + k * width, job->n * width * sizeof *out);
+        k += job->n;
+    }
+    free(all);
+    free(out);
+}
+
+int app_encode(app_model *m, const tok_encoding *seqs, size_t n, float *out, mdl_error *err)
+{
+    size_t tokens = 0;
+    for (size_t i = 0; i < n; i++)
+        tokens += seqs[i].len;
+    enc_job job = {seqs, n, out, 0, err};
+    if (srv_batcher_submit(m->batcher, &job, tokens) != 0)
+        return mdl_fail(err, MDL_ENOMEM, "the model is shutting down");
+    return job.rc;
+}
 
 const char *const app_role_names[APP_N_ROLES] = {"generator", "embedder", "reranker"};
 
@@ -25,7 +81,10 @@ void app_load_models(struct app *app)
         m->tok = tok;
         if (r != APP_GENERATOR && enc_has_weights(m->dir)) {
             mdl_error merr;
-            if (enc_load(m->dir, r == APP_RERANKER, tok, &m->enc, &merr) != 0) {
+            if (enc_load(m->dir, r == APP_RERANKER, tok, &m->enc, &merr) != 0 ||
+                !(m->batcher = srv_batcher_create(run_jobs, m, BATCH_TOKENS))) {
+                if (m->enc && !m->batcher)
+                    snprintf(merr.msg, sizeof merr.msg, "cannot start the batching thread");
                 snprintf(m->error, sizeof m->error, "%s", merr.msg);
                 atomic_store_explicit(&m->state, APP_MODEL_FAILED, memory_order_release);
                 srv_log(SRV_LOG_ERROR, "model failed to load", "role=%s dir=\"%s\" error=\"%s\"",
@@ -43,6 +102,8 @@ void app_load_models(struct app *app)
 void app_unload_models(struct app *app)
 {
     for (int r = 0; r < APP_N_ROLES; r++) {
+        srv_batcher_destroy(app->models[r].batcher);
+        app->models[r].batcher = NULL;
         enc_free(app->models[r].enc);
         tok_destroy(app->models[r].tok);
         app->models[r].enc = NULL;

@@ -54,9 +54,7 @@ static ranked *rank(srv_req *req, app_model *m, const char *query, size_t q_len,
     }
     if (!rc) {
         mdl_error err;
-        pthread_mutex_lock(&m->run);
-        int r = enc_score(m->enc, seqs, n, logits, &err);
-        pthread_mutex_unlock(&m->run);
+        int r = app_encode(m, seqs, n, logits, &err);
         if (r != 0) {
             srv_reply_error(req, r == MDL_ENOMEM ? SRV_E_OUT_OF_MEMORY : SRV_E_INTERNAL, NULL,
                             r == MDL_ENOMEM ? "out of memory while scoring" : "scoring failed");

@@ -25,6 +25,7 @@ size_t enc_max_tokens(const enc_model *m) { return m->max_tokens; }
 unsigned enc_pooling(const enc_model *m) { return m->pooling; }
 int enc_normalizes(const enc_model *m) { return m->normalize; }
 int enc_sigmoid(const enc_model *m) { return m->sigmoid; }
+int enc_is_cross(const enc_model *m) { return m->cross; }
 
 size_t enc_dim(const enc_model *m)
 {

@@ -43,6 +43,7 @@ size_t enc_max_tokens(const enc_model *m);   /* max_seq_length incl. [CLS]/[SEP]
 unsigned enc_pooling(const enc_model *m);
 int enc_normalizes(const enc_model *m);      /* has a Normalize module */
 int enc_sigmoid(const enc_model *m);         /* cross-encoder applies sigmoid by default */
+int enc_is_cross(const enc_model *m);
 
 /* Tokenizes a text (or a query/document pair for a cross-encoder) the way
  * sentence-transformers does: strips Unicode whitespace at both ends (bi-encoder), lower-cases

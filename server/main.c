@@ -53,9 +53,8 @@ static int serve(const srv_config *cfg)
     for (int r = 0; r < APP_N_ROLES; r++) {
         app.models[r].dir = dirs[r] && *dirs[r] ? dirs[r] : NULL;
         atomic_init(&app.models[r].state, app.models[r].dir ? APP_MODEL_LOADING : APP_MODEL_ABSENT);
-        pthread_mutex_init(&app.models[r].run, NULL);
     }
-    /* Forward passes run one at a time per model, each on every compute thread. */
+    /* Each model's batcher runs one forward pass at a time, on every compute thread. */
     k_set_threads((int)cfg->threads);
 
     st_error serr;
