@@ -119,43 +119,20 @@ out:
     return rc;
 }
 
-/* Finds `name` with or without the `bert.` prefix (and LayerNorm gamma/beta spellings). */
-static const sft_tensor *find(const sft_set *s, const char *name)
-{
-    char alt[256];
-    const sft_tensor *t = sft_find(s, name);
-    if (!t) {
-        snprintf(alt, sizeof alt, "bert.%s", name);
-        t = sft_find(s, alt);
-    }
-    const char *suffix = strrchr(name, '.');
-    if (!t && suffix && strstr(name, "LayerNorm.")) {
-        snprintf(alt, sizeof alt, "%.*s.%s", (int)(suffix - name), name,
-                 !strcmp(suffix, ".weight") ? "gamma" : "beta");
-        t = sft_find(s, alt);
-        if (!t) {
-            char pre[300];
-            snprintf(pre, sizeof pre, "bert.%s", alt);
-            t = sft_find(s, pre);
-        }
-    }
-    return t;
-}
-
-/* Copies tensor `name` of shape [d0] or [d0,d1] (d1 = 0 for rank 1) into dst. */
+/* Loads `name` with or without the `bert.` prefix, accepting the LayerNorm gamma/beta
+ * spelling of old TensorFlow conversions. */
 static int load(const sft_set *s, const char *name, size_t d0, size_t d1, float *dst, mdl_error *err)
 {
-    const sft_tensor *t = find(s, name);
-    if (!t)
-        return mdl_fail(err, MDL_EFORMAT, "the checkpoint has no tensor '%s'", name);
-    int ok = d1 ? t->rank == 2 && t->shape[0] == d0 && t->shape[1] == d1 : t->rank == 1 && t->shape[0] == d0;
-    if (!ok) {
-        char want[64];
-        snprintf(want, sizeof want, d1 ? "[%zu, %zu]" : "[%zu]", d0, d1);
-        return mdl_fail(err, MDL_EFORMAT, "%s: tensor '%s' has shape of rank %zu; expected %s", t->file, t->name,
-                        t->rank, want);
+    const char *ln = strstr(name, "LayerNorm.");
+    if (ln && !sft_find(s, name)) {
+        char old[256], pre[300];
+        snprintf(old, sizeof old, "%.*sLayerNorm.%s", (int)(ln - name), name,
+                 strcmp(ln, "LayerNorm.weight") == 0 ? "gamma" : "beta");
+        snprintf(pre, sizeof pre, "bert.%s", old);
+        if (sft_find(s, old) || sft_find(s, pre))
+            return sft_load_f32(s, "bert.", old, d0, d1, dst, err);
     }
-    return sft_to_f32(t, dst, err);
+    return sft_load_f32(s, "bert.", name, d0, d1, dst, err);
 }
 
 /* Hands out consecutive views of the weight buffer. */
@@ -185,8 +162,9 @@ int bert_load(const char *dir, int classifier, bert_model **out, mdl_error *err)
     m->weights = malloc(m->n_weights * sizeof(float));
     m->layer = calloc(L, sizeof *m->layer);
     if (!m->weights || !m->layer) {
+        size_t n = m->n_weights;
         bert_free(m);
-        return mdl_fail(err, MDL_ENOMEM, "%s: out of memory for %zu weights", dir, m->n_weights);
+        return mdl_fail(err, MDL_ENOMEM, "%s: out of memory for %zu weights", dir, n);
     }
     sft_set *s;
     if ((rc = sft_open_dir(dir, "model", &s, err)) != 0) {
@@ -311,7 +289,7 @@ int bert_classify(const bert_model *m, const float *hidden, size_t B, size_t T, 
     size_t H = c->hidden;
     if (!m->cls_w)
         return mdl_fail(err, MDL_EINPUT, "the model was loaded without its classifier");
-    float *pooled = malloc(B * H * 2 * sizeof(float));
+    float *pooled = calloc(B * H * 2, sizeof(float));
     if (!pooled)
         return mdl_fail(err, MDL_ENOMEM, "out of memory");
     float *cls = pooled + B * H;

@@ -124,6 +124,33 @@ void k_attention(const float *q, const float *k, const float *v, size_t ld, cons
     }
 }
 
+void k_attention_cached(const float *q, size_t ldq, const float *k, const float *v, size_t ldkv, size_t Tq,
+                        size_t Tk, size_t heads, size_t D, float *out, float *scratch)
+{
+    const float scale = 1.0f / sqrtf((float)D);
+    const size_t H = heads * D, past = Tk - Tq;
+    for (size_t h = 0; h < heads; h++) {
+        if (Tq == 1) /* decode step: a matrix-vector product, not a one-row GEMM */
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)Tk, (int)D, scale, k + h * D, (int)ldkv, q + h * D, 1,
+                        0.0f, scratch, 1);
+        else
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Tq, (int)Tk, (int)D, scale, q + h * D,
+                        (int)ldq, k + h * D, (int)ldkv, 0.0f, scratch, (int)Tk);
+        for (size_t i = 0; i < Tq; i++) {
+            size_t n = past + i + 1;
+            k_softmax_rows(scratch + i * Tk, NULL, 1, n);
+            if (n < Tk)
+                memset(scratch + i * Tk + n, 0, (Tk - n) * sizeof(float));
+        }
+        if (Tq == 1)
+            cblas_sgemv(CblasRowMajor, CblasTrans, (int)Tk, (int)D, 1.0f, v + h * D, (int)ldkv, scratch, 1, 0.0f,
+                        out + h * D, 1);
+        else
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Tq, (int)D, (int)Tk, 1.0f, scratch, (int)Tk,
+                        v + h * D, (int)ldkv, 0.0f, out + h * D, (int)H);
+    }
+}
+
 /* ---- naive references ---- */
 
 void kref_linear(const float *x, const float *w, const float *b, float *y, size_t M, size_t N, size_t K)

@@ -45,6 +45,12 @@ void k_softmax_rows(float *x, const unsigned char *keep, size_t rows, size_t n);
 void k_attention(const float *q, const float *k, const float *v, size_t ld, const unsigned char *keep,
                  int causal, size_t T, size_t heads, size_t D, float *out, float *scratch);
 
+/* Causal attention of Tq new queries over Tk ≥ Tq cached keys (the last Tq of which are the
+ * queries' own positions), as a decoder with a KV cache needs: query i sees keys
+ * 0 .. Tk-Tq+i.  q: [Tq, ldq]; k, v: [Tk, ldkv]; out: [Tq, heads*D]; scratch: Tq*Tk floats. */
+void k_attention_cached(const float *q, size_t ldq, const float *k, const float *v, size_t ldkv, size_t Tq,
+                        size_t Tk, size_t heads, size_t D, float *out, float *scratch);
+
 /* Naive references, for tests. */
 void kref_linear(const float *x, const float *w, const float *b, float *y, size_t M, size_t N, size_t K);
 void kref_conv1d(const float *x, const float *w, const float *b, float *y, size_t M, size_t N, size_t K);

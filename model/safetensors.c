@@ -463,6 +463,28 @@ int sft_to_f32(const sft_tensor *t, float *dst, mdl_error *err)
     }
 }
 
+int sft_load_f32(const sft_set *s, const char *prefix, const char *name, size_t d0, size_t d1, float *dst,
+                 mdl_error *err)
+{
+    const sft_tensor *t = sft_find(s, name);
+    if (!t && prefix) {
+        char alt[512];
+        snprintf(alt, sizeof alt, "%s%s", prefix, name);
+        t = sft_find(s, alt);
+    }
+    if (!t)
+        return mdl_fail(err, MDL_EFORMAT, "the checkpoint has no tensor '%s'", name);
+    int ok = d1 ? t->rank == 2 && t->shape[0] == d0 && t->shape[1] == d1 : t->rank == 1 && t->shape[0] == d0;
+    if (!ok) {
+        char want[64], got[128] = "";
+        snprintf(want, sizeof want, d1 ? "[%zu, %zu]" : "[%zu]", d0, d1);
+        for (size_t i = 0, n = 0; i < t->rank && n < sizeof got; i++)
+            n += (size_t)snprintf(got + n, sizeof got - n, "%s%llu", i ? ", " : "", (unsigned long long)t->shape[i]);
+        return mdl_fail(err, MDL_EFORMAT, "%s: tensor '%s' has shape [%s]; expected %s", t->file, t->name, got, want);
+    }
+    return sft_to_f32(t, dst, err);
+}
+
 static int cmp_write(const void *a, const void *b)
 {
     return strcmp(((const sft_write_tensor *)a)->name, ((const sft_write_tensor *)b)->name);

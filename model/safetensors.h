@@ -63,6 +63,12 @@ const char *sft_dtype_name(sft_dtype d);
 /* Widens an F32, F16 or BF16 tensor into dst (n = numel floats). Other dtypes: MDL_EFORMAT. */
 int sft_to_f32(const sft_tensor *t, float *dst, mdl_error *err);
 
+/* Finds `name`, or else `prefix` + `name` (checkpoints saved from a model with a head carry
+ * its base-model prefix, e.g. "bert." or "transformer."), checks that its shape is [d0]
+ * (d1 == 0) or [d0, d1], and widens it into dst. MDL_EFORMAT naming the tensor otherwise. */
+int sft_load_f32(const sft_set *s, const char *prefix, const char *name, size_t d0, size_t d1, float *dst,
+                 mdl_error *err);
+
 /* One tensor to write: F32 data of `numel` floats with the given shape. */
 typedef struct {
     const char *name;

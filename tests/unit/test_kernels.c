@@ -118,6 +118,25 @@ static void test_attention(void)
     }
 }
 
+/* Prefill then token-by-token decode over a cache equals full causal attention. */
+static void test_attention_cached(void)
+{
+    size_t T = 9, heads = 3, D = 8, H = heads * D, ld = 3 * H;
+    float *qkv = rnd(T * ld), *full = rnd(T * H), *step = rnd(T * H), *scratch = rnd(T * T);
+    float *kc = rnd(T * H), *vc = rnd(T * H);
+    kref_attention(qkv, qkv + H, qkv + 2 * H, ld, NULL, 1, T, heads, D, full);
+    for (size_t t = 0; t < T; t++) {
+        memcpy(kc + t * H, qkv + t * ld + H, H * sizeof(float));
+        memcpy(vc + t * H, qkv + t * ld + 2 * H, H * sizeof(float));
+    }
+    size_t prefill = 4;
+    k_attention_cached(qkv, ld, kc, vc, H, prefill, prefill, heads, D, step, scratch);
+    for (size_t t = prefill; t < T; t++)
+        k_attention_cached(qkv + t * ld, ld, kc, vc, H, 1, t + 1, heads, D, step + t * H, scratch);
+    CU_ASSERT(max_diff(full, step, T * H) < 1e-5f);
+    free(qkv), free(full), free(step), free(scratch), free(kc), free(vc);
+}
+
 void cu_register(void)
 {
     CU_pSuite s = CU_add_suite("kernels", NULL, NULL);
@@ -126,4 +145,5 @@ void cu_register(void)
     CU_add_test(s, "gelu", test_gelu);
     CU_add_test(s, "softmax", test_softmax);
     CU_add_test(s, "attention", test_attention);
+    CU_add_test(s, "attention over a KV cache", test_attention_cached);
 }

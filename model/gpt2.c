@@ -1,0 +1,270 @@
+#include "gpt2.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels.h"
+#include "safetensors.h"
+
+#define MAX_DIM 65536
+#define MAX_LAYERS 256
+#define MAX_VOCAB (1u << 22)
+
+typedef struct {
+    float *ln1_g, *ln1_b;
+    float *attn_w, *attn_b;   /* c_attn [C, 3C], [3C] */
+    float *aproj_w, *aproj_b; /* attn.c_proj [C, C], [C] */
+    float *ln2_g, *ln2_b;
+    float *fc_w, *fc_b;       /* mlp.c_fc [C, I], [I] */
+    float *mproj_w, *mproj_b; /* mlp.c_proj [I, C], [C] */
+} gpt2_block;
+
+struct gpt2_model {
+    gpt2_config cfg;
+    float *weights;
+    size_t n_weights;
+    float *wte, *wpe, *lnf_g, *lnf_b, *lm_head; /* lm_head == wte when tied */
+    gpt2_block *block;
+};
+
+struct gpt2_cache {
+    size_t len, capacity, layers, C;
+    float *k, *v; /* [layers, capacity, C] each */
+};
+
+const gpt2_config *gpt2_get_config(const gpt2_model *m) { return &m->cfg; }
+size_t gpt2_weight_bytes(const gpt2_model *m) { return m->n_weights * sizeof(float); }
+
+void gpt2_free(gpt2_model *m)
+{
+    if (!m)
+        return;
+    free(m->weights);
+    free(m->block);
+    free(m);
+}
+
+/* An integer field under any of its names (GPT2Config aliases), or `def` (0 = required). */
+static int cfg_size(json_t *c, const char *const *keys, size_t def, size_t max, size_t *out, const char *path,
+                    mdl_error *err)
+{
+    json_t *v = NULL;
+    for (size_t i = 0; keys[i] && !v; i++)
+        v = json_object_get(c, keys[i]);
+    if (!v || json_is_null(v)) {
+        if (!def)
+            return mdl_fail(err, MDL_EFORMAT, "%s: '%s' is missing", path, keys[0]);
+        *out = def;
+        return 0;
+    }
+    if (!json_is_integer(v) || json_integer_value(v) < 1 || (size_t)json_integer_value(v) > max)
+        return mdl_fail(err, MDL_EFORMAT, "%s: '%s' must be an integer in 1..%zu", path, keys[0], max);
+    *out = (size_t)json_integer_value(v);
+    return 0;
+}
+
+static int parse_config(const char *dir, gpt2_config *c, mdl_error *err)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    json_error_t je;
+    json_t *j = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+    if (!j)
+        return mdl_fail(err, MDL_EFORMAT, "%s: %s", path, je.text);
+    static const char *const k_vocab[] = {"vocab_size", NULL}, *const k_pos[] = {"n_positions", "max_position_embeddings", NULL},
+                             *const k_embd[] = {"n_embd", "hidden_size", NULL},
+                             *const k_layer[] = {"n_layer", "num_hidden_layers", NULL},
+                             *const k_head[] = {"n_head", "num_attention_heads", NULL}, *const k_inner[] = {"n_inner", NULL};
+    int rc = MDL_EFORMAT;
+    if (!json_is_object(j)) {
+        mdl_fail(err, rc, "%s: not a JSON object", path);
+    } else if (!cfg_size(j, k_vocab, 0, MAX_VOCAB, &c->vocab, path, err) &&
+               !cfg_size(j, k_pos, 1024, MAX_DIM, &c->n_positions, path, err) &&
+               !cfg_size(j, k_embd, 0, MAX_DIM, &c->n_embd, path, err) &&
+               !cfg_size(j, k_layer, 0, MAX_LAYERS, &c->n_layer, path, err) &&
+               !cfg_size(j, k_head, 0, MAX_DIM, &c->n_head, path, err) &&
+               !cfg_size(j, k_inner, 4 * c->n_embd, 4 * MAX_DIM, &c->n_inner, path, err)) {
+        json_t *eps = json_object_get(j, "layer_norm_epsilon");
+        const char *act = json_string_value(json_object_get(j, "activation_function"));
+        json_t *tie = json_object_get(j, "tie_word_embeddings"), *eos = json_object_get(j, "eos_token_id");
+        c->ln_eps = eps ? (float)json_number_value(eps) : 1e-5f;
+        c->tied = tie ? json_is_true(tie) : 1;
+        c->eos_id = json_is_integer(eos) && json_integer_value(eos) >= 0 &&
+                            (size_t)json_integer_value(eos) < c->vocab
+                        ? (int32_t)json_integer_value(eos)
+                        : -1;
+        if (c->n_embd % c->n_head)
+            mdl_fail(err, rc, "%s: n_embd %zu is not divisible by n_head %zu", path, c->n_embd, c->n_head);
+        else if (act && strcmp(act, "gelu_new") != 0)
+            mdl_fail(err, rc, "%s: activation_function '%.40s' is not supported (gelu_new)", path, act);
+        else if (eps && (!json_is_number(eps) || !(c->ln_eps >= 0) || !isfinite(c->ln_eps)))
+            mdl_fail(err, rc, "%s: layer_norm_epsilon must be a finite non-negative number", path);
+        else
+            rc = 0;
+    }
+    json_decref(j);
+    return rc;
+}
+
+static int load(const sft_set *s, const char *name, size_t d0, size_t d1, float *dst, mdl_error *err)
+{
+    return sft_load_f32(s, "transformer.", name, d0, d1, dst, err);
+}
+
+static float *take(float **cursor, size_t n)
+{
+    float *p = *cursor;
+    *cursor += n;
+    return p;
+}
+
+int gpt2_load(const char *dir, gpt2_model **out, mdl_error *err)
+{
+    *out = NULL;
+    gpt2_model *m = calloc(1, sizeof *m);
+    if (!m)
+        return mdl_fail(err, MDL_ENOMEM, "out of memory");
+    int rc = parse_config(dir, &m->cfg, err);
+    if (rc) {
+        gpt2_free(m);
+        return rc;
+    }
+    const gpt2_config *c = &m->cfg;
+    size_t C = c->n_embd, I = c->n_inner, V = c->vocab;
+    size_t per_block = 4 * C + C * 3 * C + 3 * C + C * C + C + C * I + I + I * C + C;
+    m->n_weights = V * C + c->n_positions * C + 2 * C + c->n_layer * per_block + (c->tied ? 0 : V * C);
+    m->weights = malloc(m->n_weights * sizeof(float));
+    m->block = calloc(c->n_layer, sizeof *m->block);
+    if (!m->weights || !m->block) {
+        size_t n = m->n_weights;
+        gpt2_free(m);
+        return mdl_fail(err, MDL_ENOMEM, "%s: out of memory for %zu weights", dir, n);
+    }
+    sft_set *s;
+    if ((rc = sft_open_dir(dir, "model", &s, err)) != 0) {
+        gpt2_free(m);
+        return rc;
+    }
+    float *cur = m->weights;
+    m->wte = take(&cur, V * C);
+    m->wpe = take(&cur, c->n_positions * C);
+    m->lnf_g = take(&cur, C);
+    m->lnf_b = take(&cur, C);
+    rc = load(s, "wte.weight", V, C, m->wte, err) || load(s, "wpe.weight", c->n_positions, C, m->wpe, err) ||
+         load(s, "ln_f.weight", C, 0, m->lnf_g, err) || load(s, "ln_f.bias", C, 0, m->lnf_b, err);
+    for (size_t l = 0; l < c->n_layer && !rc; l++) {
+        gpt2_block *b = &m->block[l];
+        char n[128];
+#define LOAD(field, count, suffix, d0, d1) \
+    (b->field = take(&cur, count), snprintf(n, sizeof n, "h.%zu.%s", l, suffix), load(s, n, d0, d1, b->field, err))
+        rc = LOAD(ln1_g, C, "ln_1.weight", C, 0) || LOAD(ln1_b, C, "ln_1.bias", C, 0) ||
+             LOAD(attn_w, C * 3 * C, "attn.c_attn.weight", C, 3 * C) || LOAD(attn_b, 3 * C, "attn.c_attn.bias", 3 * C, 0) ||
+             LOAD(aproj_w, C * C, "attn.c_proj.weight", C, C) || LOAD(aproj_b, C, "attn.c_proj.bias", C, 0) ||
+             LOAD(ln2_g, C, "ln_2.weight", C, 0) || LOAD(ln2_b, C, "ln_2.bias", C, 0) ||
+             LOAD(fc_w, C * I, "mlp.c_fc.weight", C, I) || LOAD(fc_b, I, "mlp.c_fc.bias", I, 0) ||
+             LOAD(mproj_w, I * C, "mlp.c_proj.weight", I, C) || LOAD(mproj_b, C, "mlp.c_proj.bias", C, 0);
+#undef LOAD
+    }
+    if (!rc) {
+        if (c->tied) {
+            m->lm_head = m->wte;
+        } else {
+            m->lm_head = take(&cur, V * C);
+            rc = load(s, "lm_head.weight", V, C, m->lm_head, err);
+        }
+    }
+    sft_close(s);
+    if (rc) {
+        gpt2_free(m);
+        return err ? err->code : MDL_EFORMAT;
+    }
+    *out = m;
+    return 0;
+}
+
+gpt2_cache *gpt2_cache_create(const gpt2_model *m, size_t capacity)
+{
+    const gpt2_config *c = &m->cfg;
+    if (capacity == 0 || capacity > c->n_positions)
+        capacity = c->n_positions;
+    gpt2_cache *k = calloc(1, sizeof *k);
+    if (!k)
+        return NULL;
+    size_t n = c->n_layer * capacity * c->n_embd;
+    k->k = malloc(n * sizeof(float));
+    k->v = malloc(n * sizeof(float));
+    if (!k->k || !k->v) {
+        gpt2_cache_free(k);
+        return NULL;
+    }
+    k->capacity = capacity;
+    k->layers = c->n_layer;
+    k->C = c->n_embd;
+    return k;
+}
+
+void gpt2_cache_free(gpt2_cache *c)
+{
+    if (!c)
+        return;
+    free(c->k);
+    free(c->v);
+    free(c);
+}
+
+size_t gpt2_cache_len(const gpt2_cache *c) { return c->len; }
+void gpt2_cache_reset(gpt2_cache *c) { c->len = 0; }
+
+int gpt2_forward(const gpt2_model *m, gpt2_cache *kc, const int32_t *ids, size_t T, float *logits,
+                 float *all_logits, mdl_error *err)
+{
+    const gpt2_config *c = &m->cfg;
+    size_t C = c->n_embd, I = c->n_inner, V = c->vocab, past = kc->len, D = C / c->n_head, Tk = past + T;
+    if (T == 0 || Tk > kc->capacity)
+        return mdl_fail(err, MDL_EINPUT, "%zu positions are over the context of %zu", Tk, kc->capacity);
+    for (size_t t = 0; t < T; t++)
+        if (ids[t] < 0 || (size_t)ids[t] >= V)
+            return mdl_fail(err, MDL_EINPUT, "token id %d is outside the vocabulary (%zu)", ids[t], V);
+    /* Scratch: x, h [T,C]; qkv [T,3C]; ctx [T,C]; mlp [T,I]; scores [T,Tk]. */
+    float *x = malloc((T * (6 * C + I) + T * Tk) * sizeof(float));
+    if (!x)
+        return mdl_fail(err, MDL_ENOMEM, "out of memory for %zu tokens", T);
+    float *h = x + T * C, *qkv = h + T * C, *ctx = qkv + 3 * T * C, *mlp = ctx + T * C, *scores = mlp + T * I;
+
+    for (size_t t = 0; t < T; t++) {
+        const float *w = m->wte + (size_t)ids[t] * C, *p = m->wpe + (past + t) * C;
+        for (size_t i = 0; i < C; i++)
+            x[t * C + i] = w[i] + p[i];
+    }
+    for (size_t l = 0; l < c->n_layer; l++) {
+        const gpt2_block *b = &m->block[l];
+        float *K = kc->k + l * kc->capacity * C, *Vc = kc->v + l * kc->capacity * C;
+        k_layernorm(x, b->ln1_g, b->ln1_b, h, T, C, c->ln_eps);
+        k_conv1d(h, b->attn_w, b->attn_b, qkv, T, 3 * C, C);
+        for (size_t t = 0; t < T; t++) {
+            memcpy(K + (past + t) * C, qkv + t * 3 * C + C, C * sizeof(float));
+            memcpy(Vc + (past + t) * C, qkv + t * 3 * C + 2 * C, C * sizeof(float));
+        }
+        k_attention_cached(qkv, 3 * C, K, Vc, C, T, Tk, c->n_head, D, ctx, scores);
+        k_conv1d(ctx, b->aproj_w, b->aproj_b, h, T, C, C);
+        k_add(x, h, T * C);
+        k_layernorm(x, b->ln2_g, b->ln2_b, h, T, C, c->ln_eps);
+        k_conv1d(h, b->fc_w, b->fc_b, mlp, T, I, C);
+        k_gelu_tanh(mlp, T * I);
+        k_conv1d(mlp, b->mproj_w, b->mproj_b, h, T, C, I);
+        k_add(x, h, T * C);
+    }
+    kc->len = Tk;
+    if (all_logits) {
+        k_layernorm(x, m->lnf_g, m->lnf_b, h, T, C, c->ln_eps);
+        k_linear(h, m->lm_head, NULL, all_logits, T, V, C);
+        memcpy(logits, all_logits + (T - 1) * V, V * sizeof(float));
+    } else {
+        k_layernorm(x + (T - 1) * C, m->lnf_g, m->lnf_b, h, 1, C, c->ln_eps);
+        k_linear(h, m->lm_head, NULL, logits, 1, V, C);
+    }
+    free(x);
+    return 0;
+}

@@ -1,0 +1,47 @@
+/*
+ * gpt2.h — the GPT-2 decoder as transformers' GPT2LMHeadModel computes it in eval mode
+ * (shared/spec/FORMATS.md §5): Conv1D [in, out] weights, pre-LN blocks, gelu_new, tied or
+ * untied lm_head, names with or without `transformer.`, F32/F16/BF16 checkpoints.
+ *
+ * Weights live in one fp32 buffer and are read-only after loading, so any number of
+ * sequences (each with its own gpt2_cache) can run at once.
+ */
+#ifndef RAGD_GPT2_H
+#define RAGD_GPT2_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model_error.h"
+
+typedef struct {
+    size_t vocab, n_positions, n_embd, n_layer, n_head, n_inner;
+    float ln_eps;
+    int tied;            /* lm_head is wte */
+    int32_t eos_id;      /* eos_token_id from config.json, -1 when absent */
+} gpt2_config;
+
+typedef struct gpt2_model gpt2_model;
+
+int gpt2_load(const char *dir, gpt2_model **out, mdl_error *err);
+void gpt2_free(gpt2_model *m); /* accepts NULL */
+const gpt2_config *gpt2_get_config(const gpt2_model *m);
+size_t gpt2_weight_bytes(const gpt2_model *m);
+
+/* The keys and values of one sequence's past tokens, for every layer. */
+typedef struct gpt2_cache gpt2_cache;
+
+/* A cache for up to `capacity` positions (≤ n_positions). NULL when out of memory. */
+gpt2_cache *gpt2_cache_create(const gpt2_model *m, size_t capacity);
+void gpt2_cache_free(gpt2_cache *c); /* accepts NULL */
+size_t gpt2_cache_len(const gpt2_cache *c);
+void gpt2_cache_reset(gpt2_cache *c);
+
+/* Feeds T new tokens after the cached ones (a prompt prefill, or one decode step) and
+ * writes the logits of the last new token into logits[vocab]; with all_logits != NULL,
+ * also the logits of every new token into all_logits[T, vocab]. MDL_EINPUT for ids out of
+ * range or a sequence that would pass the cache's capacity. */
+int gpt2_forward(const gpt2_model *m, gpt2_cache *c, const int32_t *ids, size_t T, float *logits,
+                 float *all_logits, mdl_error *err);
+
+#endif
