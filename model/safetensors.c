@@ -204,8 +204,8 @@ static int parse_into(sft_set *set, const uint8_t *buf, size_t len, const char *
     }
     /* Sorted by offset, the entries must tile [0, data_len) exactly. */
     uint64_t data_len = len - 8 - n, pos = 0;
-    sft_tensor *t = set->tensors + first;
     size_t count = set->n - first;
+    sft_tensor *t = count ? set->tensors + first : NULL;
     if (count)
         qsort(t, count, sizeof *t, cmp_offset);
     const uint8_t *data = buf + 8 + n;
