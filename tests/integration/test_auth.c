@@ -1,0 +1,100 @@
+/* test_auth.c — Bearer API keys on a real ragd: every route but the health routes needs a
+ * configured key, compared exactly; the scheme is case-insensitive (RFC 7235). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cu.h"
+#include "harness.h"
+
+static it_server srv;
+static char key_file[128];
+
+static int setup(void)
+{
+    snprintf(key_file, sizeof key_file, "/tmp/ragd-keys-%d", (int)getpid());
+    FILE *f = fopen(key_file, "w");
+    if (!f)
+        return -1;
+    fputs("# team keys\nkey-one\n\nkey-two  \n", f);
+    fclose(f);
+    const char *args[] = {"--generator", it_testdata("tokenizers/gpt2"), "--api-key", "main-key", "--api-key-file",
+                          key_file, NULL};
+    return it_start(&srv, args, NULL);
+}
+
+static int teardown(void)
+{
+    remove(key_file);
+    return it_stop(&srv) == 0 ? 0 : -1;
+}
+
+static it_response call(const char *path, const char *const *headers)
+{
+    int post = !strcmp(path, "/tokenize");
+    const char *body = "{\"inputs\":\"Hello world\"}";
+    return it_request(&srv, post ? "POST" : "GET", path, headers, post ? body : NULL, post ? strlen(body) : 0);
+}
+
+static void test_rejected(void)
+{
+    char *huge = malloc(10240 + 32);
+    int k = snprintf(huge, 32, "Authorization: Bearer ");
+    memset(huge + k, 'k', 10240);
+    huge[k + 10240] = '\0';
+    const char *const cases[][3] = {
+        {NULL},
+        {"Authorization: Bearer wrong"},
+        {"Authorization: Bearer key-one "},
+        {"Authorization: Bearer  key-one"},
+        {"Authorization: Basic a2V5LW9uZTo="},
+        {"Authorization: key-one"},
+        {"Authorization: Bearer key-one", "Authorization: Bearer key-one"},
+        {"Authorization: Bearer main-ke"},
+        {"Authorization: Bearer main-keyy"},
+        {huge},
+    };
+    static const char *const paths[] = {"/tokenize", "/info", "/metrics", "/openapi.json"};
+    for (size_t p = 0; p < 4; p++)
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+            it_response r = call(paths[p], cases[i][0] ? cases[i] : NULL);
+            char www[64] = "";
+            if (!it_is_error(&r, 401, "unauthorized", NULL))
+                fprintf(stderr, "  case %zu on %s\n", i, paths[p]);
+            CU_ASSERT(it_is_error(&r, 401, "unauthorized", NULL));
+            CU_ASSERT(it_header(&r, "WWW-Authenticate", www, sizeof www) && !strcmp(www, "Bearer"));
+            it_free(&r);
+        }
+    free(huge);
+}
+
+static void test_accepted(void)
+{
+    const char *const keys[][2] = {{"Authorization: Bearer main-key"}, {"Authorization: Bearer key-one"},
+                                   {"Authorization: Bearer key-two"}, {"Authorization: bearer key-one"},
+                                   {"authorization: BEARER main-key"}};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        it_response r = call("/tokenize", keys[i]);
+        CU_ASSERT_EQUAL(r.status, 200);
+        CU_ASSERT_EQUAL(json_integer_value(json_object_get(json_array_get(json_array_get(r.json, 0), 0), "id")), 15496);
+        it_free(&r);
+    }
+    static const char *const health[] = {"/health", "/healthz", "/readyz"};
+    for (size_t i = 0; i < 3; i++) {
+        it_response r = call(health[i], NULL);
+        CU_ASSERT_EQUAL(r.status, 200);
+        it_free(&r);
+    }
+}
+
+void cu_register(void)
+{
+    if (!it_testdata("tokenizers/gpt2")) {
+        cu_skip_all("../shared/testdata not found");
+        return;
+    }
+    CU_pSuite s = CU_add_suite("auth", setup, teardown);
+    CU_add_test(s, "rejected keys", test_rejected);
+    CU_add_test(s, "accepted keys and open health routes", test_accepted);
+}
