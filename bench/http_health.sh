@@ -10,7 +10,7 @@ command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)"
 work=$(mktemp -d)
 trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
 "$build/ragd" serve --listen 127.0.0.1:0 --port-file "$work/port" --data-dir "$work/data" \
-    --max-connections 1024 --max-connections-per-ip 1024 --log-level warn 2>"$work/log" &
+    --max-connections 1024 --max-connections-per-ip 1024 --log-level warn >/dev/null 2>"$work/log" &
 pid=$!
 for _ in $(seq 100); do [ -s "$work/port" ] && break; sleep 0.05; done
 port=$(cat "$work/port")

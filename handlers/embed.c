@@ -199,7 +199,7 @@ void h_openai_embeddings(srv_req *req, void *ctx)
      * clients), so its ids would embed garbage: refuse it plainly. */
     json_t *first = json_is_array(in.input) ? json_array_get(in.input, 0) : NULL;
     if (json_is_integer(first) || json_is_array(first)) {
-        srv_reply_error(req, SRV_E_INVALID_VALUE, "/input",
+        srv_reply_error(req, SRV_E_BAD_REQUEST, "/input",
                         "token-id input is not accepted: ids from another tokenizer cannot be embedded by "
                         "this model; send the text instead");
         return;

@@ -38,6 +38,18 @@ static json_t *model_info(const app_model *m)
         json_object_set_new(o, "vocab_size", json_integer((json_int_t)tok_vocab_size(m->tok)));
         size_t max_len = tok_model_max_length(m->tok);
         json_object_set_new(o, "max_length", max_len ? json_integer((json_int_t)max_len) : json_null());
+        if (m->enc) {
+            const bert_config *c = enc_bert_config(m->enc);
+            json_object_set_new(o, "network", json_pack("{s:s, s:I, s:I, s:I, s:I}", "architecture",
+                                                        enc_is_cross(m->enc) ? "BertForSequenceClassification" : "BertModel",
+                                                        "hidden", (json_int_t)c->hidden, "layers", (json_int_t)c->layers,
+                                                        "heads", (json_int_t)c->heads, "max_input_tokens",
+                                                        (json_int_t)enc_max_tokens(m->enc)));
+            if (!enc_is_cross(m->enc)) {
+                json_object_set_new(o, "dimension", json_integer((json_int_t)enc_dim(m->enc)));
+                json_object_set_new(o, "normalize", json_boolean(enc_normalizes(m->enc)));
+            }
+        }
     } else if (st == APP_MODEL_FAILED) {
         json_object_set_new(o, "error", json_string(m->error));
     }

@@ -192,7 +192,8 @@ void h_decode(srv_req *req, void *ctx)
         char *text;
         size_t text_len;
         tok_error err;
-        if (tok_decode(m->tok, ids, (size_t)len, in.skip_special_tokens, &text, &text_len, &err) != 0) {
+        if (tok_decode(m->tok, ids, (size_t)len, in.skip_special_tokens ? TOK_DECODE_SKIP_SPECIAL : 0, &text, &text_len,
+                       &err) != 0) {
             reply_tok_error(req, &err, pointer);
             break;
         }

@@ -798,7 +798,7 @@ static int append(char **buf, size_t *len, size_t *cap, const char *s, size_t n)
     return 0;
 }
 
-int tok_decode(const tok_tokenizer *t, const int32_t *ids, size_t n, int skip_special, char **out, size_t *out_len,
+int tok_decode(const tok_tokenizer *t, const int32_t *ids, size_t n, unsigned flags, char **out, size_t *out_len,
                tok_error *err)
 {
     *out = NULL;
@@ -811,7 +811,7 @@ int tok_decode(const tok_tokenizer *t, const int32_t *ids, size_t n, int skip_sp
             free(buf);
             return tok_fail(err, TOK_EINPUT, "token id %d is not in the vocabulary", id);
         }
-        if (skip_special && is_special_id(t, id))
+        if ((flags & TOK_DECODE_SKIP_SPECIAL) && is_special_id(t, id))
             continue;
         const char *s = t->vocab[id];
         size_t sl = t->vocab_len[id];
@@ -836,7 +836,7 @@ int tok_decode(const tok_tokenizer *t, const int32_t *ids, size_t n, int skip_sp
         free(buf);
         return tok_fail(err, TOK_ENOMEM, "out of memory");
     }
-    if (t->clean_up)
+    if (t->clean_up && !(flags & TOK_DECODE_KEEP_SPACES))
         len = clean_up(buf, len);
     buf[len] = '\0';
     *out = buf;

@@ -77,11 +77,17 @@ int tok_encode(const tok_tokenizer *tok, const char *a, size_t a_len,
                tok_encoding *out, tok_error *err);
 void tok_encoding_free(tok_encoding *enc); /* frees the arrays and zeroes the struct */
 
-/* Decode ids to text. Byte-level tokens give back the exact bytes, which need not be valid
- * UTF-8 (a character can span tokens, as when streaming); callers that show text replace
- * invalid sequences with U+FFFD. An id outside the vocabulary is TOK_EINPUT. On success *out
- * is a NUL-terminated heap string the caller frees, and *out_len its length. */
-int tok_decode(const tok_tokenizer *tok, const int32_t *ids, size_t n, int skip_special,
+enum {
+    TOK_DECODE_SKIP_SPECIAL = 1 << 0, /* drop special tokens */
+    TOK_DECODE_KEEP_SPACES = 1 << 1,  /* no clean_up_tokenization_spaces, even when configured */
+};
+
+/* Decode ids to text; `flags` is a set of TOK_DECODE_*. Byte-level tokens give back the exact
+ * bytes, which need not be valid UTF-8 (a character can span tokens, as when streaming);
+ * callers that show text replace invalid sequences with U+FFFD. An id outside the vocabulary
+ * is TOK_EINPUT. On success *out is a NUL-terminated heap string the caller frees, and
+ * *out_len its length. */
+int tok_decode(const tok_tokenizer *tok, const int32_t *ids, size_t n, unsigned flags,
                char **out, size_t *out_len, tok_error *err);
 
 #endif

@@ -40,7 +40,7 @@ int main(int argc, char **argv)
             }
             char *text;
             size_t len;
-            tok_decode(tok, e.ids, e.len, 1, &text, &len, &err);
+            tok_decode(tok, e.ids, e.len, TOK_DECODE_SKIP_SPECIAL, &text, &len, &err);
             json_t *decoded = json_stringn(text, len); /* NULL when not UTF-8 (a partial character) */
             out = json_pack("{s:o, s:o, s:o}", "ids", ids, "type_ids", types, "decoded",
                             decoded ? decoded : json_null());

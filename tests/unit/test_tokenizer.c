@@ -189,20 +189,28 @@ static void test_decode(void)
     char *out;
     size_t len;
     tok_error err;
-    CU_ASSERT_EQUAL(tok_decode(gpt2, ids, 3, 1, &out, &len, &err), 0);
+    CU_ASSERT_EQUAL(tok_decode(gpt2, ids, 3, TOK_DECODE_SKIP_SPECIAL, &out, &len, &err), 0);
     CU_ASSERT_STRING_EQUAL(out, "Hello world");
     free(out);
     CU_ASSERT_EQUAL(tok_decode(gpt2, ids, 3, 0, &out, &len, &err), 0);
     CU_ASSERT_STRING_EQUAL(out, "Hello world<|endoftext|>");
     free(out);
+    int32_t spaced[] = {40, 705, 76, 994, 764}; /* "I 'm here ." */
+    CU_ASSERT_EQUAL(tok_decode(gpt2, spaced, 5, 0, &out, &len, &err), 0);
+    CU_ASSERT_STRING_EQUAL(out, "I'm here."); /* clean_up_tokenization_spaces, as configured */
+    char *kept;
+    CU_ASSERT_EQUAL(tok_decode(gpt2, spaced, 5, TOK_DECODE_KEEP_SPACES, &kept, &len, &err), 0);
+    CU_ASSERT_STRING_EQUAL(kept, "I 'm here .");
+    free(out);
+    free(kept);
     int32_t wp[] = {101, 7592, 1010, 2026, 3899, 2003, 10140, 102, 14523, 2015};
-    CU_ASSERT_EQUAL(tok_decode(bert, wp, 8, 1, &out, &len, &err), 0);
+    CU_ASSERT_EQUAL(tok_decode(bert, wp, 8, TOK_DECODE_SKIP_SPECIAL, &out, &len, &err), 0);
     CU_ASSERT_STRING_EQUAL(out, "hello, my dog is cute");
     free(out);
     int32_t bad[] = {1, 50257};
-    CU_ASSERT_EQUAL(tok_decode(gpt2, bad, 2, 1, &out, &len, &err), TOK_EINPUT);
+    CU_ASSERT_EQUAL(tok_decode(gpt2, bad, 2, 0, &out, &len, &err), TOK_EINPUT);
     bad[1] = -1;
-    CU_ASSERT_EQUAL(tok_decode(gpt2, bad, 2, 1, &out, &len, &err), TOK_EINPUT);
+    CU_ASSERT_EQUAL(tok_decode(gpt2, bad, 2, 0, &out, &len, &err), TOK_EINPUT);
 }
 
 /* "a a a ...": every word is one token, so lengths are exact. */
