@@ -53,10 +53,13 @@ app_model *app_model_ready(srv_req *req, struct app *app, app_role role);
 /* Like app_model_ready, and the model must have its network (not only a tokenizer). */
 app_model *app_network_ready(srv_req *req, struct app *app, app_role role);
 
-/* Runs n tokenized sequences through the model's network via its batcher, together with
- * whatever other requests are waiting: embeddings into out[n, enc_dim] (not normalized)
- * for the embedder, raw logits into out[n] for the reranker. */
-int app_encode(app_model *m, const tok_encoding *seqs, size_t n, float *out, mdl_error *err);
+/* Tokenizes n texts for the model's network (each after `query` as a pair when query is not
+ * NULL), then runs them through its batcher together with whatever other requests wait:
+ * embeddings into out[n, enc_dim] (not normalized) for the embedder, raw logits into out[n]
+ * for the reranker. `pointer` names the texts in errors ("/inputs"; items get "/inputs/3"
+ * when `is_list`). Returns 0 and the tokens used in *tokens, or -1 after replying. */
+int app_encode(srv_req *req, app_model *m, const char *query, const char **texts, const size_t *lens, size_t n,
+               const char *pointer, int is_list, int truncate, tok_direction dir, float *out, size_t *tokens);
 
 extern const srv_route app_routes[];
 extern const size_t app_n_routes;

@@ -10,49 +10,6 @@
 
 static const char *const directions[] = {"Right", "Left", NULL};
 
-/* Tokenizes texts and runs the bi-encoder; fills out[n, dim]. The token count goes to
- * *tokens. Returns 0, or -1 after replying. `pointer` names the inputs field in errors. */
-static int embed_texts(srv_req *req, app_model *m, const char **texts, const size_t *lens, size_t n,
-                       int is_list, const char *pointer, int truncate, tok_direction dir, float *out,
-                       size_t *tokens)
-{
-    tok_encoding *seqs = calloc(n, sizeof *seqs);
-    if (!seqs) {
-        srv_reply_error(req, SRV_E_OUT_OF_MEMORY, NULL, "out of memory");
-        return -1;
-    }
-    int rc = 0;
-    *tokens = 0;
-    for (size_t i = 0; i < n && !rc; i++) {
-        char field[64];
-        snprintf(field, sizeof field, is_list ? "%s/%zu" : "%s", pointer, i);
-        tok_error err;
-        if (enc_tokenize(m->enc, texts[i], lens[i], NULL, 0, truncate, dir, &seqs[i], &err) != 0) {
-            if (err.code == TOK_ELIMIT)
-                srv_reply_error(req, SRV_E_INPUT_TOO_LONG, field, "%s", err.msg);
-            else if (err.code == TOK_ENOMEM)
-                srv_reply_error(req, SRV_E_OUT_OF_MEMORY, NULL, "out of memory while tokenizing");
-            else
-                srv_reply_error(req, SRV_E_TOKENIZER, field, "%s", err.msg);
-            rc = -1;
-        }
-        *tokens += seqs[i].len;
-    }
-    if (!rc) {
-        mdl_error err;
-        int r = app_encode(m, seqs, n, out, &err);
-        if (r != 0) {
-            srv_reply_error(req, r == MDL_ENOMEM ? SRV_E_OUT_OF_MEMORY : SRV_E_INTERNAL, NULL,
-                            r == MDL_ENOMEM ? "out of memory while embedding" : "embedding failed");
-            rc = -1;
-        }
-    }
-    for (size_t i = 0; i < n; i++)
-        tok_encoding_free(&seqs[i]);
-    free(seqs);
-    return rc;
-}
-
 /* Keeps the first `dims` values of each row (Matryoshka truncation), then L2-normalizes
  * when asked. Rows stay `stride` apart; the result is packed [n, dims]. */
 static void finish_rows(float *v, size_t n, size_t stride, size_t dims, int normalize)
@@ -128,8 +85,8 @@ void h_embed(srv_req *req, void *ctx)
     float *vec = malloc(n * width * sizeof *vec);
     if (!vec)
         srv_reply_error(req, SRV_E_OUT_OF_MEMORY, NULL, "out of memory");
-    else if (embed_texts(req, m, texts, lens, n, is_list, "/inputs", in.truncate, (tok_direction)in.direction, vec,
-                         &tokens) == 0) {
+    else if (app_encode(req, m, NULL, texts, lens, n, "/inputs", is_list, in.truncate, (tok_direction)in.direction,
+                        vec, &tokens) == 0) {
         finish_rows(vec, n, width, dims, in.normalize);
         json_t *out = json_array();
         for (size_t i = 0; out && i < n; i++)
@@ -215,7 +172,7 @@ void h_openai_embeddings(srv_req *req, void *ctx)
     float *vec = malloc(n * width * sizeof *vec);
     if (!vec)
         srv_reply_error(req, SRV_E_OUT_OF_MEMORY, NULL, "out of memory");
-    else if (embed_texts(req, m, texts, lens, n, is_list, "/input", 0, TOK_TRUNCATE_RIGHT, vec, &tokens) == 0) {
+    else if (app_encode(req, m, NULL, texts, lens, n, "/input", is_list, 0, TOK_TRUNCATE_RIGHT, vec, &tokens) == 0) {
         finish_rows(vec, n, width, dims, enc_normalizes(m->enc));
         json_t *data = json_array();
         for (size_t i = 0; data && i < n; i++) {

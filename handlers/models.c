@@ -1,6 +1,7 @@
 /* models.c — loading the configured models and answering for ones that are not ready. */
 #include "app.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -48,15 +49,49 @@ static void run_jobs(void *ctx, void **items, size_t n_jobs)
     free(out);
 }
 
-int app_encode(app_model *m, const tok_encoding *seqs, size_t n, float *out, mdl_error *err)
+int app_encode(srv_req *req, app_model *m, const char *query, const char **texts, const size_t *lens, size_t n,
+               const char *pointer, int is_list, int truncate, tok_direction dir, float *out, size_t *tokens)
 {
-    size_t tokens = 0;
+    tok_encoding *seqs = calloc(n, sizeof *seqs);
+    if (!seqs) {
+        srv_reply_error(req, SRV_E_OUT_OF_MEMORY, NULL, "out of memory");
+        return -1;
+    }
+    int rc = 0;
+    *tokens = 0;
+    for (size_t i = 0; i < n && !rc; i++) {
+        tok_error err;
+        const char *a = query ? query : texts[i], *b = query ? texts[i] : NULL;
+        size_t a_len = query ? strlen(query) : lens[i];
+        if (enc_tokenize(m->enc, a, a_len, b, b ? lens[i] : 0, truncate, dir, &seqs[i], &err) != 0) {
+            char field[64];
+            snprintf(field, sizeof field, is_list ? "%s/%zu" : "%s", pointer, i);
+            if (err.code == TOK_ELIMIT)
+                srv_reply_error(req, SRV_E_INPUT_TOO_LONG, field, "%s", err.msg);
+            else if (err.code == TOK_ENOMEM)
+                srv_reply_error(req, SRV_E_OUT_OF_MEMORY, NULL, "out of memory while tokenizing");
+            else
+                srv_reply_error(req, SRV_E_TOKENIZER, field, "%s", err.msg);
+            rc = -1;
+        }
+        *tokens += seqs[i].len;
+    }
+    if (!rc) {
+        mdl_error err;
+        enc_job job = {seqs, n, out, 0, &err};
+        if (srv_batcher_submit(m->batcher, &job, *tokens) != 0)
+            job.rc = mdl_fail(&err, MDL_ENOMEM, "the model is shutting down");
+        if (job.rc) {
+            srv_reply_error(req, job.rc == MDL_ENOMEM ? SRV_E_OUT_OF_MEMORY : SRV_E_INTERNAL, NULL,
+                            job.rc == MDL_ENOMEM ? "out of memory while running the %s" : "the %s failed",
+                            enc_is_cross(m->enc) ? "reranker" : "embedder");
+            rc = -1;
+        }
+    }
     for (size_t i = 0; i < n; i++)
-        tokens += seqs[i].len;
-    enc_job job = {seqs, n, out, 0, err};
-    if (srv_batcher_submit(m->batcher, &job, tokens) != 0)
-        return mdl_fail(err, MDL_ENOMEM, "the model is shutting down");
-    return job.rc;
+        tok_encoding_free(&seqs[i]);
+    free(seqs);
+    return rc;
 }
 
 const char *const app_role_names[APP_N_ROLES] = {"generator", "embedder", "reranker"};

@@ -26,53 +26,26 @@ static float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
 
 /* Scores every (query, document) pair with the cross-encoder and sorts them, best first.
  * Returns a heap array of n entries (and the tokens scored in *tokens), or NULL after replying. */
-static ranked *rank(srv_req *req, app_model *m, const char *query, size_t q_len, const char **docs,
-                    const size_t *lens, size_t n, const char *doc_pointer, int truncate, tok_direction dir,
-                    size_t *tokens)
+static ranked *rank(srv_req *req, app_model *m, const char *query, const char **docs, const size_t *lens, size_t n,
+                    const char *doc_pointer, int truncate, tok_direction dir, size_t *tokens)
 {
-    *tokens = 0;
-    tok_encoding *seqs = calloc(n, sizeof *seqs);
     ranked *out = malloc(n * sizeof *out);
     float *logits = malloc(n * sizeof *logits);
-    int rc = (!seqs || !out || !logits) ? -1 : 0;
-    if (rc)
-        srv_reply_error(req, SRV_E_OUT_OF_MEMORY, NULL, "out of memory");
-    for (size_t i = 0; i < n && !rc; i++) {
-        tok_error err;
-        if (enc_tokenize(m->enc, query, q_len, docs[i], lens[i], truncate, dir, &seqs[i], &err) != 0) {
-            char field[64];
-            snprintf(field, sizeof field, "%s/%zu", doc_pointer, i);
-            if (err.code == TOK_ELIMIT)
-                srv_reply_error(req, SRV_E_INPUT_TOO_LONG, field, "%s", err.msg);
-            else if (err.code == TOK_ENOMEM)
-                srv_reply_error(req, SRV_E_OUT_OF_MEMORY, NULL, "out of memory while tokenizing");
-            else
-                srv_reply_error(req, SRV_E_TOKENIZER, field, "%s", err.msg);
-            rc = -1;
-        }
-        *tokens += seqs[i].len;
-    }
-    if (!rc) {
-        mdl_error err;
-        int r = app_encode(m, seqs, n, logits, &err);
-        if (r != 0) {
-            srv_reply_error(req, r == MDL_ENOMEM ? SRV_E_OUT_OF_MEMORY : SRV_E_INTERNAL, NULL,
-                            r == MDL_ENOMEM ? "out of memory while scoring" : "scoring failed");
-            rc = -1;
-        }
-    }
-    for (size_t i = 0; i < n && !rc; i++)
-        out[i] = (ranked){i, logits[i]};
-    if (!rc)
-        qsort(out, n, sizeof *out, by_score_desc);
-    for (size_t i = 0; seqs && i < n; i++)
-        tok_encoding_free(&seqs[i]);
-    free(seqs);
-    free(logits);
-    if (rc) {
+    if (!out || !logits) {
         free(out);
+        free(logits);
+        srv_reply_error(req, SRV_E_OUT_OF_MEMORY, NULL, "out of memory");
         return NULL;
     }
+    if (app_encode(req, m, query, docs, lens, n, doc_pointer, 1, truncate, dir, logits, tokens) != 0) {
+        free(out);
+        free(logits);
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++)
+        out[i] = (ranked){i, logits[i]};
+    qsort(out, n, sizeof *out, by_score_desc);
+    free(logits);
     return out;
 }
 
@@ -149,8 +122,7 @@ void h_rerank(srv_req *req, void *ctx)
     if (!m || srv_string_list(req, in.texts, "/texts", (size_t)app->cfg->max_batch, &docs, &lens, &n, &is_list))
         return;
     size_t tokens;
-    ranked *r = rank(req, m, in.query, strlen(in.query), docs, lens, n, "/texts", in.truncate,
-                     (tok_direction)in.direction, &tokens);
+    ranked *r = rank(req, m, in.query, docs, lens, n, "/texts", in.truncate, (tok_direction)in.direction, &tokens);
     json_t *out = r ? json_array() : NULL;
     for (size_t i = 0; out && i < n; i++) {
         size_t k = r[i].index;
@@ -202,8 +174,7 @@ static void api_rerank(srv_req *req, struct app *app, int cohere)
     if (!m || document_list(req, in.documents, (size_t)app->cfg->max_batch, &docs, &lens, &n))
         return;
     size_t tokens;
-    ranked *r = rank(req, m, in.query, strlen(in.query), docs, lens, n, "/documents", 1, TOK_TRUNCATE_RIGHT,
-                     &tokens);
+    ranked *r = rank(req, m, in.query, docs, lens, n, "/documents", 1, TOK_TRUNCATE_RIGHT, &tokens);
     size_t top = in.top_n && (size_t)in.top_n < n ? (size_t)in.top_n : n;
     json_t *results = r ? json_array() : NULL;
     for (size_t i = 0; results && i < top; i++) {

@@ -3,7 +3,7 @@
 with the real bert-base-uncased vocabulary, for the parity tests (never committed).
 
 usage: /usr/bin/python3 make_bert_checkpoints.py OUTDIR [--seed N] [--hidden 32 --layers 2
-       --heads 4 --intermediate 64 --max-pos 64]
+       --heads 4 --intermediate 64 --max-pos 64] [--only embedder-mean|reranker]
 
 Writes into OUTDIR:
   embedder-mean, embedder-cls, embedder-max   sentence-transformers directories (no `bert.`
@@ -103,7 +103,8 @@ def embedder(a, g, out, name, pooling, normalize, dtype=torch.float32, sharded=F
         "word_embedding_dimension": a.hidden, "pooling_mode_cls_token": pooling == "cls",
         "pooling_mode_mean_tokens": pooling == "mean", "pooling_mode_max_tokens": pooling == "max",
         "pooling_mode_mean_sqrt_len_tokens": False})
-    write_json(os.path.join(d, "sentence_bert_config.json"), {"max_seq_length": 48, "do_lower_case": False})
+    write_json(os.path.join(d, "sentence_bert_config.json"), {"max_seq_length": min(48, a.max_pos) if a.max_pos <= 64 else 256,
+                                                              "do_lower_case": False})
     write_json(os.path.join(d, "config_sentence_transformers.json"), {"prompts": {}, "similarity_fn_name": None})
     copy_tokenizer(d)
 
@@ -130,8 +131,13 @@ def main():
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--intermediate", type=int, default=64)
     p.add_argument("--max-pos", dest="max_pos", type=int, default=64)
+    p.add_argument("--only", choices=["embedder-mean", "reranker"], help="write just this variant (benchmarks)")
     a = p.parse_args()
     g = torch.Generator().manual_seed(a.seed)
+    if a.only == "embedder-mean":
+        return embedder(a, g, a.out, "embedder-mean", "mean", True)
+    if a.only == "reranker":
+        return reranker(a, g, a.out, "reranker", "torch.nn.modules.activation.Sigmoid")
     embedder(a, g, a.out, "embedder-mean", "mean", True)
     embedder(a, g, a.out, "embedder-cls", "cls", False)
     embedder(a, g, a.out, "embedder-max", "max", True)

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# ragd's BERT encoder beside PyTorch on the MiniLM-L6 shape (vocab 30522, hidden 384, 6 layers,
+# 12 heads, FFN 1536; random weights), in one run: ragd at 1 and 2 threads, torch at 1 thread
+# (its best here: BENCHMARKING.md), alternating A B A B, medians. Prints JSON and ratios.
+#   usage: bench/encoder_bench.sh [BUILD_DIR]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=${1:-build}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+shape=(--hidden 384 --layers 6 --heads 12 --intermediate 1536 --max-pos 512)
+/usr/bin/python3 tests/reference/make_bert_checkpoints.py "$work" "${shape[@]}" --only embedder-mean
+/usr/bin/python3 tests/reference/make_bert_checkpoints.py "$work" "${shape[@]}" --only reranker
+emb="$work/embedder-mean" rer="$work/reranker"
+for round in 1 2; do
+    "$build/bench/encoder_bench" "$emb" "$rer" 1
+    /usr/bin/python3 bench/encoder_peer.py "$emb" "$rer" 1
+    "$build/bench/encoder_bench" "$emb" "$rer" 2
+done >"$work/results.jsonl"
+/usr/bin/python3 - "$work/results.jsonl" <<'PY'
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+def val(r): return r.get("per_s", r.get("ms", r.get("mb")))
+def med(impl, threads, what):
+    v = [val(r) for r in rows if r["impl"] == impl and r["threads"] == threads and r["what"] == what]
+    return statistics.median(v)
+for what in ["embed_b32_t16", "embed_b32_t64", "embed_b32_t128", "latency_1x16_ms", "rerank_b32_t128", "peak_rss_mb"]:
+    t = med("torch", 1, what)
+    for threads in (1, 2):
+        r = med("ragd", threads, what)
+        higher_better = what.endswith("per_s") or what.startswith(("embed", "rerank"))
+        ratio = r / t if higher_better else t / r
+        print(json.dumps({"bench": "encoder", "what": what, "ragd_threads": threads, "ragd": r,
+                          "torch_1_thread": t, "speedup_vs_torch": round(ratio, 2)}))
+PY
