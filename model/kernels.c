@@ -2,7 +2,16 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
+
+/* Elementwise kernels are compiled twice, for AVX2+FMA and for the baseline, and the loader
+ * picks one for the CPU it runs on (GCC/clang function multiversioning). */
+#if defined(__x86_64__)
+#define KERNEL __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define KERNEL
+#endif
 
 void k_set_threads(int n) { openblas_set_num_threads(n); }
 
@@ -37,7 +46,7 @@ void k_conv1d(const float *x, const float *w, const float *b, float *y, size_t M
     add_bias(y, b, M, N);
 }
 
-void k_layernorm(const float *x, const float *g, const float *b, float *y, size_t rows, size_t H, float eps)
+KERNEL void k_layernorm(const float *x, const float *g, const float *b, float *y, size_t rows, size_t H, float eps)
 {
     for (size_t r = 0; r < rows; r++) {
         const float *xr = x + r * H;
@@ -57,28 +66,59 @@ void k_layernorm(const float *x, const float *g, const float *b, float *y, size_
     }
 }
 
-void k_gelu_erf(float *x, size_t n)
+/* exp(x) in float, written without calls or branches so loops around it vectorize:
+ * x = n·ln2 + r with |r| ≤ ln2/2 (Cody-Waite), e^r by a degree-6 polynomial, 2^n through the
+ * exponent bits. Relative error under 2e-7 for x in [-87, 88]; inputs are clamped there. */
+static inline float exp_approx(float x)
 {
-    for (size_t i = 0; i < n; i++)
-        x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * (float)M_SQRT1_2));
+    x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x; /* not fminf: that is a call, this vectorizes */
+    float t = x * 1.44269504f + 12582912.0f; /* round to nearest via the 1.5·2^23 trick */
+    float n = t - 12582912.0f;
+    float r = x - n * 0.693145752f;
+    r = r - n * 1.42860677e-6f;
+    float p = 1.0f + r * (1.0f + r * (0.5f + r * (0.166666672f + r * (0.0416664891f + r * (0.00833336357f +
+                                                                                      r * 0.00138925831f)))));
+    union { float f; uint32_t u; } tb = {t}, pb = {p};
+    pb.u += (tb.u - 0x4B400000u) << 23; /* the integer n, added into the exponent field */
+    return pb.f;
 }
 
-void k_gelu_tanh(float *x, size_t n)
+/* erf by Abramowitz and Stegun 7.1.26 (absolute error under 1.5e-7), branch-free. */
+static inline float erf_approx(float x)
+{
+    float a = fabsf(x);
+    float t = 1.0f / (1.0f + 0.3275911f * a);
+    float y = 1.0f - t * (0.254829592f + t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f +
+                                                                                      t * 1.061405429f)))) *
+                         exp_approx(-a * a);
+    return copysignf(y, x);
+}
+
+KERNEL void k_gelu_erf(float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = 0.5f * x[i] * (1.0f + erf_approx(x[i] * (float)M_SQRT1_2));
+}
+
+KERNEL void k_gelu_tanh(float *x, size_t n)
 {
     const float c = 0.7978845608028654f; /* sqrt(2/pi) */
     for (size_t i = 0; i < n; i++) {
         float v = x[i];
-        x[i] = 0.5f * v * (1.0f + tanhf(c * (v + 0.044715f * v * v * v)));
+        float y = c * (v + 0.044715f * v * v * v);
+        y = y < -10.0f ? -10.0f : y > 10.0f ? 10.0f : y; /* tanh is ±1 beyond */
+        float th = 1.0f - 2.0f / (exp_approx(2.0f * y) + 1.0f);
+        x[i] = 0.5f * v * (1.0f + th);
     }
 }
 
-void k_add(float *y, const float *x, size_t n)
+KERNEL void k_add(float *y, const float *x, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         y[i] += x[i];
 }
 
-void k_softmax_rows(float *x, const unsigned char *keep, size_t rows, size_t n)
+KERNEL void k_softmax_rows(float *x, const unsigned char *keep, size_t rows, size_t n)
 {
     for (size_t r = 0; r < rows; r++) {
         float *xr = x + r * n;
@@ -92,7 +132,7 @@ void k_softmax_rows(float *x, const unsigned char *keep, size_t rows, size_t n)
         }
         float sum = 0.0f;
         for (size_t j = 0; j < n; j++) {
-            float e = (!keep || keep[j]) ? expf(xr[j] - max) : 0.0f;
+            float e = (!keep || keep[j]) ? exp_approx(xr[j] - max) : 0.0f;
             xr[j] = e;
             sum += e;
         }
