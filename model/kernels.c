@@ -5,9 +5,10 @@
 #include <stdint.h>
 #include <string.h>
 
-/* Elementwise kernels are compiled twice, for AVX2+FMA and for the baseline, and the loader
- * picks one for the CPU it runs on (GCC/clang function multiversioning). */
-#if defined(__x86_64__)
+/* Elementwise kernels are compiled twice, for x86-64-v3 (AVX2, FMA) and for the baseline,
+ * and the loader picks one for the CPU it runs on (GCC function multiversioning; clang 14's
+ * support is incomplete, so clang builds get the baseline only). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define KERNEL __attribute__((target_clones("arch=x86-64-v3", "default")))
 #else
 #define KERNEL
