@@ -14,6 +14,8 @@
 #include "encoder.h"
 #include "kernels.h"
 
+#include <cblas.h>
+
 #define RUNS 5
 
 static double now(void)
@@ -64,6 +66,29 @@ static double median_seconds(enc_model *m, tok_encoding *e, size_t n, int score,
     return runs[RUNS / 2];
 }
 
+/* FLOPs of one forward pass over a sequence of T tokens (matrix products only). */
+static double flops(const bert_config *c, size_t T)
+{
+    double h = (double)c->hidden, inner = (double)c->intermediate, t = (double)T; /* cblas.h defines I */
+    return (double)c->layers * (2 * t * h * 3 * h + 2 * t * h * h + 2 * 2 * t * h * inner + 2 * 2 * t * t * h);
+}
+
+/* The machine's sgemm rate on the batched case's biggest product: [4096 x 384] x [384 x 1536]. */
+static double sgemm_gflops(void)
+{
+    int M = 4096, N = 1536, K = 384;
+    float *a = calloc((size_t)M * K, 4), *b = calloc((size_t)K * N, 4), *c = calloc((size_t)M * N, 4);
+    double runs[RUNS];
+    for (int r = 0; r < RUNS; r++) {
+        double t0 = now();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, a, K, b, K, 0.0f, c, N);
+        runs[r] = now() - t0;
+    }
+    qsort(runs, RUNS, sizeof runs[0], cmp);
+    free(a), free(b), free(c);
+    return 2.0 * M * N * K / runs[RUNS / 2] / 1e9;
+}
+
 static enc_model *load(const char *dir, int cross, tok_tokenizer **tok)
 {
     tok_error te;
@@ -88,10 +113,16 @@ int main(int argc, char **argv)
     enc_model *emb = load(argv[1], 0, &tok), *rer = load(argv[2], 1, &rtok);
     float *out = malloc(32 * 384 * sizeof(float));
     static const size_t lens[] = {16, 64, 128};
+    double peak = sgemm_gflops();
     for (size_t k = 0; k < 3; k++) {
         tok_encoding *e = make(32, lens[k], 0);
         double s = median_seconds(emb, e, 32, 0, out);
         printf("{\"impl\":\"ragd\",\"threads\":%d,\"what\":\"embed_b32_t%zu\",\"per_s\":%.1f}\n", threads, lens[k], 32 / s);
+        if (lens[k] == 128)
+            printf("{\"impl\":\"ragd\",\"threads\":%d,\"what\":\"sgemm_fraction_b32_t128\",\"model_gflops\":%.1f,"
+                   "\"sgemm_gflops\":%.1f,\"fraction\":%.2f}\n",
+                   threads, 32 * flops(enc_bert_config(emb), 128) / s / 1e9, peak,
+                   32 * flops(enc_bert_config(emb), 128) / s / 1e9 / peak);
     }
     tok_encoding *one = make(1, 16, 0);
     printf("{\"impl\":\"ragd\",\"threads\":%d,\"what\":\"latency_1x16_ms\",\"ms\":%.3f}\n", threads,

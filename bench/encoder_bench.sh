@@ -20,7 +20,11 @@ done >"$work/results.jsonl"
 /usr/bin/python3 - "$work/results.jsonl" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
+for r in rows:
+    if r["what"] == "sgemm_fraction_b32_t128":
+        print(json.dumps({"bench": "encoder", **r}))
 def val(r): return r.get("per_s", r.get("ms", r.get("mb")))
+rows = [r for r in rows if r["what"] != "sgemm_fraction_b32_t128"]
 def med(impl, threads, what):
     v = [val(r) for r in rows if r["impl"] == impl and r["threads"] == threads and r["what"] == what]
     return statistics.median(v)
