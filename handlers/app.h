@@ -9,6 +9,7 @@
 #ifndef RAGD_APP_H
 #define RAGD_APP_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <time.h>
@@ -16,6 +17,7 @@
 #include "batcher.h"
 #include "config.h"
 #include "encoder.h"
+#include "gpt2.h"
 #include "http.h"
 #include "router.h"
 #include "store.h"
@@ -30,6 +32,9 @@ typedef struct {
     tok_tokenizer *tok;       /* valid once state is READY */
     enc_model *enc;           /* embedder/reranker network; NULL when dir holds no weights */
     srv_batcher *batcher;     /* runs enc's forward passes, batching concurrent requests */
+    gpt2_model *gpt;          /* the generator's network; NULL when dir holds no weights */
+    pthread_mutex_t step;     /* one decoder step at a time: each uses every compute thread */
+    char name[64];            /* the model id clients see (the directory's base name) */
     atomic_int state;         /* app_model_state */
     char error[320];          /* why loading failed (state FAILED) */
 } app_model;
@@ -76,5 +81,8 @@ void h_openai_embeddings(srv_req *req, void *app);
 void h_rerank(srv_req *req, void *app);
 void h_jina_rerank(srv_req *req, void *app);
 void h_cohere_rerank(srv_req *req, void *app);
+void h_generate(srv_req *req, void *app);
+void h_completions(srv_req *req, void *app);
+void h_models(srv_req *req, void *app);
 
 #endif

@@ -114,6 +114,19 @@ void app_load_models(struct app *app)
             continue;
         }
         m->tok = tok;
+        const char *base = strrchr(m->dir, '/');
+        snprintf(m->name, sizeof m->name, "%s", base && base[1] ? base + 1 : m->dir);
+        if (r == APP_GENERATOR && enc_has_weights(m->dir)) {
+            mdl_error merr;
+            if (gpt2_load(m->dir, &m->gpt, &merr) != 0) {
+                snprintf(m->error, sizeof m->error, "%s", merr.msg);
+                atomic_store_explicit(&m->state, APP_MODEL_FAILED, memory_order_release);
+                srv_log(SRV_LOG_ERROR, "model failed to load", "role=%s dir=\"%s\" error=\"%s\"",
+                        app_role_names[r], m->dir, merr.msg);
+                continue;
+            }
+            pthread_mutex_init(&m->step, NULL);
+        }
         if (r != APP_GENERATOR && enc_has_weights(m->dir)) {
             mdl_error merr;
             if (enc_load(m->dir, r == APP_RERANKER, tok, &m->enc, &merr) != 0 ||
@@ -130,7 +143,7 @@ void app_load_models(struct app *app)
         atomic_store_explicit(&m->state, APP_MODEL_READY, memory_order_release);
         srv_log(SRV_LOG_INFO, "model ready", "role=%s dir=\"%s\" tokenizer=%s vocab=%zu network=%s",
                 app_role_names[r], m->dir, tok_get_kind(tok) == TOK_KIND_BPE ? "bpe" : "wordpiece",
-                tok_vocab_size(tok), m->enc ? "bert" : "none");
+                tok_vocab_size(tok), m->enc ? "bert" : m->gpt ? "gpt2" : "none");
     }
 }
 
@@ -140,6 +153,10 @@ void app_unload_models(struct app *app)
         srv_batcher_destroy(app->models[r].batcher);
         app->models[r].batcher = NULL;
         enc_free(app->models[r].enc);
+        if (app->models[r].gpt)
+            pthread_mutex_destroy(&app->models[r].step);
+        gpt2_free(app->models[r].gpt);
+        app->models[r].gpt = NULL;
         tok_destroy(app->models[r].tok);
         app->models[r].enc = NULL;
         app->models[r].tok = NULL;
@@ -149,7 +166,7 @@ void app_unload_models(struct app *app)
 app_model *app_network_ready(srv_req *req, struct app *app, app_role role)
 {
     app_model *m = app_model_ready(req, app, role);
-    if (m && !m->enc) {
+    if (m && !m->enc && !m->gpt) {
         srv_reply_error(req, SRV_E_MODEL_NOT_LOADED, NULL,
                         "the %s directory %s holds a tokenizer but no weights (model.safetensors)",
                         app_role_names[role], m->dir);

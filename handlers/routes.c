@@ -18,6 +18,9 @@ const srv_route app_routes[] = {
     {"POST", "/rerank", h_rerank, 0},
     {"POST", "/v1/rerank", h_jina_rerank, 0},
     {"POST", "/v2/rerank", h_cohere_rerank, 0},
+    {"POST", "/generate", h_generate, 0},
+    {"POST", "/v1/completions", h_completions, SRV_ROUTE_OPENAI},
+    {"GET", "/v1/models", h_models, SRV_ROUTE_NO_BODY | SRV_ROUTE_OPENAI},
 };
 
 const size_t app_n_routes = sizeof app_routes / sizeof app_routes[0];

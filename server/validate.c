@@ -25,10 +25,10 @@ static const char *expected_name(srv_ftype t)
     return names[t];
 }
 
-static int check_field(srv_req *req, const srv_field *f, json_t *v, char *out)
+static int check_field(srv_req *req, const char *at, const srv_field *f, json_t *v, char *out)
 {
-    char ptr[128];
-    snprintf(ptr, sizeof ptr, "/%s", f->name);
+    char ptr[160];
+    snprintf(ptr, sizeof ptr, "%s/%s", at, f->name);
     int type_ok;
     switch (f->type) {
     case SRV_F_BOOL: type_ok = json_is_boolean(v); break;
@@ -123,18 +123,23 @@ static int check_field(srv_req *req, const srv_field *f, json_t *v, char *out)
 
 int srv_validate(srv_req *req, json_t *obj, const srv_field *fields, size_t n, void *out)
 {
+    return srv_validate_at(req, obj, "", fields, n, out);
+}
+
+int srv_validate_at(srv_req *req, json_t *obj, const char *at, const srv_field *fields, size_t n, void *out)
+{
     for (size_t i = 0; i < n; i++) {
         json_t *v = json_object_get(obj, fields[i].name);
         if (!v || json_is_null(v)) {
             if (fields[i].flags & SRV_FF_REQUIRED) {
-                char ptr[128];
-                snprintf(ptr, sizeof ptr, "/%s", fields[i].name);
+                char ptr[160];
+                snprintf(ptr, sizeof ptr, "%s/%s", at, fields[i].name);
                 srv_reply_error(req, SRV_E_MISSING_FIELD, ptr, "'%s' is required", fields[i].name);
                 return -1;
             }
             continue;
         }
-        if (check_field(req, &fields[i], v, out) != 0)
+        if (check_field(req, at, &fields[i], v, out) != 0)
             return -1;
     }
     return 0;

@@ -40,6 +40,9 @@ typedef struct {
 
 /* Validates `obj` against fields[0..n). Returns 0, or -1 after queuing the error reply. */
 int srv_validate(srv_req *req, json_t *obj, const srv_field *fields, size_t n, void *out);
+/* The same for an object nested at JSON pointer `at` (e.g. "/parameters"), which prefixes
+ * the field pointers in errors. */
+int srv_validate_at(srv_req *req, json_t *obj, const char *at, const srv_field *fields, size_t n, void *out);
 
 /* `value` must be a string or an array of 1..max_items strings ("inputs": str | [str]).
  * Fills a heap array of borrowed pointers and lengths (caller frees *items and *lens) and
