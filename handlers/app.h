@@ -82,6 +82,7 @@ void h_rerank(srv_req *req, void *app);
 void h_jina_rerank(srv_req *req, void *app);
 void h_cohere_rerank(srv_req *req, void *app);
 void h_generate(srv_req *req, void *app);
+void h_generate_stream(srv_req *req, void *app);
 void h_completions(srv_req *req, void *app);
 void h_models(srv_req *req, void *app);
 

@@ -28,21 +28,48 @@ typedef struct {
     const char *adapter_id;
 } gen_params;
 
+/* One generation in progress: the prompt is prefilled by gen_begin, each gen_step yields one
+ * token. Owns everything it points to, so a stream can outlive its request. */
 typedef struct {
-    int32_t *ids;          /* generated ids */
-    float *logprobs;
-    size_t n, prompt_tokens;
-    finish_reason finish;
-    char *text;            /* decoded generated text (bytes, may end mid-character) */
-    size_t text_len;
+    app_model *m;
+    gpt2_cache *kc;
+    float *logits, *scratch;  /* logits of the next token; sampler scratch (2V) */
+    int32_t *history;         /* prompt ids, then generated ids */
+    float *logprobs;          /* of the generated ids */
+    size_t np, n, max_new;    /* prompt tokens, generated so far, budget */
+    smp_rng rng;
+    smp_params sp;
+    json_t *stop;             /* a reference of our own */
     uint64_t seed;
-} gen_result;
+    finish_reason finish;
+    int done;
+    char *text;               /* generated text (bytes; may end mid-character) */
+    size_t text_len;
+} gen_session;
 
-static void gen_result_free(gen_result *r)
+static const int32_t *gen_ids(const gen_session *s) { return s->history + s->np; }
+
+static void gen_end(gen_session *s)
 {
-    free(r->ids);
-    free(r->logprobs);
-    free(r->text);
+    if (!s)
+        return;
+    gpt2_cache_free(s->kc);
+    free(s->logits);
+    free(s->scratch);
+    free(s->history);
+    free(s->logprobs);
+    free(s->text);
+    json_decref(s->stop);
+    free(s);
+}
+
+/* Decodes the generated ids into s->text. Returns 0 or -1 (out of memory). */
+static int gen_decode(gen_session *s)
+{
+    tok_error te;
+    free(s->text);
+    s->text = NULL;
+    return tok_decode(s->m->tok, gen_ids(s), s->n, TOK_DECODE_SKIP_SPECIAL, &s->text, &s->text_len, &te) ? -1 : 0;
 }
 
 /* An adapter name must match [A-Za-z0-9][A-Za-z0-9._-]{0,63}: it is never a path. */
@@ -113,106 +140,164 @@ static long find_stop(json_t *stop, const char *text, size_t len)
     return first;
 }
 
-/* Tokenizes the prompt and generates; fills *out. Returns 0, or -1 after replying. */
-static int generate(srv_req *req, struct app *app, app_model *m, const char *prompt, size_t prompt_len,
-                    const gen_params *p, gen_result *out)
+/* Runs the decoder over `ids` (under the model's step lock) into s->logits. */
+static int gen_forward(gen_session *s, const int32_t *ids, size_t n)
+{
+    mdl_error me;
+    pthread_mutex_lock(&s->m->step);
+    int rc = gpt2_forward(s->m->gpt, s->kc, ids, n, s->logits, NULL, &me);
+    pthread_mutex_unlock(&s->m->step);
+    return rc;
+}
+
+/* Tokenizes and checks the prompt, and prefills it. Returns the session, or NULL after
+ * replying. */
+static gen_session *gen_begin(srv_req *req, struct app *app, app_model *m, const char *prompt, const gen_params *p)
 {
     const gpt2_config *c = gpt2_get_config(m->gpt);
-    memset(out, 0, sizeof *out);
     tok_encoding e = {0};
     tok_options o = {.add_special_tokens = 1};
     tok_error te;
-    if (tok_encode(m->tok, prompt, prompt_len, NULL, 0, &o, &e, &te) != 0) {
+    if (tok_encode(m->tok, prompt, strlen(prompt), NULL, 0, &o, &e, &te) != 0) {
         srv_reply_error(req, te.code == TOK_ENOMEM ? SRV_E_OUT_OF_MEMORY : SRV_E_TOKENIZER, "/inputs", "%s", te.msg);
-        return -1;
+        return NULL;
     }
-    int rc = -1;
-    size_t np = e.len, max_new = (size_t)p->max_new_tokens;
+    size_t np = e.len, max_new = (size_t)p->max_new_tokens, limit = (size_t)app->cfg->max_input_tokens;
+    if (limit > c->n_positions - 1)
+        limit = c->n_positions - 1;
     if (max_new == 0) /* not given: TGI's 20, within the context */
         max_new = np < c->n_positions ? (c->n_positions - np < 20 ? c->n_positions - np : 20) : 1;
-    if (np == 0) {
+    gen_session *s = NULL;
+    if (np == 0)
         srv_reply_error(req, SRV_E_EMPTY_INPUT, "/inputs", "the prompt cannot be empty");
-        goto out;
-    }
-    if (np > (size_t)app->cfg->max_input_tokens || np >= c->n_positions) {
-        srv_reply_error(req, SRV_E_INPUT_TOO_LONG, "/inputs", "the prompt is %zu tokens; the limit is %zu", np,
-                        c->n_positions - 1 < (size_t)app->cfg->max_input_tokens ? c->n_positions - 1
-                                                                                 : (size_t)app->cfg->max_input_tokens);
-        goto out;
-    }
-    if (np + max_new > c->n_positions) {
+    else if (np > limit)
+        srv_reply_error(req, SRV_E_INPUT_TOO_LONG, "/inputs", "the prompt is %zu tokens; the limit is %zu", np, limit);
+    else if (np + max_new > c->n_positions)
         srv_reply_error(req, SRV_E_OUT_OF_RANGE, "/parameters/max_new_tokens",
                         "prompt tokens (%zu) + max_new_tokens (%zu) must be <= the context of %zu", np, max_new,
                         c->n_positions);
-        goto out;
-    }
-    size_t V = c->vocab;
-    gpt2_cache *kc = gpt2_cache_create(m->gpt, np + max_new);
-    float *logits = malloc(V * sizeof *logits), *scratch = malloc(2 * V * sizeof *scratch);
-    int32_t *history = malloc((np + max_new) * sizeof *history);
-    out->ids = malloc(max_new * sizeof *out->ids);
-    out->logprobs = malloc(max_new * sizeof *out->logprobs);
-    if (!kc || !logits || !scratch || !history || !out->ids || !out->logprobs) {
+    else if (!(s = calloc(1, sizeof *s)))
         srv_reply_error(req, SRV_E_OUT_OF_MEMORY, NULL, "out of memory for this generation");
-        goto done;
+    if (!s) {
+        tok_encoding_free(&e);
+        return NULL;
     }
-    memcpy(history, e.ids, np * sizeof *history);
-    out->prompt_tokens = np;
-    out->seed = p->seed >= 0 ? (uint64_t)p->seed : (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)req;
-    smp_rng rng;
-    smp_seed(&rng, out->seed);
-    smp_params sp = {(float)p->temperature, (size_t)p->top_k, (float)p->top_p, (float)p->repetition_penalty};
-    mdl_error me;
-    const int32_t *feed = e.ids;
-    size_t n_feed = np;
-    out->finish = FINISH_LENGTH;
-    for (;;) {
-        pthread_mutex_lock(&m->step);
-        int frc = gpt2_forward(m->gpt, kc, feed, n_feed, logits, NULL, &me);
-        pthread_mutex_unlock(&m->step);
-        if (frc) {
-            srv_reply_error(req, frc == MDL_ENOMEM ? SRV_E_OUT_OF_MEMORY : SRV_E_INTERNAL, NULL, "generation failed");
-            goto done;
-        }
-        float lp;
-        int32_t id = smp_next(logits, V, history, np + out->n, &sp, &rng, &lp, scratch);
-        if (id == c->eos_id || id == tok_eos_id(m->tok)) {
-            out->finish = FINISH_EOS;
-            break;
-        }
-        out->ids[out->n] = id;
-        out->logprobs[out->n] = lp;
-        history[np + out->n++] = id;
-        if (p->stop) {
-            free(out->text);
-            out->text = NULL;
-            tok_decode(m->tok, out->ids, out->n, TOK_DECODE_SKIP_SPECIAL, &out->text, &out->text_len, &te);
-            if (out->text && find_stop(p->stop, out->text, out->text_len) >= 0) {
-                out->finish = FINISH_STOP;
-                break;
-            }
-        }
-        if (out->n == max_new)
-            break;
-        feed = &out->ids[out->n - 1];
-        n_feed = 1;
+    s->m = m;
+    s->np = np;
+    s->max_new = max_new;
+    s->kc = gpt2_cache_create(m->gpt, np + max_new);
+    s->logits = malloc(c->vocab * sizeof *s->logits);
+    s->scratch = malloc(2 * c->vocab * sizeof *s->scratch);
+    s->history = malloc((np + max_new) * sizeof *s->history);
+    s->logprobs = malloc(max_new * sizeof *s->logprobs);
+    if (!s->kc || !s->logits || !s->scratch || !s->history || !s->logprobs) {
+        srv_reply_error(req, SRV_E_OUT_OF_MEMORY, NULL, "out of memory for this generation");
+        gen_end(s);
+        tok_encoding_free(&e);
+        return NULL;
     }
-    free(out->text);
-    out->text = NULL;
-    if (tok_decode(m->tok, out->ids, out->n, TOK_DECODE_SKIP_SPECIAL, &out->text, &out->text_len, &te) != 0)
-        srv_reply_error(req, SRV_E_OUT_OF_MEMORY, NULL, "out of memory");
-    else
-        rc = 0;
-done:
-    gpt2_cache_free(kc);
-    free(logits);
-    free(scratch);
-    free(history);
-    if (rc)
-        gen_result_free(out);
-out:
+    memcpy(s->history, e.ids, np * sizeof *s->history);
     tok_encoding_free(&e);
-    return rc;
+    s->seed = p->seed >= 0 ? (uint64_t)p->seed : ((uint64_t)time(NULL) << 20) ^ (uint64_t)(uintptr_t)s;
+    smp_seed(&s->rng, s->seed);
+    s->sp = (smp_params){(float)p->temperature, (size_t)p->top_k, (float)p->top_p, (float)p->repetition_penalty};
+    s->stop = json_incref(p->stop);
+    s->finish = FINISH_LENGTH;
+    if (gen_forward(s, s->history, np) != 0) {
+        srv_reply_error(req, SRV_E_INTERNAL, NULL, "generation failed");
+        gen_end(s);
+        return NULL;
+    }
+    return s;
+}
+
+/* Produces the next token into *id (1), or finishes (0: s->finish says why; an EOS token,
+ * which is not part of the text, is still reported in *id), or fails (-1). */
+static int gen_step(gen_session *s, int32_t *id)
+{
+    if (s->done)
+        return 0;
+    const gpt2_config *c = gpt2_get_config(s->m->gpt);
+    float lp;
+    *id = smp_next(s->logits, c->vocab, s->history, s->np + s->n, &s->sp, &s->rng, &lp, s->scratch);
+    if (*id == c->eos_id || *id == tok_eos_id(s->m->tok)) {
+        s->finish = FINISH_EOS;
+        s->done = 1;
+        return 0;
+    }
+    s->logprobs[s->n] = lp;
+    s->history[s->np + s->n++] = *id;
+    if (s->stop) {
+        if (gen_decode(s) != 0)
+            return -1;
+        if (find_stop(s->stop, s->text, s->text_len) >= 0) {
+            s->finish = FINISH_STOP;
+            s->done = 1;
+            return 1;
+        }
+    }
+    if (s->n == s->max_new) {
+        s->done = 1; /* the last token needs no forward pass */
+        return 1;
+    }
+    return gen_forward(s, id, 1) == 0 ? 1 : -1;
+}
+
+/* Runs a session to its end and decodes the text. Returns 0, or -1 after replying. */
+static int gen_run(srv_req *req, gen_session *s)
+{
+    int32_t id;
+    int rc;
+    while ((rc = gen_step(s, &id)) > 0)
+        ;
+    if (rc < 0 || gen_decode(s) != 0) {
+        srv_reply_error(req, SRV_E_INTERNAL, NULL, "generation failed");
+        return -1;
+    }
+    return 0;
+}
+
+/* One token as TGI describes it. */
+static json_t *token_json(const app_model *m, int32_t id, float logprob, int special)
+{
+    char *piece = NULL;
+    size_t pl = 0;
+    tok_error te;
+    tok_decode(m->tok, &id, 1, 0, &piece, &pl, &te);
+    json_t *t = json_pack("{s:i, s:o*, s:f, s:b}", "id", id, "text", srv_json_string_lossy(piece ? piece : "", pl),
+                          "logprob", (double)logprob, "special", special);
+    free(piece);
+    return t;
+}
+
+static json_t *details_json(const gen_session *s, int with_tokens)
+{
+    json_t *d = json_pack("{s:s, s:I, s:I, s:I, s:n}", "finish_reason", finish_tgi[s->finish], "prompt_tokens",
+                          (json_int_t)s->np, "generated_tokens", (json_int_t)s->n, "seed",
+                          (json_int_t)(s->seed & 0x7fffffffffffffffull), "adapter");
+    if (d && with_tokens) {
+        json_t *tokens = json_array();
+        for (size_t i = 0; tokens && i < s->n; i++)
+            json_array_append_new(tokens, token_json(s->m, gen_ids(s)[i], s->logprobs[i], 0));
+        json_object_set_new(d, "tokens", tokens);
+    }
+    return d;
+}
+
+/* generated_text, with the prompt in front when asked. */
+static json_t *generated_text(const gen_session *s, const char *prompt)
+{
+    if (!prompt)
+        return srv_json_string_lossy(s->text, s->text_len);
+    size_t pl = strlen(prompt);
+    char *full = malloc(pl + s->text_len + 1);
+    if (!full)
+        return NULL;
+    memcpy(full, prompt, pl);
+    memcpy(full + pl, s->text, s->text_len);
+    json_t *j = srv_json_string_lossy(full, pl + s->text_len);
+    free(full);
+    return j;
 }
 
 /* ---- TGI ---- */
@@ -246,73 +331,148 @@ static void default_params(gen_params *p, double temperature)
                       .repetition_penalty = 1.0};
 }
 
-void h_generate(srv_req *req, void *ctx)
+/* Parses and checks a TGI body and the adapter; returns the session, or NULL after replying. */
+static gen_session *tgi_begin(srv_req *req, struct app *app, generate_req *in, gen_params *p)
 {
-    struct app *app = ctx;
-    generate_req in = {0};
-    gen_params p;
-    default_params(&p, 0.0); /* TGI: greedy unless sampling is asked for */
+    default_params(p, 0.0); /* TGI: greedy unless sampling is asked for */
     json_t *body = srv_req_json(req);
-    if (!body || srv_validate(req, body, generate_fields, 2, &in) ||
-        (in.parameters &&
-         srv_validate_at(req, in.parameters, "/parameters", param_fields, sizeof param_fields / sizeof param_fields[0], &p)) ||
-        check_stop(req, p.stop, "/parameters/stop"))
-        return;
+    if (!body || srv_validate(req, body, generate_fields, 2, in) ||
+        (in->parameters &&
+         srv_validate_at(req, in->parameters, "/parameters", param_fields, sizeof param_fields / sizeof param_fields[0], p)) ||
+        check_stop(req, p->stop, "/parameters/stop"))
+        return NULL;
     app_model *m = app_network_ready(req, app, APP_GENERATOR);
     if (!m)
-        return;
+        return NULL;
     unsigned count;
     const char *q = srv_req_query(req, "adapter", &count);
     if (count > 1) {
         srv_reply_error(req, SRV_E_BAD_REQUEST, NULL, "give ?adapter= once");
-        return;
+        return NULL;
     }
-    if (q && p.adapter_id && strcmp(q, p.adapter_id) != 0) {
+    if (q && p->adapter_id && strcmp(q, p->adapter_id) != 0) {
         srv_reply_error(req, SRV_E_BAD_REQUEST, "/parameters/adapter_id", "?adapter= and adapter_id disagree");
+        return NULL;
+    }
+    if (resolve_adapter(req, m, q ? q : p->adapter_id, q ? NULL : "/parameters/adapter_id"))
+        return NULL;
+    return gen_begin(req, app, m, in->inputs, p);
+}
+
+void h_generate(srv_req *req, void *ctx)
+{
+    generate_req in = {0};
+    gen_params p;
+    gen_session *s = tgi_begin(req, ctx, &in, &p);
+    if (!s || gen_run(req, s)) {
+        gen_end(s);
         return;
     }
-    if (resolve_adapter(req, m, q ? q : p.adapter_id, q ? NULL : "/parameters/adapter_id"))
-        return;
-    gen_result r;
-    if (generate(req, app, m, in.inputs, strlen(in.inputs), &p, &r))
-        return;
-    json_t *text;
-    if (p.return_full_text) {
-        size_t pl = strlen(in.inputs);
-        char *full = malloc(pl + r.text_len + 1);
-        if (full) {
-            memcpy(full, in.inputs, pl);
-            memcpy(full + pl, r.text, r.text_len);
-        }
-        text = full ? srv_json_string_lossy(full, pl + r.text_len) : NULL;
-        free(full);
-    } else {
-        text = srv_json_string_lossy(r.text, r.text_len);
-    }
-    json_t *out = json_pack("{s:o*}", "generated_text", text);
-    if (out && p.details) {
-        json_t *tokens = json_array();
-        for (size_t i = 0; tokens && i < r.n; i++) {
-            char *piece;
-            size_t pl;
-            tok_error te;
-            if (tok_decode(m->tok, &r.ids[i], 1, 0, &piece, &pl, &te) != 0)
-                continue;
-            json_array_append_new(tokens, json_pack("{s:i, s:o*, s:f, s:b}", "id", r.ids[i], "text",
-                                                    srv_json_string_lossy(piece, pl), "logprob", (double)r.logprobs[i],
-                                                    "special", 0));
-            free(piece);
-        }
-        json_object_set_new(out, "details",
-                            json_pack("{s:s, s:I, s:I, s:I, s:n, s:o*}", "finish_reason", finish_tgi[r.finish],
-                                      "prompt_tokens", (json_int_t)r.prompt_tokens, "generated_tokens", (json_int_t)r.n,
-                                      "seed", (json_int_t)(r.seed & 0x7fffffffffffffffull), "adapter", "tokens", tokens));
-    }
-    gen_result_free(&r);
+    json_t *out = json_pack("{s:o*}", "generated_text", generated_text(s, p.return_full_text ? in.inputs : NULL));
+    if (out && p.details)
+        json_object_set_new(out, "details", details_json(s, 1));
+    gen_end(s);
     if (out)
         srv_reply_json(req, 200, out);
     else
         srv_reply_error(req, SRV_E_OUT_OF_MEMORY, NULL, "out of memory");
+}
+
+/* ---- /generate_stream: server-sent events, one token per event (TGI's shape) ---- */
+
+typedef struct {
+    gen_session *s;
+    char *prompt;        /* for return_full_text; NULL otherwise */
+    int details, finished;
+    size_t index;
+    char *pending;       /* formatted events not yet sent */
+    size_t len, off;
+} gen_stream;
+
+static void stream_done(void *ctx)
+{
+    gen_stream *st = ctx;
+    gen_end(st->s);
+    free(st->prompt);
+    free(st->pending);
+    free(st);
+}
+
+/* Formats one event; the last one carries generated_text and details. */
+static int stream_event(gen_stream *st, json_t *token, int last)
+{
+    json_t *ev = json_pack("{s:I, s:o*, s:o*, s:o*}", "index", (json_int_t)++st->index, "token", token,
+                           "generated_text", last ? generated_text(st->s, st->prompt) : json_null(), "details",
+                           last && st->details ? details_json(st->s, 0) : json_null());
+    char *text = ev ? json_dumps(ev, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
+    json_decref(ev);
+    if (!text)
+        return -1;
+    free(st->pending);
+    size_t n = strlen(text);
+    st->pending = malloc(n + 8);
+    if (st->pending) {
+        memcpy(st->pending, "data:", 5);
+        memcpy(st->pending + 5, text, n);
+        memcpy(st->pending + 5 + n, "\n\n", 2);
+        st->len = n + 7;
+        st->off = 0;
+    }
+    free(text);
+    return st->pending ? 0 : -1;
+}
+
+static long stream_next(void *ctx, char *buf, size_t cap)
+{
+    gen_stream *st = ctx;
+    if (st->off == st->len) {
+        if (st->finished)
+            return 0;
+        int32_t id;
+        int rc = gen_step(st->s, &id);
+        if (rc < 0) {
+            static const char err[] = "data:{\"error\":\"generation failed\",\"error_type\":\"Backend\"}\n\n";
+            free(st->pending);
+            st->pending = malloc(sizeof err);
+            if (!st->pending)
+                return -1;
+            memcpy(st->pending, err, sizeof err - 1);
+            st->len = sizeof err - 1;
+            st->off = 0;
+            st->finished = 1;
+        } else {
+            int last = rc == 0 || st->s->done;
+            if (last && gen_decode(st->s) != 0)
+                return -1;
+            float lp = rc > 0 ? st->s->logprobs[st->s->n - 1] : 0.0f;
+            if (stream_event(st, token_json(st->s->m, id, lp, rc == 0), last) != 0)
+                return -1;
+            st->finished = last;
+        }
+    }
+    size_t n = st->len - st->off < cap ? st->len - st->off : cap;
+    memcpy(buf, st->pending + st->off, n);
+    st->off += n;
+    return (long)n;
+}
+
+void h_generate_stream(srv_req *req, void *ctx)
+{
+    generate_req in = {0};
+    gen_params p;
+    gen_session *s = tgi_begin(req, ctx, &in, &p);
+    if (!s)
+        return;
+    gen_stream *st = calloc(1, sizeof *st);
+    if (!st || (p.return_full_text && !(st->prompt = strdup(in.inputs)))) {
+        free(st);
+        gen_end(s);
+        srv_reply_error(req, SRV_E_OUT_OF_MEMORY, NULL, "out of memory");
+        return;
+    }
+    st->s = s;
+    st->details = p.details;
+    srv_reply_stream(req, "text/event-stream", stream_next, stream_done, st);
 }
 
 /* ---- OpenAI ---- */
@@ -357,23 +517,24 @@ void h_completions(srv_req *req, void *ctx)
     p.top_p = in.top_p;
     p.stop = stop;
     app_model *m = NULL;
-    gen_result r;
+    gen_session *s = NULL;
     if (check_stop(req, stop, "/stop") || !(m = app_network_ready(req, app, APP_GENERATOR)) ||
-        resolve_adapter(req, m, in.model, "/model") || generate(req, app, m, in.prompt, strlen(in.prompt), &p, &r)) {
+        resolve_adapter(req, m, in.model, "/model") || !(s = gen_begin(req, app, m, in.prompt, &p)) || gen_run(req, s)) {
+        gen_end(s);
         json_decref(stop);
         return;
     }
     /* OpenAI leaves the stop sequence out of the text. */
-    long at = r.finish == FINISH_STOP ? find_stop(stop, r.text, r.text_len) : -1;
-    size_t len = at >= 0 ? (size_t)at : r.text_len;
+    long at = s->finish == FINISH_STOP ? find_stop(stop, s->text, s->text_len) : -1;
+    size_t len = at >= 0 ? (size_t)at : s->text_len;
     char id[40];
     snprintf(id, sizeof id, "cmpl-%s", srv_req_id(req));
     json_t *out = json_pack("{s:s, s:s, s:I, s:s, s:[{s:i, s:o*, s:s, s:n}], s:{s:I, s:I, s:I}}", "id", id, "object",
                             "text_completion", "created", (json_int_t)time(NULL), "model", in.model ? in.model : m->name,
-                            "choices", "index", 0, "text", srv_json_string_lossy(r.text, len), "finish_reason",
-                            finish_openai[r.finish], "logprobs", "usage", "prompt_tokens", (json_int_t)r.prompt_tokens,
-                            "completion_tokens", (json_int_t)r.n, "total_tokens", (json_int_t)(r.prompt_tokens + r.n));
-    gen_result_free(&r);
+                            "choices", "index", 0, "text", srv_json_string_lossy(s->text, len), "finish_reason",
+                            finish_openai[s->finish], "logprobs", "usage", "prompt_tokens", (json_int_t)s->np,
+                            "completion_tokens", (json_int_t)s->n, "total_tokens", (json_int_t)(s->np + s->n));
+    gen_end(s);
     json_decref(stop);
     if (out)
         srv_reply_json(req, 200, out);

@@ -19,6 +19,7 @@ const srv_route app_routes[] = {
     {"POST", "/v1/rerank", h_jina_rerank, 0},
     {"POST", "/v2/rerank", h_cohere_rerank, 0},
     {"POST", "/generate", h_generate, 0},
+    {"POST", "/generate_stream", h_generate_stream, 0},
     {"POST", "/v1/completions", h_completions, SRV_ROUTE_OPENAI},
     {"GET", "/v1/models", h_models, SRV_ROUTE_NO_BODY | SRV_ROUTE_OPENAI},
 };

@@ -61,6 +61,9 @@ struct srv_req {
     char *reply;              /* malloc'd body handed to MHD */
     size_t reply_len;
     const char *content_type;
+    srv_stream_next stream_next;  /* a streamed reply instead of `reply` */
+    void (*stream_done)(void *ctx);
+    void *stream_ctx;
     char *headers[MAX_REPLY_HEADERS][2];
     size_t n_headers;
     const char *err_code;     /* for the log line */
@@ -159,16 +162,64 @@ void srv_reply_error(srv_req *req, srv_err e, const char *field, const char *fmt
 
 int srv_req_replied(const srv_req *req) { return req->replied; }
 
+void srv_reply_stream(srv_req *req, const char *content_type, srv_stream_next next, void (*done)(void *ctx),
+                      void *ctx)
+{
+    if (req->replied) {
+        done(ctx);
+        return;
+    }
+    req->replied = 1;
+    req->status = 200;
+    req->content_type = content_type;
+    req->stream_next = next;
+    req->stream_done = done;
+    req->stream_ctx = ctx;
+}
+
+typedef struct {
+    srv_stream_next next;
+    void (*done)(void *ctx);
+    void *ctx;
+} stream;
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    (void)pos;
+    stream *st = cls;
+    long n = st->next(st->ctx, buf, max);
+    return n > 0 ? (ssize_t)n : n == 0 ? MHD_CONTENT_READER_END_OF_STREAM : MHD_CONTENT_READER_END_WITH_ERROR;
+}
+
+static void stream_free(void *cls)
+{
+    stream *st = cls;
+    st->done(st->ctx);
+    free(st);
+}
+
 /* Hands the stored reply to MHD. Returns MHD's verdict for the access handler. */
 static enum MHD_Result queue_reply(srv_req *req)
 {
     static const char oom[] = "{\"error\":\"out of memory\",\"error_type\":\"Backend\","
                               "\"code\":\"out_of_memory\"}";
     struct MHD_Response *r;
-    if (req->reply)
+    if (req->stream_next) {
+        stream *st = malloc(sizeof *st);
+        r = st ? MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_read, st, stream_free) : NULL;
+        if (!r) {
+            req->stream_done(req->stream_ctx);
+            free(st);
+            return MHD_NO;
+        }
+        *st = (stream){req->stream_next, req->stream_done, req->stream_ctx};
+        req->stream_next = NULL; /* the response owns it now */
+        MHD_add_response_header(r, "Cache-Control", "no-cache");
+    } else if (req->reply) {
         r = MHD_create_response_from_buffer(req->reply_len, req->reply, MHD_RESPMEM_MUST_FREE);
-    else
+    } else {
         r = MHD_create_response_from_buffer(sizeof oom - 1, (void *)oom, MHD_RESPMEM_PERSISTENT);
+    }
     if (!r)
         return MHD_NO;
     req->reply = NULL; /* MHD owns it now */
@@ -461,6 +512,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 
 static void req_free(srv_req *req)
 {
+    if (req->stream_next) /* replied with a stream that was never handed to MHD */
+        req->stream_done(req->stream_ctx);
     free(req->body);
     free(req->reply);
     json_decref(req->json);
@@ -499,6 +552,20 @@ int srv_dispatch_detached(const srv_route *routes, size_t n_routes, void *app,
     }
     if (!req->replied)
         srv_reply_error(req, SRV_E_INTERNAL, NULL, "internal error");
+    if (req->stream_next) { /* no socket: run the stream to its end into the reply */
+        char chunk[4096];
+        long n;
+        while ((n = req->stream_next(req->stream_ctx, chunk, sizeof chunk)) > 0) {
+            char *p = realloc(req->reply, req->reply_len + (size_t)n);
+            if (!p)
+                break;
+            memcpy(p + req->reply_len, chunk, (size_t)n);
+            req->reply = p;
+            req->reply_len += (size_t)n;
+        }
+        req->stream_done(req->stream_ctx);
+        req->stream_next = NULL;
+    }
     static const char oom[] = "{\"error\":\"out of memory\"}";
     out->status = req->status;
     out->body_len = req->reply ? req->reply_len : sizeof oom - 1;

@@ -88,6 +88,15 @@ void srv_reply_error(srv_req *req, srv_err e, const char *field, const char *fmt
     __attribute__((format(printf, 4, 5)));
 int srv_req_replied(const srv_req *req);
 
+/* A streamed reply (server-sent events, say). `next` is called on the connection's thread
+ * whenever MHD can send more: it writes up to `cap` bytes into buf and returns how many
+ * (> 0), 0 when the stream has ended, or -1 to abort the connection. `done` runs exactly once
+ * when the stream is over, finished or because the client went away, and frees `ctx`, which
+ * must not point into the request (the request may be freed first). */
+typedef long (*srv_stream_next)(void *ctx, char *buf, size_t cap);
+void srv_reply_stream(srv_req *req, const char *content_type, srv_stream_next next, void (*done)(void *ctx),
+                      void *ctx);
+
 /* ---- without a socket: unit tests and fuzz targets ---- */
 
 typedef struct {
