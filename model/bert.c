@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "kernels.h"
+#include "model_config.h"
 #include "safetensors.h"
 
 #define MAX_DIM 65536    /* hidden, intermediate: far above any BERT */
@@ -42,23 +43,6 @@ void bert_free(bert_model *m)
     free(m);
 }
 
-/* Reads a positive integer field of config.json, or `def` when absent (0 = required). */
-static int cfg_size(json_t *c, const char *key, size_t def, size_t max, size_t *out, const char *path,
-                    mdl_error *err)
-{
-    json_t *v = json_object_get(c, key);
-    if (!v) {
-        if (!def)
-            return mdl_fail(err, MDL_EFORMAT, "%s: '%s' is missing", path, key);
-        *out = def;
-        return 0;
-    }
-    if (!json_is_integer(v) || json_integer_value(v) < 1 || (size_t)json_integer_value(v) > max)
-        return mdl_fail(err, MDL_EFORMAT, "%s: '%s' must be an integer in 1..%zu", path, key, max);
-    *out = (size_t)json_integer_value(v);
-    return 0;
-}
-
 static int parse_config(const char *dir, int classifier, bert_config *c, mdl_error *err)
 {
     char path[4096];
@@ -72,23 +56,19 @@ static int parse_config(const char *dir, int classifier, bert_config *c, mdl_err
         mdl_fail(err, rc, "%s: not a JSON object", path);
         goto out;
     }
-    if (cfg_size(j, "hidden_size", 0, MAX_DIM, &c->hidden, path, err) ||
-        cfg_size(j, "num_hidden_layers", 0, MAX_LAYERS, &c->layers, path, err) ||
-        cfg_size(j, "num_attention_heads", 0, MAX_DIM, &c->heads, path, err) ||
-        cfg_size(j, "intermediate_size", 0, MAX_DIM, &c->intermediate, path, err) ||
-        cfg_size(j, "vocab_size", 0, MAX_VOCAB, &c->vocab, path, err) ||
-        cfg_size(j, "max_position_embeddings", 512, MAX_DIM, &c->max_positions, path, err) ||
-        cfg_size(j, "type_vocab_size", 2, 1024, &c->type_vocab, path, err))
+#define KEY(name) ((const char *const[]){name, NULL})
+    if (mdl_config_size(j, KEY("hidden_size"), 0, MAX_DIM, &c->hidden, path, err) ||
+        mdl_config_size(j, KEY("num_hidden_layers"), 0, MAX_LAYERS, &c->layers, path, err) ||
+        mdl_config_size(j, KEY("num_attention_heads"), 0, MAX_DIM, &c->heads, path, err) ||
+        mdl_config_size(j, KEY("intermediate_size"), 0, MAX_DIM, &c->intermediate, path, err) ||
+        mdl_config_size(j, KEY("vocab_size"), 0, MAX_VOCAB, &c->vocab, path, err) ||
+        mdl_config_size(j, KEY("max_position_embeddings"), 512, MAX_DIM, &c->max_positions, path, err) ||
+        mdl_config_size(j, KEY("type_vocab_size"), 2, 1024, &c->type_vocab, path, err) ||
+        mdl_config_eps(j, "layer_norm_eps", 1e-12f, &c->ln_eps, path, err))
         goto out;
     if (c->hidden % c->heads) {
         mdl_fail(err, rc, "%s: hidden_size %zu is not divisible by num_attention_heads %zu", path, c->hidden,
                  c->heads);
-        goto out;
-    }
-    json_t *eps = json_object_get(j, "layer_norm_eps");
-    c->ln_eps = eps ? (float)json_number_value(eps) : 1e-12f;
-    if (eps && (!json_is_number(eps) || !(c->ln_eps >= 0.0f) || !isfinite(c->ln_eps))) {
-        mdl_fail(err, rc, "%s: layer_norm_eps must be a finite non-negative number", path);
         goto out;
     }
     const char *act = json_string_value(json_object_get(j, "hidden_act"));
@@ -110,10 +90,11 @@ static int parse_config(const char *dir, int classifier, bert_config *c, mdl_err
         json_t *id2label = json_object_get(j, "id2label");
         if (json_is_object(id2label) && json_object_size(id2label) > 0)
             c->num_labels = json_object_size(id2label);
-        else if (cfg_size(j, "num_labels", 2, 1024, &c->num_labels, path, err))
+        else if (mdl_config_size(j, KEY("num_labels"), 2, 1024, &c->num_labels, path, err))
             goto out;
     }
     rc = 0;
+#undef KEY
 out:
     json_decref(j);
     return rc;
@@ -133,14 +114,6 @@ static int load(const sft_set *s, const char *name, size_t d0, size_t d1, float 
             return sft_load_f32(s, "bert.", old, d0, d1, dst, err);
     }
     return sft_load_f32(s, "bert.", name, d0, d1, dst, err);
-}
-
-/* Hands out consecutive views of the weight buffer. */
-static float *take(float **cursor, size_t n)
-{
-    float *p = *cursor;
-    *cursor += n;
-    return p;
 }
 
 int bert_load(const char *dir, int classifier, bert_model **out, mdl_error *err)
@@ -172,11 +145,11 @@ int bert_load(const char *dir, int classifier, bert_model **out, mdl_error *err)
         return rc;
     }
     float *cur = m->weights;
-    m->word = take(&cur, c->vocab * H);
-    m->pos = take(&cur, c->max_positions * H);
-    m->type = take(&cur, c->type_vocab * H);
-    m->emb_ln_g = take(&cur, H);
-    m->emb_ln_b = take(&cur, H);
+    m->word = mdl_take(&cur, c->vocab * H);
+    m->pos = mdl_take(&cur, c->max_positions * H);
+    m->type = mdl_take(&cur, c->type_vocab * H);
+    m->emb_ln_g = mdl_take(&cur, H);
+    m->emb_ln_b = mdl_take(&cur, H);
     rc = load(s, "embeddings.word_embeddings.weight", c->vocab, H, m->word, err) ||
          load(s, "embeddings.position_embeddings.weight", c->max_positions, H, m->pos, err) ||
          load(s, "embeddings.token_type_embeddings.weight", c->type_vocab, H, m->type, err) ||
@@ -187,13 +160,13 @@ int bert_load(const char *dir, int classifier, bert_model **out, mdl_error *err)
         char n[160];
 #define LOAD(field, suffix, d0, d1) \
     (snprintf(n, sizeof n, "encoder.layer.%zu.%s", l, suffix), load(s, n, d0, d1, y->field, err))
-        y->qkv_w = take(&cur, 3 * H * H);
-        y->qkv_b = take(&cur, 3 * H);
-        y->ao_w = take(&cur, H * H), y->ao_b = take(&cur, H);
-        y->ln1_g = take(&cur, H), y->ln1_b = take(&cur, H);
-        y->in_w = take(&cur, I * H), y->in_b = take(&cur, I);
-        y->out_w = take(&cur, H * I), y->out_b = take(&cur, H);
-        y->ln2_g = take(&cur, H), y->ln2_b = take(&cur, H);
+        y->qkv_w = mdl_take(&cur, 3 * H * H);
+        y->qkv_b = mdl_take(&cur, 3 * H);
+        y->ao_w = mdl_take(&cur, H * H), y->ao_b = mdl_take(&cur, H);
+        y->ln1_g = mdl_take(&cur, H), y->ln1_b = mdl_take(&cur, H);
+        y->in_w = mdl_take(&cur, I * H), y->in_b = mdl_take(&cur, I);
+        y->out_w = mdl_take(&cur, H * I), y->out_b = mdl_take(&cur, H);
+        y->ln2_g = mdl_take(&cur, H), y->ln2_b = mdl_take(&cur, H);
         static const char *const qkv[3] = {"query", "key", "value"};
         for (int k = 0; k < 3 && !rc; k++) {
             snprintf(n, sizeof n, "encoder.layer.%zu.attention.self.%s.weight", l, qkv[k]);
@@ -211,8 +184,8 @@ int bert_load(const char *dir, int classifier, bert_model **out, mdl_error *err)
 #undef LOAD
     }
     if (classifier && !rc) {
-        m->pool_w = take(&cur, H * H), m->pool_b = take(&cur, H);
-        m->cls_w = take(&cur, c->num_labels * H), m->cls_b = take(&cur, c->num_labels);
+        m->pool_w = mdl_take(&cur, H * H), m->pool_b = mdl_take(&cur, H);
+        m->cls_w = mdl_take(&cur, c->num_labels * H), m->cls_b = mdl_take(&cur, c->num_labels);
         rc = load(s, "pooler.dense.weight", H, H, m->pool_w, err) ||
              load(s, "pooler.dense.bias", H, 0, m->pool_b, err) ||
              load(s, "classifier.weight", c->num_labels, H, m->cls_w, err) ||

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "kernels.h"
+#include "model_config.h"
 #include "safetensors.h"
 
 #define MAX_DIM 65536
@@ -46,25 +47,6 @@ void gpt2_free(gpt2_model *m)
     free(m);
 }
 
-/* An integer field under any of its names (GPT2Config aliases), or `def` (0 = required). */
-static int cfg_size(json_t *c, const char *const *keys, size_t def, size_t max, size_t *out, const char *path,
-                    mdl_error *err)
-{
-    json_t *v = NULL;
-    for (size_t i = 0; keys[i] && !v; i++)
-        v = json_object_get(c, keys[i]);
-    if (!v || json_is_null(v)) {
-        if (!def)
-            return mdl_fail(err, MDL_EFORMAT, "%s: '%s' is missing", path, keys[0]);
-        *out = def;
-        return 0;
-    }
-    if (!json_is_integer(v) || json_integer_value(v) < 1 || (size_t)json_integer_value(v) > max)
-        return mdl_fail(err, MDL_EFORMAT, "%s: '%s' must be an integer in 1..%zu", path, keys[0], max);
-    *out = (size_t)json_integer_value(v);
-    return 0;
-}
-
 static int parse_config(const char *dir, gpt2_config *c, mdl_error *err)
 {
     char path[4096];
@@ -80,16 +62,15 @@ static int parse_config(const char *dir, gpt2_config *c, mdl_error *err)
     int rc = MDL_EFORMAT;
     if (!json_is_object(j)) {
         mdl_fail(err, rc, "%s: not a JSON object", path);
-    } else if (!cfg_size(j, k_vocab, 0, MAX_VOCAB, &c->vocab, path, err) &&
-               !cfg_size(j, k_pos, 1024, MAX_DIM, &c->n_positions, path, err) &&
-               !cfg_size(j, k_embd, 0, MAX_DIM, &c->n_embd, path, err) &&
-               !cfg_size(j, k_layer, 0, MAX_LAYERS, &c->n_layer, path, err) &&
-               !cfg_size(j, k_head, 0, MAX_DIM, &c->n_head, path, err) &&
-               !cfg_size(j, k_inner, 4 * c->n_embd, 4 * MAX_DIM, &c->n_inner, path, err)) {
-        json_t *eps = json_object_get(j, "layer_norm_epsilon");
+    } else if (!mdl_config_size(j, k_vocab, 0, MAX_VOCAB, &c->vocab, path, err) &&
+               !mdl_config_size(j, k_pos, 1024, MAX_DIM, &c->n_positions, path, err) &&
+               !mdl_config_size(j, k_embd, 0, MAX_DIM, &c->n_embd, path, err) &&
+               !mdl_config_size(j, k_layer, 0, MAX_LAYERS, &c->n_layer, path, err) &&
+               !mdl_config_size(j, k_head, 0, MAX_DIM, &c->n_head, path, err) &&
+               !mdl_config_size(j, k_inner, 4 * c->n_embd, 4 * MAX_DIM, &c->n_inner, path, err) &&
+               !mdl_config_eps(j, "layer_norm_epsilon", 1e-5f, &c->ln_eps, path, err)) {
         const char *act = json_string_value(json_object_get(j, "activation_function"));
         json_t *tie = json_object_get(j, "tie_word_embeddings"), *eos = json_object_get(j, "eos_token_id");
-        c->ln_eps = eps ? (float)json_number_value(eps) : 1e-5f;
         c->tied = tie ? json_is_true(tie) : 1;
         c->eos_id = json_is_integer(eos) && json_integer_value(eos) >= 0 &&
                             (size_t)json_integer_value(eos) < c->vocab
@@ -99,8 +80,6 @@ static int parse_config(const char *dir, gpt2_config *c, mdl_error *err)
             mdl_fail(err, rc, "%s: n_embd %zu is not divisible by n_head %zu", path, c->n_embd, c->n_head);
         else if (act && strcmp(act, "gelu_new") != 0)
             mdl_fail(err, rc, "%s: activation_function '%.40s' is not supported (gelu_new)", path, act);
-        else if (eps && (!json_is_number(eps) || !(c->ln_eps >= 0) || !isfinite(c->ln_eps)))
-            mdl_fail(err, rc, "%s: layer_norm_epsilon must be a finite non-negative number", path);
         else
             rc = 0;
     }
@@ -111,13 +90,6 @@ static int parse_config(const char *dir, gpt2_config *c, mdl_error *err)
 static int load(const sft_set *s, const char *name, size_t d0, size_t d1, float *dst, mdl_error *err)
 {
     return sft_load_f32(s, "transformer.", name, d0, d1, dst, err);
-}
-
-static float *take(float **cursor, size_t n)
-{
-    float *p = *cursor;
-    *cursor += n;
-    return p;
 }
 
 int gpt2_load(const char *dir, gpt2_model **out, mdl_error *err)
@@ -148,17 +120,17 @@ int gpt2_load(const char *dir, gpt2_model **out, mdl_error *err)
         return rc;
     }
     float *cur = m->weights;
-    m->wte = take(&cur, V * C);
-    m->wpe = take(&cur, c->n_positions * C);
-    m->lnf_g = take(&cur, C);
-    m->lnf_b = take(&cur, C);
+    m->wte = mdl_take(&cur, V * C);
+    m->wpe = mdl_take(&cur, c->n_positions * C);
+    m->lnf_g = mdl_take(&cur, C);
+    m->lnf_b = mdl_take(&cur, C);
     rc = load(s, "wte.weight", V, C, m->wte, err) || load(s, "wpe.weight", c->n_positions, C, m->wpe, err) ||
          load(s, "ln_f.weight", C, 0, m->lnf_g, err) || load(s, "ln_f.bias", C, 0, m->lnf_b, err);
     for (size_t l = 0; l < c->n_layer && !rc; l++) {
         gpt2_block *b = &m->block[l];
         char n[128];
 #define LOAD(field, count, suffix, d0, d1) \
-    (b->field = take(&cur, count), snprintf(n, sizeof n, "h.%zu.%s", l, suffix), load(s, n, d0, d1, b->field, err))
+    (b->field = mdl_take(&cur, count), snprintf(n, sizeof n, "h.%zu.%s", l, suffix), load(s, n, d0, d1, b->field, err))
         rc = LOAD(ln1_g, C, "ln_1.weight", C, 0) || LOAD(ln1_b, C, "ln_1.bias", C, 0) ||
              LOAD(attn_w, C * 3 * C, "attn.c_attn.weight", C, 3 * C) || LOAD(attn_b, 3 * C, "attn.c_attn.bias", 3 * C, 0) ||
              LOAD(aproj_w, C * C, "attn.c_proj.weight", C, C) || LOAD(aproj_b, C, "attn.c_proj.bias", C, 0) ||
@@ -171,7 +143,7 @@ int gpt2_load(const char *dir, gpt2_model **out, mdl_error *err)
         if (c->tied) {
             m->lm_head = m->wte;
         } else {
-            m->lm_head = take(&cur, V * C);
+            m->lm_head = mdl_take(&cur, V * C);
             rc = load(s, "lm_head.weight", V, C, m->lm_head, err);
         }
     }
