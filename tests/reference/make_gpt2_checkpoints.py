@@ -2,10 +2,12 @@
 """make_gpt2_checkpoints.py — small random GPT-2 checkpoints in the Hugging Face layout
 (GPT2LMHeadModel: Conv1D [in, out] weights), with the real gpt2 tokenizer files.
 
-usage: /usr/bin/python3 make_gpt2_checkpoints.py OUTDIR [--seed N]
+usage: /usr/bin/python3 make_gpt2_checkpoints.py OUTDIR [--seed N] [--124m]
 Writes: gpt2-tied (names without `transformer.`, lm_head tied to wte, legacy attn.bias
 buffers included), gpt2-untied (with `transformer.` and an lm_head.weight), gpt2-f16 (tied,
-stored as F16). Shape: vocab 50257, 48 positions, n_embd 32, 2 layers, 4 heads.
+stored as F16). Shape: vocab 50257, 48 positions, n_embd 32, 2 layers, 4 heads. With --124m,
+only gpt2-124m: the real GPT-2 shape (1024 positions, n_embd 768, 12 layers, 12 heads), for
+benchmarks.
 """
 import argparse
 import json
@@ -18,7 +20,8 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import safetensors_io  # noqa: E402
 
-V, P, C, L, NH = 50257, 48, 32, 2, 4
+V = 50257
+P, C, L, NH = 48, 32, 2, 4
 
 
 def tensors(g, prefix, untied):
@@ -71,8 +74,13 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("out")
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--124m", dest="full", action="store_true")
     a = p.parse_args()
     g = torch.Generator().manual_seed(a.seed)
+    if a.full:
+        global P, C, L, NH
+        P, C, L, NH = 1024, 768, 12, 12
+        return write(a.out, "gpt2-124m", g, "", False)
     write(a.out, "gpt2-tied", g, "", False)
     write(a.out, "gpt2-untied", g, "transformer.", True)
     write(a.out, "gpt2-f16", g, "", False, torch.float16)
