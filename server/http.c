@@ -22,7 +22,8 @@
 
 #define MAX_REPLY_HEADERS 8
 #define THREAD_STACK_BYTES (8u << 20)    /* room for jansson's 2048-deep recursion */
-#define CONNECTION_MEMORY (64u << 10)    /* per-connection header/read buffer (431 above) */
+#define CONNECTION_MEMORY (32u << 10)    /* per-connection header/read buffer (431 above) */
+#define FIRST_BODY_ALLOC (64u << 10)     /* grown as bytes arrive: a promise reserves nothing */
 
 struct srv_daemon {
     srv_daemon_config cfg;
@@ -336,13 +337,30 @@ static int valid_request_id(const char *s)
     return n > 0;
 }
 
-static enum MHD_Result count_authorization(void *cls, enum MHD_ValueKind kind, const char *key,
-                               const char *value)
+/* The headers whose repetition matters: several Authorization headers are refused, and
+ * ambiguous framing (two different Content-Lengths, or one with Transfer-Encoding) too. */
+typedef struct {
+    unsigned auth, cl, te;
+    const char *first_cl;
+    int cl_differ;
+} header_counts;
+
+static enum MHD_Result count_headers(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
 {
     (void)kind;
-    (void)value;
-    if (key && strcasecmp(key, "Authorization") == 0)
-        ++*(unsigned *)cls;
+    header_counts *h = cls;
+    if (!key)
+        return MHD_YES;
+    if (strcasecmp(key, "Authorization") == 0)
+        h->auth++;
+    else if (strcasecmp(key, "Transfer-Encoding") == 0)
+        h->te++;
+    else if (strcasecmp(key, "Content-Length") == 0) {
+        if (h->cl++ && strcmp(h->first_cl, value ? value : "") != 0)
+            h->cl_differ = 1;
+        if (!h->first_cl)
+            h->first_cl = value ? value : "";
+    }
     return MHD_YES;
 }
 
@@ -373,6 +391,14 @@ static int reject_early(srv_req *req)
                         req->method, req->url, allow);
         return 1;
     }
+    header_counts hc = {0, 0, 0, NULL, 0};
+    MHD_get_connection_values(req->conn, MHD_HEADER_KIND, count_headers, &hc);
+    if ((hc.te && hc.cl) || hc.cl_differ) {
+        /* RFC 9112 §6.3: answer 400 and close, so no body byte can be read as a new request. */
+        srv_reply_header(req, "Connection", "close");
+        srv_reply_error(req, SRV_E_BAD_REQUEST, NULL, "conflicting Content-Length or Transfer-Encoding headers");
+        return 1;
+    }
     const srv_route *rt = &d->routes[req->route];
     if (atomic_load(&d->draining) && !(rt->flags & SRV_ROUTE_PUBLIC)) {
         srv_reply_header(req, "Connection", "close");
@@ -380,8 +406,7 @@ static int reject_early(srv_req *req)
         return 1;
     }
     if (!(rt->flags & SRV_ROUTE_PUBLIC) && d->auth) {
-        unsigned n_auth = 0;
-        MHD_get_connection_values(req->conn, MHD_HEADER_KIND, count_authorization, &n_auth);
+        unsigned n_auth = hc.auth;
         if (n_auth != 1 || !srv_auth_check(d->auth, srv_req_header(req, "Authorization"))) {
             srv_reply_header(req, "WWW-Authenticate", "Bearer");
             if (n_auth > 1)
@@ -418,12 +443,13 @@ static int reject_early(srv_req *req)
             return 1;
         }
         if (errno == 0 && end != cl && n > 0) {
-            req->body = malloc((size_t)n);
+            size_t first = n < FIRST_BODY_ALLOC ? (size_t)n : FIRST_BODY_ALLOC;
+            req->body = malloc(first);
             if (!req->body) {
                 srv_reply_error(req, SRV_E_OUT_OF_MEMORY, NULL, "out of memory for the request body");
                 return 1;
             }
-            req->body_cap = (size_t)n;
+            req->body_cap = first;
         }
     }
     return 0;
