@@ -9,24 +9,27 @@
 #include "harness.h"
 
 static it_server srv;
-static char key_file[128];
+static char key_file[] = "/tmp/ragd-keys-XXXXXX";
+static char *gpt2;
 
 static int setup(void)
 {
-    snprintf(key_file, sizeof key_file, "/tmp/ragd-keys-%d", (int)getpid());
-    FILE *f = fopen(key_file, "w");
+    int fd = mkstemp(key_file);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
     if (!f)
         return -1;
+    /* A comment, blank lines and trailing spaces around a key are not part of any key. */
     fputs("# team keys\nkey-one\n\nkey-two  \n", f);
     fclose(f);
-    const char *args[] = {"--generator", it_testdata("tokenizers/gpt2"), "--api-key", "main-key", "--api-key-file",
-                          key_file, NULL};
+    gpt2 = it_testdata("tokenizers/gpt2");
+    const char *args[] = {"--generator", gpt2, "--api-key", "main-key", "--api-key-file", key_file, NULL};
     return it_start(&srv, args, NULL);
 }
 
 static int teardown(void)
 {
     remove(key_file);
+    free(gpt2);
     return it_stop(&srv) == 0 ? 0 : -1;
 }
 
@@ -43,7 +46,7 @@ static void test_rejected(void)
     int k = snprintf(huge, 32, "Authorization: Bearer ");
     memset(huge + k, 'k', 10240);
     huge[k + 10240] = '\0';
-    const char *const cases[][3] = {
+    const char *const cases[][4] = {
         {NULL},
         {"Authorization: Bearer wrong"},
         {"Authorization: Bearer key-one "},
@@ -53,6 +56,13 @@ static void test_rejected(void)
         {"Authorization: Bearer key-one", "Authorization: Bearer key-one"},
         {"Authorization: Bearer main-ke"},
         {"Authorization: Bearer main-keyy"},
+        {"Authorization: Bearer "},
+        {"Authorization: Bearer"},
+        {"Authorization: Bearer # team keys"},
+        {"Authorization: Bearer key-two  "},
+        {"Authorization: Bearer key-one\tx"},
+        {"Authorization: Bearer main-key", "X-Api-Key: main-key", "Authorization: Bearer wrong"},
+        {"X-Api-Key: main-key"},
         {huge},
     };
     static const char *const paths[] = {"/tokenize", "/info", "/metrics", "/openapi.json"};
@@ -81,16 +91,25 @@ static void test_accepted(void)
         it_free(&r);
     }
     static const char *const health[] = {"/health", "/healthz", "/readyz"};
-    for (size_t i = 0; i < 3; i++) {
-        it_response r = call(health[i], NULL);
-        CU_ASSERT_EQUAL(r.status, 200);
-        it_free(&r);
-    }
+    const char *wrong[] = {"Authorization: Bearer wrong", NULL};
+    for (size_t i = 0; i < 3; i++)
+        for (int k = 0; k < 2; k++) {
+            it_response r = call(health[i], k ? wrong : NULL);
+            CU_ASSERT(r.status == 200 && !strcmp(json_string_value(json_object_get(r.json, "status")), "ok"));
+            it_free(&r);
+        }
+    /* /info says auth is on. */
+    it_response r = call("/info", keys[0]);
+    CU_ASSERT(r.status == 200 && json_is_true(json_object_get(r.json, "auth")));
+    it_free(&r);
 }
 
 void cu_register(void)
 {
-    if (!it_testdata("tokenizers/gpt2")) {
+    char *probe = it_testdata("tokenizers/gpt2");
+    int have = probe != NULL;
+    free(probe);
+    if (!have) {
         cu_skip_all("../shared/testdata not found");
         return;
     }

@@ -258,7 +258,7 @@ static void test_concurrent_batching(void)
 
 void cu_register(void)
 {
-    if (!it_testdata("tokenizers/bert-base-uncased") || system("/usr/bin/python3 -c 'import torch' 2>/dev/null") != 0) {
+    if (!cu_testdata("tokenizers/bert-base-uncased") || system("/usr/bin/python3 -c 'import torch' 2>/dev/null") != 0) {
         cu_skip_all("../shared/testdata or python3-torch not found");
         return;
     }
