@@ -64,6 +64,35 @@ static int check_dims(srv_req *req, int64_t dims, size_t width)
     return 0;
 }
 
+/* The work both embedding routes share: the inputs (a string or a list of them, named
+ * `pointer` in errors), tokenized and embedded, cut to `dimensions` (0 = all) and normalized
+ * when asked. Returns a heap array [*n, *dims], or NULL after replying. */
+static float *embed_inputs(srv_req *req, struct app *app, app_model *m, json_t *inputs, const char *pointer,
+                           int64_t dimensions, int truncate, tok_direction dir, int normalize, size_t *n, size_t *dims,
+                           size_t *tokens)
+{
+    size_t width = enc_dim(m->enc);
+    *dims = dimensions ? (size_t)dimensions : width;
+    const char **texts;
+    size_t *lens;
+    int is_list;
+    if (check_dims(req, dimensions, width) ||
+        srv_string_list(req, inputs, pointer, (size_t)app->cfg->max_batch, &texts, &lens, n, &is_list))
+        return NULL;
+    float *vec = malloc(*n * width * sizeof *vec);
+    if (!vec)
+        srv_reply_error(req, SRV_E_OUT_OF_MEMORY, NULL, "out of memory");
+    else if (app_encode(req, m, NULL, texts, lens, *n, pointer, is_list, truncate, dir, vec, tokens) == 0)
+        finish_rows(vec, *n, width, *dims, normalize);
+    else {
+        free(vec);
+        vec = NULL;
+    }
+    free(texts);
+    free(lens);
+    return vec;
+}
+
 void h_embed(srv_req *req, void *ctx)
 {
     struct app *app = ctx;
@@ -74,34 +103,22 @@ void h_embed(srv_req *req, void *ctx)
     app_model *m = app_network_ready(req, app, APP_EMBEDDER);
     if (!m)
         return;
-    size_t width = enc_dim(m->enc), dims = in.dimensions ? (size_t)in.dimensions : width;
-    if (check_dims(req, in.dimensions, width))
-        return;
-    const char **texts;
-    size_t *lens, n, tokens;
-    int is_list;
-    if (srv_string_list(req, in.inputs, "/inputs", (size_t)app->cfg->max_batch, &texts, &lens, &n, &is_list))
-        return;
-    float *vec = malloc(n * width * sizeof *vec);
+    size_t n, dims, tokens;
+    float *vec = embed_inputs(req, app, m, in.inputs, "/inputs", in.dimensions, in.truncate,
+                              (tok_direction)in.direction, in.normalize, &n, &dims, &tokens);
     if (!vec)
-        srv_reply_error(req, SRV_E_OUT_OF_MEMORY, NULL, "out of memory");
-    else if (app_encode(req, m, NULL, texts, lens, n, "/inputs", is_list, in.truncate, (tok_direction)in.direction,
-                        vec, &tokens) == 0) {
-        finish_rows(vec, n, width, dims, in.normalize);
-        json_t *out = json_array();
-        for (size_t i = 0; out && i < n; i++)
-            if (json_array_append_new(out, float_array(vec + i * dims, dims)) != 0) {
-                json_decref(out);
-                out = NULL;
-            }
-        if (out)
-            srv_reply_json(req, 200, out);
-        else
-            srv_reply_error(req, SRV_E_OUT_OF_MEMORY, NULL, "out of memory");
-    }
+        return;
+    json_t *out = json_array();
+    for (size_t i = 0; out && i < n; i++)
+        if (json_array_append_new(out, float_array(vec + i * dims, dims)) != 0) {
+            json_decref(out);
+            out = NULL;
+        }
     free(vec);
-    free(texts);
-    free(lens);
+    if (out)
+        srv_reply_json(req, 200, out);
+    else
+        srv_reply_error(req, SRV_E_OUT_OF_MEMORY, NULL, "out of memory");
 }
 
 /* ---- OpenAI ---- */
@@ -161,42 +178,31 @@ void h_openai_embeddings(srv_req *req, void *ctx)
                         "this model; send the text instead");
         return;
     }
-    size_t width = enc_dim(m->enc), dims = in.dimensions ? (size_t)in.dimensions : width;
-    if (check_dims(req, in.dimensions, width))
-        return;
-    const char **texts;
-    size_t *lens, n, tokens;
-    int is_list;
-    if (srv_string_list(req, in.input, "/input", (size_t)app->cfg->max_batch, &texts, &lens, &n, &is_list))
-        return;
-    float *vec = malloc(n * width * sizeof *vec);
+    size_t n, dims, tokens;
+    float *vec = embed_inputs(req, app, m, in.input, "/input", in.dimensions, 0, TOK_TRUNCATE_RIGHT,
+                              enc_normalizes(m->enc), &n, &dims, &tokens);
     if (!vec)
-        srv_reply_error(req, SRV_E_OUT_OF_MEMORY, NULL, "out of memory");
-    else if (app_encode(req, m, NULL, texts, lens, n, "/input", is_list, 0, TOK_TRUNCATE_RIGHT, vec, &tokens) == 0) {
-        finish_rows(vec, n, width, dims, enc_normalizes(m->enc));
-        json_t *data = json_array();
-        for (size_t i = 0; data && i < n; i++) {
-            json_t *e = in.format ? base64_floats(vec + i * dims, dims) : float_array(vec + i * dims, dims);
-            json_t *item = json_pack("{s:s, s:I, s:o*}", "object", "embedding", "index", (json_int_t)i, "embedding", e);
-            if (!e || !item) {
-                json_decref(item);
-                json_decref(data);
-                data = NULL;
-            } else if (json_array_append_new(data, item) != 0) {
-                json_decref(data);
-                data = NULL;
-            }
-        }
-        json_t *out = json_pack("{s:s, s:o*, s:s, s:{s:I, s:I}}", "object", "list", "data", data, "model", in.model,
-                                "usage", "prompt_tokens", (json_int_t)tokens, "total_tokens", (json_int_t)tokens);
-        if (out && data)
-            srv_reply_json(req, 200, out);
-        else {
-            json_decref(out);
-            srv_reply_error(req, SRV_E_OUT_OF_MEMORY, NULL, "out of memory");
+        return;
+    json_t *data = json_array();
+    for (size_t i = 0; data && i < n; i++) {
+        json_t *e = in.format ? base64_floats(vec + i * dims, dims) : float_array(vec + i * dims, dims);
+        json_t *item = json_pack("{s:s, s:I, s:o*}", "object", "embedding", "index", (json_int_t)i, "embedding", e);
+        if (!e || !item) {
+            json_decref(item);
+            json_decref(data);
+            data = NULL;
+        } else if (json_array_append_new(data, item) != 0) {
+            json_decref(data);
+            data = NULL;
         }
     }
     free(vec);
-    free(texts);
-    free(lens);
+    json_t *out = json_pack("{s:s, s:o*, s:s, s:{s:I, s:I}}", "object", "list", "data", data, "model", in.model,
+                            "usage", "prompt_tokens", (json_int_t)tokens, "total_tokens", (json_int_t)tokens);
+    if (out && data)
+        srv_reply_json(req, 200, out);
+    else {
+        json_decref(out);
+        srv_reply_error(req, SRV_E_OUT_OF_MEMORY, NULL, "out of memory");
+    }
 }
