@@ -1,0 +1,352 @@
+/* request.c — the request as handlers see it (accessors, the JSON body), the replies they
+ * queue (JSON, bytes, errors, streams), and dispatch without a socket for tests. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "http_internal.h"
+#include "log.h"
+
+/* ---------------------------------------------------------------- replies */
+
+void srv_reply_header(srv_req *req, const char *name, const char *value)
+{
+    if (req->n_headers == MAX_REPLY_HEADERS)
+        return;
+    char *n = strdup(name), *v = strdup(value);
+    if (!n || !v) {
+        free(n);
+        free(v);
+        return;
+    }
+    req->headers[req->n_headers][0] = n;
+    req->headers[req->n_headers++][1] = v;
+}
+
+void srv_reply_bytes(srv_req *req, unsigned status, const char *content_type, const void *data,
+                     size_t len)
+{
+    if (req->replied)
+        return;
+    char *copy = malloc(len ? len : 1);
+    if (!copy) {
+        /* Keep running: a static body needs no allocation. */
+        static const char oom[] = "{\"error\":\"out of memory\",\"error_type\":\"Backend\","
+                                  "\"code\":\"out_of_memory\"}";
+        req->replied = 1;
+        req->status = 503;
+        req->reply = NULL;
+        req->reply_len = sizeof oom - 1;
+        req->content_type = "application/json";
+        req->err_code = "out_of_memory";
+        return;
+    }
+    memcpy(copy, data, len);
+    req->replied = 1;
+    req->status = status;
+    req->reply = copy;
+    req->reply_len = len;
+    req->content_type = content_type;
+}
+
+void srv_reply_json(srv_req *req, unsigned status, json_t *body)
+{
+    if (req->replied) {
+        json_decref(body);
+        return;
+    }
+    /* 9 significant digits print every float32 exactly and keep embeddings short. */
+    char *text = body ? json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
+    json_decref(body);
+    if (!text) {
+        srv_reply_error(req, SRV_E_OUT_OF_MEMORY, NULL, "out of memory while writing the response");
+        return;
+    }
+    req->replied = 1;
+    req->status = status;
+    req->reply = text;
+    req->reply_len = strlen(text);
+    req->content_type = "application/json";
+}
+
+void srv_reply_error(srv_req *req, srv_err e, const char *field, const char *fmt, ...)
+{
+    if (req->replied)
+        return;
+    const srv_err_info *info = srv_err_lookup(e);
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+
+    json_t *body;
+    int openai = req->route >= 0 && (req->d->routes[req->route].flags & SRV_ROUTE_OPENAI);
+    if (openai) {
+        body = json_pack("{s:{s:s, s:s, s:s?, s:s}}", "error", "message", msg, "type",
+                         info->status >= 500 ? "server_error" : "invalid_request_error", "param",
+                         field, "code", info->code);
+    } else {
+        body = json_pack("{s:s, s:s, s:s, s:s}", "error", msg, "error_type", info->type, "code",
+                         info->code, "request_id", req->id);
+        if (body && field)
+            json_object_set_new(body, "field", json_string(field));
+    }
+    if (info->status == 429 || info->status == 503)
+        srv_reply_header(req, "Retry-After", "1");
+    req->err_code = info->code;
+    srv_reply_json(req, info->status, body);
+}
+
+int srv_req_replied(const srv_req *req) { return req->replied; }
+
+void srv_reply_stream(srv_req *req, const char *content_type, srv_stream_next next, void (*done)(void *ctx),
+                      void *ctx)
+{
+    if (req->replied) {
+        done(ctx);
+        return;
+    }
+    req->replied = 1;
+    req->status = 200;
+    req->content_type = content_type;
+    req->stream_next = next;
+    req->stream_done = done;
+    req->stream_ctx = ctx;
+}
+
+typedef struct {
+    srv_stream_next next;
+    void (*done)(void *ctx);
+    void *ctx;
+} stream;
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    (void)pos;
+    stream *st = cls;
+    long n = st->next(st->ctx, buf, max);
+    return n > 0 ? (ssize_t)n : n == 0 ? MHD_CONTENT_READER_END_OF_STREAM : MHD_CONTENT_READER_END_WITH_ERROR;
+}
+
+static void stream_free(void *cls)
+{
+    stream *st = cls;
+    st->done(st->ctx);
+    free(st);
+}
+
+enum MHD_Result srv_queue_reply(srv_req *req)
+{
+    static const char oom[] = "{\"error\":\"out of memory\",\"error_type\":\"Backend\","
+                              "\"code\":\"out_of_memory\"}";
+    struct MHD_Response *r;
+    if (req->stream_next) {
+        stream *st = malloc(sizeof *st);
+        r = st ? MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_read, st, stream_free) : NULL;
+        if (!r) {
+            req->stream_done(req->stream_ctx);
+            free(st);
+            return MHD_NO;
+        }
+        *st = (stream){req->stream_next, req->stream_done, req->stream_ctx};
+        req->stream_next = NULL; /* the response owns it now */
+        MHD_add_response_header(r, "Cache-Control", "no-cache");
+    } else if (req->reply) {
+        r = MHD_create_response_from_buffer(req->reply_len, req->reply, MHD_RESPMEM_MUST_FREE);
+    } else {
+        r = MHD_create_response_from_buffer(sizeof oom - 1, (void *)oom, MHD_RESPMEM_PERSISTENT);
+    }
+    if (!r)
+        return MHD_NO;
+    req->reply = NULL; /* MHD owns it now */
+    MHD_add_response_header(r, "Content-Type", req->content_type);
+    MHD_add_response_header(r, "X-Request-Id", req->id);
+    for (size_t i = 0; i < req->n_headers; i++)
+        MHD_add_response_header(r, req->headers[i][0], req->headers[i][1]);
+    enum MHD_Result rc = MHD_queue_response(req->conn, req->status, r);
+    MHD_destroy_response(r);
+    req->queued = 1;
+    return rc;
+}
+
+/* ---------------------------------------------------------------- request accessors */
+
+srv_daemon *srv_req_daemon(const srv_req *req) { return req->d; }
+const char *srv_req_id(const srv_req *req) { return req->id; }
+const char *srv_req_method(const srv_req *req) { return req->method; }
+const char *srv_req_path(const srv_req *req) { return req->url; }
+
+const char *srv_req_param(const srv_req *req, const char *name)
+{
+    size_t len = strlen(name);
+    for (size_t i = 0; i < req->params.n; i++)
+        if (req->params.name_lens[i] == len && !memcmp(req->params.names[i], name, len))
+            return req->params.values[i];
+    return NULL;
+}
+
+typedef struct {
+    const char *key;
+    const char *first;
+    unsigned count;
+} arg_count;
+
+static enum MHD_Result count_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                                 const char *value)
+{
+    (void)kind;
+    arg_count *c = cls;
+    if (key && strcasecmp(key, c->key) == 0) {
+        if (c->count++ == 0)
+            c->first = value ? value : "";
+    }
+    return MHD_YES;
+}
+
+const char *srv_req_query(const srv_req *req, const char *key, unsigned *count)
+{
+    arg_count c = {key, NULL, 0};
+    if (req->conn)
+        MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, count_arg, &c);
+    if (count)
+        *count = c.count;
+    return c.first;
+}
+
+const char *srv_req_header(const srv_req *req, const char *name)
+{
+    if (!req->conn)
+        return NULL;
+    return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+const char *srv_req_body(const srv_req *req, size_t *len)
+{
+    *len = req->body_len;
+    return req->body ? req->body : "";
+}
+
+json_t *srv_req_json(srv_req *req)
+{
+    if (req->json)
+        return req->json;
+    json_error_t e;
+    if (req->body_len == 0) {
+        srv_reply_error(req, SRV_E_INVALID_JSON, NULL, "the request body is empty; expected a JSON object");
+        return NULL;
+    }
+    json_t *j = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &e);
+    if (!j) {
+        srv_reply_error(req, SRV_E_INVALID_JSON, NULL, "invalid JSON at byte %d: %s", e.position,
+                        e.text);
+        return NULL;
+    }
+    if (!json_is_object(j)) {
+        json_decref(j);
+        srv_reply_error(req, SRV_E_INVALID_JSON, NULL, "expected a JSON object at the top level");
+        return NULL;
+    }
+    req->json = j;
+    return j;
+}
+
+void srv_append_body(srv_req *req, const char *data, size_t n)
+{
+    size_t cap = req->d->cfg.max_body_bytes;
+    if (n == 0)
+        return;
+    if (req->body_too_large || n > cap - req->body_len) {
+        req->body_too_large = 1; /* keep consuming so the connection can answer 413 */
+        return;
+    }
+    if (req->body_len + n > req->body_cap) {
+        size_t want = req->body_cap ? req->body_cap * 2 : 4096;
+        while (want < req->body_len + n)
+            want *= 2;
+        if (want > cap)
+            want = cap;
+        char *p = realloc(req->body, want);
+        if (!p) {
+            srv_reply_error(req, SRV_E_OUT_OF_MEMORY, NULL, "out of memory for the request body");
+            req->body_too_large = 1;
+            return;
+        }
+        req->body = p;
+        req->body_cap = want;
+    }
+    memcpy(req->body + req->body_len, data, n);
+    req->body_len += n;
+}
+
+void srv_req_free(srv_req *req)
+{
+    if (req->stream_next) /* replied with a stream that was never handed to MHD */
+        req->stream_done(req->stream_ctx);
+    free(req->body);
+    free(req->reply);
+    json_decref(req->json);
+    for (size_t i = 0; i < req->n_headers; i++) {
+        free(req->headers[i][0]);
+        free(req->headers[i][1]);
+    }
+    free(req);
+}
+
+int srv_dispatch_detached(const srv_route *routes, size_t n_routes, void *app,
+                          const srv_daemon_config *cfg, const char *method, const char *path,
+                          const char *body, size_t body_len, srv_detached_reply *out)
+{
+    memset(out, 0, sizeof *out);
+    srv_daemon d = {.cfg = *cfg, .routes = routes, .n_routes = n_routes, .app = app};
+    srv_req *req = calloc(1, sizeof *req);
+    if (!req)
+        return -1;
+    req->d = &d;
+    req->method = method;
+    req->url = path;
+    snprintf(req->id, sizeof req->id, "detached");
+    req->route = srv_route_match(routes, n_routes, method, path, &req->params, out->allow,
+                                 sizeof out->allow);
+    if (req->route == SRV_MATCH_NONE)
+        srv_reply_error(req, SRV_E_NOT_FOUND, NULL, "no route for %s %.200s", method, path);
+    else if (req->route == SRV_MATCH_METHOD)
+        srv_reply_error(req, SRV_E_METHOD_NOT_ALLOWED, NULL, "%s is not allowed", method);
+    else {
+        srv_append_body(req, body, body_len);
+        if (req->body_too_large)
+            srv_reply_error(req, SRV_E_PAYLOAD_TOO_LARGE, NULL, "the body is over the limit");
+        else
+            routes[req->route].handler(req, app);
+    }
+    if (!req->replied)
+        srv_reply_error(req, SRV_E_INTERNAL, NULL, "internal error");
+    if (req->stream_next) { /* no socket: run the stream to its end into the reply */
+        char chunk[4096];
+        long n;
+        while ((n = req->stream_next(req->stream_ctx, chunk, sizeof chunk)) > 0) {
+            char *p = realloc(req->reply, req->reply_len + (size_t)n);
+            if (!p)
+                break;
+            memcpy(p + req->reply_len, chunk, (size_t)n);
+            req->reply = p;
+            req->reply_len += (size_t)n;
+        }
+        req->stream_done(req->stream_ctx);
+        req->stream_next = NULL;
+    }
+    static const char oom[] = "{\"error\":\"out of memory\"}";
+    out->status = req->status;
+    out->body_len = req->reply ? req->reply_len : sizeof oom - 1;
+    out->body = malloc(out->body_len + 1);
+    int rc = out->body ? 0 : -1;
+    if (out->body) {
+        memcpy(out->body, req->reply ? req->reply : oom, out->body_len);
+        out->body[out->body_len] = '\0';
+    }
+    srv_req_free(req);
+    return rc;
+}
