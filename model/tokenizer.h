@@ -37,7 +37,13 @@ typedef struct tok_tokenizer tok_tokenizer;
 /* One encoded sequence. Arrays have `len` valid entries and are owned by the encoding;
  * release with tok_encoding_free. For a token that came from the input, `seq` is 0 (first
  * text) or 1 (second text of a pair) and [start, stop) are byte offsets into that text;
- * a special token added by the post-processor has seq = -1 and start = stop = 0. */
+ * a special token added by the post-processor has seq = -1 and start = stop = 0.
+ * Offsets follow Hugging Face's (Rust) offsets, in bytes rather than characters: a WordPiece
+ * token spans the original bytes its normalized characters came from (so "Héllo" -> "hello"
+ * is [0, 6)); a byte-level BPE token that holds part of a multi-byte character spans the whole
+ * character; and since GPT-2's ByteLevel post-processor has trim_offsets false, " world" in
+ * "Hello world" is [5, 11), its space included (trim_offsets true is honoured when a
+ * tokenizer.json asks for it). */
 typedef struct {
     int32_t *ids;
     int32_t *type_ids;    /* token_type_ids (0 for A and its specials, 1 for B in a pair) */
@@ -80,11 +86,16 @@ void tok_encoding_free(tok_encoding *enc); /* frees the arrays and zeroes the st
 enum {
     TOK_DECODE_SKIP_SPECIAL = 1 << 0, /* drop special tokens */
     TOK_DECODE_KEEP_SPACES = 1 << 1,  /* no clean_up_tokenization_spaces, even when configured */
+    TOK_DECODE_LOSSY = 1 << 2,        /* replace invalid UTF-8 with U+FFFD as Rust's
+                                       * String::from_utf8_lossy does (one per maximal invalid
+                                       * subsequence), i.e. what Hugging Face's decode returns */
 };
 
 /* Decode ids to text; `flags` is a set of TOK_DECODE_*. Byte-level tokens give back the exact
  * bytes, which need not be valid UTF-8 (a character can span tokens, as when streaming);
- * callers that show text replace invalid sequences with U+FFFD. An id outside the vocabulary
+ * callers that show text pass TOK_DECODE_LOSSY (or replace invalid sequences themselves).
+ * WordPiece: tokens joined with spaces, "##" pieces glued, the decoder's per-token cleanup,
+ * then clean_up_tokenization_spaces unless TOK_DECODE_KEEP_SPACES. An id outside the vocabulary
  * is TOK_EINPUT. On success *out is a NUL-terminated heap string the caller frees, and
  * *out_len its length. */
 int tok_decode(const tok_tokenizer *tok, const int32_t *ids, size_t n, unsigned flags,
