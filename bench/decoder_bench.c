@@ -9,23 +9,13 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench.h"
+
 #include "gpt2.h"
 #include "kernels.h"
 
-#define RUNS 5
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 /* Read bandwidth: xor-reducing a 512 MB buffer (integer, so it vectorizes), best of 3. */
 static double bandwidth_gbs(void)
@@ -83,14 +73,13 @@ int main(int argc, char **argv)
             gpt2_forward(m, kc, &tok, 1, logits, NULL, &err);
         dec[r] = (now() - t0) / steps;
     }
-    qsort(pre, RUNS, sizeof pre[0], cmp);
-    qsort(dec, RUNS, sizeof dec[0], cmp);
+    double prefill = median(pre, RUNS), step = median(dec, RUNS);
     double bw = bandwidth_gbs(), bytes = (double)gpt2_weight_bytes(m) - (double)c->n_positions * c->n_embd * 4;
-    printf("{\"impl\":\"ragd\",\"threads\":%d,\"what\":\"prefill_128_tokens_per_s\",\"per_s\":%.1f}\n", threads, 128 / pre[2]);
-    printf("{\"impl\":\"ragd\",\"threads\":%d,\"what\":\"decode_b1_tokens_per_s\",\"per_s\":%.1f}\n", threads, 1 / dec[2]);
+    printf("{\"impl\":\"ragd\",\"threads\":%d,\"what\":\"prefill_128_tokens_per_s\",\"per_s\":%.1f}\n", threads, 128 / prefill);
+    printf("{\"impl\":\"ragd\",\"threads\":%d,\"what\":\"decode_b1_tokens_per_s\",\"per_s\":%.1f}\n", threads, 1 / step);
     printf("{\"impl\":\"ragd\",\"threads\":%d,\"what\":\"decode_bandwidth_fraction\",\"weight_mb\":%.0f,\"read_gbs\":%.1f,"
            "\"bound_tokens_per_s\":%.1f,\"fraction\":%.2f}\n",
-           threads, bytes / 1e6, bw, bw * 1e9 / bytes, (1 / dec[2]) / (bw * 1e9 / bytes));
+           threads, bytes / 1e6, bw, bw * 1e9 / bytes, (1 / step) / (bw * 1e9 / bytes));
     gpt2_cache_free(kc);
     free(logits);
     gpt2_free(m);

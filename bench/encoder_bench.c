@@ -11,25 +11,15 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "bench.h"
+
 #include "encoder.h"
 #include "kernels.h"
 
 #include <cblas.h>
 
-#define RUNS 5
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 /* n sequences of T tokens: [CLS] ids... [SEP], ids from a fixed LCG (as the peer does). */
 static tok_encoding *make(size_t n, size_t T, int pair)
@@ -62,8 +52,7 @@ static double median_seconds(enc_model *m, tok_encoding *e, size_t n, int score,
             exit(1);
         }
     }
-    qsort(runs, RUNS, sizeof runs[0], cmp);
-    return runs[RUNS / 2];
+    return median(runs, RUNS);
 }
 
 /* FLOPs of one forward pass over a sequence of T tokens (matrix products only). */
@@ -84,9 +73,8 @@ static double sgemm_gflops(void)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, a, K, b, K, 0.0f, c, N);
         runs[r] = now() - t0;
     }
-    qsort(runs, RUNS, sizeof runs[0], cmp);
     free(a), free(b), free(c);
-    return 2.0 * M * N * K / runs[RUNS / 2] / 1e9;
+    return 2.0 * M * N * K / median(runs, RUNS) / 1e9;
 }
 
 static enc_model *load(const char *dir, int cross, tok_tokenizer **tok)

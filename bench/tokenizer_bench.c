@@ -7,20 +7,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench.h"
+
 #include "tokenizer.h"
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 int main(int argc, char **argv)
 {
@@ -64,10 +55,10 @@ int main(int argc, char **argv)
             }
             runs[r] = now() - t0;
         }
-        qsort(runs, 5, sizeof runs[0], cmp);
+        double secs = median(runs, 5);
         printf("{\"bench\":\"tokenizer\",\"tokenizer\":\"%s\",\"bytes\":%zu,\"tokens\":%zu,\"seconds\":%.4f,"
                "\"mb_per_s\":%.2f,\"tokens_per_s\":%.0f}\n",
-               names[k], len, tokens, runs[2], (double)len / runs[2] / 1e6, (double)tokens / runs[2]);
+               names[k], len, tokens, secs, (double)len / secs / 1e6, (double)tokens / secs);
         tok_encoding_free(&e);
         tok_destroy(tok);
     }
