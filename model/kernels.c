@@ -28,7 +28,8 @@ static struct {
     pthread_mutex_t m;
     pthread_cond_t go, done;
     pthread_t *workers;
-    int n_workers, active, stop;
+    atomic_int n_workers;
+    int active, stop;
     unsigned long generation;
     k_range_fn fn;
     void *ctx;
@@ -74,11 +75,12 @@ static void stop_workers(void)
     pool.stop = 1;
     pthread_cond_broadcast(&pool.go);
     pthread_mutex_unlock(&pool.m);
-    for (int i = 0; i < pool.n_workers; i++)
+    for (int i = 0; i < atomic_load(&pool.n_workers); i++)
         pthread_join(pool.workers[i], NULL);
     free(pool.workers);
     pool.workers = NULL;
-    pool.n_workers = pool.stop = 0;
+    atomic_store(&pool.n_workers, 0);
+    pool.stop = 0;
 }
 
 int k_set_threads(int n)
@@ -87,23 +89,28 @@ int k_set_threads(int n)
     pthread_mutex_lock(&pool.region);
     stop_workers();
     int rc = 0;
-    if (n > 1 && (pool.workers = calloc((size_t)n - 1, sizeof *pool.workers)) != NULL) {
-        while (pool.n_workers < n - 1 && pthread_create(&pool.workers[pool.n_workers], NULL, worker, NULL) == 0)
-            pool.n_workers++;
-    }
-    if (pool.n_workers < n - 1)
+    int started = 0;
+    if (n > 1 && (pool.workers = calloc((size_t)n - 1, sizeof *pool.workers)) != NULL)
+        while (started < n - 1 && pthread_create(&pool.workers[started], NULL, worker, NULL) == 0)
+            started++;
+    atomic_store(&pool.n_workers, started);
+    if (started < n - 1)
         rc = -1;
     pthread_mutex_unlock(&pool.region);
     return rc;
 }
 
-int k_threads(void) { return pool.n_workers + 1; }
+static _Thread_local int alone;
+
+void k_this_thread_alone(int on) { alone = on; }
+
+int k_threads(void) { return alone ? 1 : atomic_load(&pool.n_workers) + 1; }
 
 void k_parallel(size_t n, size_t grain, k_range_fn fn, void *ctx)
 {
     if (grain == 0)
         grain = 1;
-    if (n <= grain || pool.n_workers == 0 || pthread_mutex_trylock(&pool.region) != 0) {
+    if (n <= grain || alone || atomic_load(&pool.n_workers) == 0 || pthread_mutex_trylock(&pool.region) != 0) {
         if (n)
             fn(ctx, 0, n);
         return;
@@ -111,7 +118,7 @@ void k_parallel(size_t n, size_t grain, k_range_fn fn, void *ctx)
     pthread_mutex_lock(&pool.m);
     pool.fn = fn, pool.ctx = ctx, pool.n = n, pool.grain = grain;
     atomic_store(&pool.next, 0);
-    pool.active = pool.n_workers;
+    pool.active = atomic_load(&pool.n_workers);
     pool.generation++;
     pthread_cond_broadcast(&pool.go);
     pthread_mutex_unlock(&pool.m);

@@ -17,7 +17,11 @@
  * parallel regions. OpenBLAS itself is kept single-threaded. Call it before any kernel runs,
  * not while one does. Returns -1 when fewer workers could be started. */
 int k_set_threads(int n);
+/* The threads a kernel called from this thread may use. */
 int k_threads(void);
+/* Kernels called from this thread run on it alone, never on the shared workers: for
+ * background work (training) that must leave the workers to serving. */
+void k_this_thread_alone(int on);
 
 /* Runs fn(ctx, lo, hi) over chunks of [0, n) of `grain` items on the compute threads, the
  * caller included, and returns when all are done. When another region holds the workers, or

@@ -192,6 +192,24 @@ static void test_parallel(void)
     }
 }
 
+/* A thread that runs alone gets the whole range in one call, on itself. */
+static void whole_part(void *ctx, size_t lo, size_t hi)
+{
+    size_t *calls = ctx;
+    calls[0]++, calls[1] = lo, calls[2] = hi;
+}
+
+static void test_alone(void)
+{
+    size_t calls[3] = {0};
+    k_this_thread_alone(1);
+    CU_ASSERT_EQUAL(k_threads(), 1);
+    k_parallel(1000, 1, whole_part, calls);
+    CU_ASSERT(calls[0] == 1 && calls[1] == 0 && calls[2] == 1000);
+    k_this_thread_alone(0);
+    CU_ASSERT(k_threads() >= 1);
+}
+
 /* The suites run single-threaded, then again on three compute threads (so that products are
  * split by rows and by columns, and attention by heads, with uneven last chunks). */
 static int one_thread(void) { return k_set_threads(1); }
@@ -211,6 +229,7 @@ void cu_register(void)
         CU_add_test(s, "gelu over a long range", test_gelu_long);
         CU_add_test(s, "softmax", test_softmax);
         CU_add_test(s, "parallel ranges", test_parallel);
+        CU_add_test(s, "a thread alone", test_alone);
         CU_add_test(s, "attention", test_attention);
         CU_add_test(s, "attention over a KV cache", test_attention_cached);
     }
