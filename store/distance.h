@@ -7,8 +7,8 @@
  *   DIST_DOT     the dot product, unbounded.
  *   DIST_L2      the negative Euclidean distance, -||a - b||₂ (not squared), so ≤ 0.
  *
- * dist_dot and dist_l2sq are compiled for AVX2+FMA and for the baseline; the dynamic loader
- * picks one for the CPU at start-up (GNU ifunc on x86-64; elsewhere the baseline only). The
+ * dist_dot and dist_l2sq are compiled for AVX2+FMA and for the baseline; one is picked for
+ * the CPU at start-up (x86-64 with GCC or clang; elsewhere the baseline only). The
  * *_scalar versions are the portable baseline, exported so tests compare both with a
  * double-precision reference. Pointers need no alignment. Nothing here allocates (except
  * where stated), keeps state or fails; everything is thread-safe.
@@ -45,16 +45,18 @@ const char *dist_isa(void);
  * already be normalized. */
 float dist_score(dist_metric m, const float *a, const float *b, size_t n);
 
-/* Checks v[0..n) is finite (every element and, for cosine, the norm) and, for DIST_COSINE,
+/* Checks every element of v[0..n) is finite and, for DIST_COSINE,
  * scales it in place to unit length. Returns 0, or -1 without changing v when an element is
- * NaN/±Inf, or when the metric is cosine and the norm is 0 or overflows. */
+ * NaN/±Inf, or when the metric is cosine and the vector is all zeros. The norm is computed
+ * in double, so finite vectors whose float32 sum of squares would overflow still normalize. */
 int dist_prepare(dist_metric m, float *v, size_t n);
 
 /* Exact top-k by brute force over the rows of a dense matrix.
  *   mat:    [n, dim] row-major; row i has label labels[i] (labels == NULL: label i);
  *   query:  [dim], already prepared (dist_prepare) for the metric;
  *   live:   NULL, or [n] bytes: rows with live[i] == 0 are skipped (holes in a matrix);
- *   accept: NULL, or a filter called once per live row; rows where it returns 0 are skipped;
+ *   accept: NULL, or a filter called at most once per live row (not for rows that cannot
+ *           enter the top k anyway); rows where it returns 0 are skipped;
  *   out:    [k] hits, best first, ties broken by smaller label.
  * Dot products of blocks of rows go through OpenBLAS sgemv (blocks of a fixed size on the
  * stack, so nothing is allocated); L2 goes through dist_l2sq. Returns the number of hits
