@@ -347,8 +347,8 @@ int hnsw_create(const hnsw_params *p, hnsw **out, hnsw_error *err)
         return hnsw_fail(err, HNSW_EINVAL, "unknown metric %d", (int)p->metric);
     if (p->m < HNSW_MIN_M || p->m > HNSW_MAX_M)
         return hnsw_fail(err, HNSW_EINVAL, "m %d is outside %d..%d", p->m, HNSW_MIN_M, HNSW_MAX_M);
-    if (p->ef_construction < p->m || p->ef_construction > HNSW_MAX_EF)
-        return hnsw_fail(err, HNSW_EINVAL, "ef_construction %d is outside m..%d", p->ef_construction,
+    if (p->ef_construction < 1 || p->ef_construction > HNSW_MAX_EF)
+        return hnsw_fail(err, HNSW_EINVAL, "ef_construction %d is outside 1..%d", p->ef_construction,
                          HNSW_MAX_EF);
     hnsw *h = calloc(1, sizeof *h);
     if (!h)
@@ -786,7 +786,9 @@ int hnsw_insert(hnsw *h, int64_t label, const float *vec, hnsw_error *err)
         return hnsw_fail(err, HNSW_EINVAL, "the index is still loading");
     if (hnsw_find(h, label) != NO_NODE)
         return hnsw_fail(err, HNSW_EEXIST, "label %lld is already in the index", (long long)label);
-    hnsw_scratch *s = scratch_get(h, (size_t)h->p.ef_construction);
+    /* Fewer candidates than links to fill would starve the lists. */
+    size_t efc = (size_t)(h->p.ef_construction > h->p.m ? h->p.ef_construction : h->p.m);
+    hnsw_scratch *s = scratch_get(h, efc);
     if (!s)
         return hnsw_fail(err, HNSW_ENOMEM, "out of memory");
     float *q = s->q;
@@ -814,7 +816,7 @@ int hnsw_insert(hnsw *h, int64_t label, const float *vec, hnsw_error *err)
                 memset(s->visited, 0, s->vcap * sizeof *s->visited);
                 s->epoch = 1;
             }
-            if (search_layer(h, s, q, ep, d, l, (size_t)h->p.ef_construction, NULL, NULL, &nr)) {
+            if (search_layer(h, s, q, ep, d, l, efc, NULL, NULL, &nr)) {
                 h->rng = rng_before;
                 scratch_put(h, s);
                 return hnsw_fail(err, HNSW_ENOMEM, "out of memory");

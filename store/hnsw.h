@@ -89,7 +89,8 @@ typedef struct {
     size_t dim;          /* 1 .. HNSW_MAX_DIM */
     dist_metric metric;
     int m;               /* links per node on upper layers (layer 0: 2·m); default 16 */
-    int ef_construction; /* candidate list size while inserting; default 200, ≥ m */
+    int ef_construction; /* candidate list size while inserting; default 200 (values below m
+                          * are accepted and kept, but inserts use m) */
     uint64_t seed;       /* level generator seed; default 42 */
 } hnsw_params;
 
