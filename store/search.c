@@ -51,17 +51,25 @@ static int dense(st_coll *c, const st_query *q, size_t k, dist_hit *out, size_t 
     return 0;
 }
 
-/* The keyword query for FTS5: each whitespace-separated word of the user's text as a quoted
- * string (inner quotes doubled), joined with OR, so no text can use FTS5's query syntax.
+/* Separates words: ASCII that is not a letter or digit (bytes of UTF-8 sequences belong to
+ * words, as in FTS5's unicode61 tokenizer, which splits them further itself). */
+static int is_separator(unsigned char ch)
+{
+    return ch < 0x80 && !((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9'));
+}
+
+/* The keyword query for FTS5: each word of the user's text as a quoted string, joined with
+ * OR, so no text can use FTS5's query syntax (AND, NEAR, column filters, quotes are inert).
  * Returns a heap string ("" when the text has no words), or NULL when out of memory. */
 static char *fts_query(const char *text, size_t len)
 {
-    char *q = malloc(len * 2 + 8 * MAX_QUERY_WORDS + 1);
+    const unsigned char *u = (const unsigned char *)text;
+    char *q = malloc(len + 6 * MAX_QUERY_WORDS + 1);
     if (!q)
         return NULL;
     size_t o = 0, words = 0, i = 0;
-    while (i < len && words < MAX_QUERY_WORDS) {
-        while (i < len && (text[i] == ' ' || text[i] == '\t' || text[i] == '\n' || text[i] == '\r'))
+    while (words < MAX_QUERY_WORDS) {
+        while (i < len && is_separator(u[i]))
             i++;
         if (i == len)
             break;
@@ -70,11 +78,8 @@ static char *fts_query(const char *text, size_t len)
             o += 4;
         }
         q[o++] = '"';
-        for (; i < len && text[i] != ' ' && text[i] != '\t' && text[i] != '\n' && text[i] != '\r'; i++) {
-            if (text[i] == '"')
-                q[o++] = '"';
-            q[o++] = text[i] ? text[i] : ' '; /* a NUL would end the query string early */
-        }
+        while (i < len && !is_separator(u[i]))
+            q[o++] = text[i++];
         q[o++] = '"';
     }
     q[o] = '\0';
