@@ -12,7 +12,12 @@
  *   Levels are drawn as floor(-ln(U) · 1/ln(m)) from a seeded generator (splitmix64), so an
  *   index is a deterministic function of (params, seed, sequence of inserts and deletes).
  *   Layer 0 keeps up to 2·m neighbours, upper layers up to m, chosen with the heuristic of
- *   the paper's Algorithm 4 (keepPrunedConnections on).
+ *   the paper's Algorithm 4 (keepPrunedConnections on). Two additions keep every node
+ *   reachable in practice: a list never drops the last link into a node (the index keeps
+ *   reverse links, so it knows), and exact copies of a chosen neighbour are ranked last, so
+ *   many identical vectors still form a connected graph.
+ *   DIST_DOT is not a metric: with vectors of very different norms, recall at a given ef is
+ *   lower than under cosine or l2 (true of every HNSW). Prefer cosine for embeddings.
  *
  * Deletes
  *   hnsw_delete removes the node for good: every node that linked to it (the index keeps
@@ -115,8 +120,9 @@ int hnsw_insert(hnsw *h, int64_t label, const float *vec, hnsw_error *err);
  * delete (only HNSW_ENOMEM), the label is gone from the index. */
 int hnsw_upsert(hnsw *h, int64_t label, const float *vec, hnsw_error *err);
 
-/* Removes `label` for good (see Deletes above). HNSW_ENOENT when absent. Never fails
- * otherwise: repairs that cannot get memory keep the surviving links. */
+/* Removes `label` for good (see Deletes above). HNSW_ENOENT when absent; HNSW_ENOMEM, with
+ * nothing changed, when the bookkeeping cannot grow. Once started it does not fail: a repair
+ * that cannot get memory keeps the surviving links. */
 int hnsw_delete(hnsw *h, int64_t label, hnsw_error *err);
 
 /* Filter: return non-zero to accept `label`. Called at most once per node a search visits,
