@@ -28,10 +28,10 @@ static void coll_clear(st_coll *c)
 {
     for (size_t i = 0; i < c->n_labels; i++)
         json_decref(c->meta[i]);
-    free(c->vecs);
+    hnsw_destroy(c->index);
     free(c->live);
     free(c->meta);
-    c->vecs = NULL;
+    c->index = NULL;
     c->live = NULL;
     c->meta = NULL;
     c->n_labels = c->cap = 0;
@@ -95,14 +95,36 @@ static void registry_remove(st_db *db, st_coll *c)
     pthread_mutex_unlock(&db->reg_mu);
 }
 
-static st_coll *coll_new(int64_t id, const st_collection *spec)
+static void index_params(const st_collection *spec, hnsw_params *p)
 {
-    st_coll *c = calloc(1, sizeof *c);
-    if (!c)
+    hnsw_params_default(p, spec->dimension, (dist_metric)spec->distance);
+    p->m = (int)spec->m;
+    p->ef_construction = (int)spec->ef_construction;
+}
+
+/* A collection with an empty index. NULL when out of memory or (err filled) when the
+ * parameters are out of the index's range. */
+static st_coll *coll_new(int64_t id, const st_collection *spec, st_error *err)
+{
+    hnsw_params p;
+    index_params(spec, &p);
+    hnsw_error herr;
+    hnsw *index;
+    if (hnsw_create(&p, &index, &herr) != HNSW_OK) {
+        st__fail(err, herr.code == HNSW_ENOMEM ? ST_ERR_NOMEM : ST_ERR_INVALID, spec->name, herr.msg);
         return NULL;
+    }
+    st_coll *c = calloc(1, sizeof *c);
+    if (!c) {
+        hnsw_destroy(index);
+        st__fail(err, ST_ERR_NOMEM, spec->name, "out of memory");
+        return NULL;
+    }
     c->id = id;
     c->spec = *spec;
     c->spec.count = 0;
+    c->index = index;
+    c->index_state = "ready";
     atomic_init(&c->refs, 1);
     pthread_rwlock_init(&c->lock, NULL);
     return c;
@@ -113,19 +135,16 @@ static int coll_reserve(st_coll *c, size_t label)
 {
     if (label < c->cap)
         return 0;
-    size_t cap = c->cap ? c->cap : 64, dim = c->spec.dimension;
+    size_t cap = c->cap ? c->cap : 64;
     while (cap <= label)
         cap *= 2;
-    float *v = realloc(c->vecs, cap * dim * sizeof *v);
-    if (v)
-        c->vecs = v;
     unsigned char *l = realloc(c->live, cap);
     if (l)
         c->live = l;
     json_t **m = realloc(c->meta, cap * sizeof *m);
     if (m)
         c->meta = m;
-    if (!v || !l || !m)
+    if (!l || !m)
         return -1;
     memset(c->live + c->cap, 0, cap - c->cap);
     memset(c->meta + c->cap, 0, (cap - c->cap) * sizeof *m);
@@ -133,8 +152,8 @@ static int coll_reserve(st_coll *c, size_t label)
     return 0;
 }
 
-/* Puts a document at `label` (vector normalized under cosine; metadata parsed). */
-static int coll_set(st_coll *c, size_t label, const float *vec, const char *meta, size_t meta_len)
+/* Records a document's metadata (parsed) at `label` as live. */
+static int coll_set_meta(st_coll *c, size_t label, const char *meta, size_t meta_len)
 {
     json_t *m = NULL;
     if (meta && !(m = json_loadb(meta, meta_len, 0, NULL)))
@@ -143,17 +162,6 @@ static int coll_set(st_coll *c, size_t label, const float *vec, const char *meta
         json_decref(m);
         return -1;
     }
-    size_t dim = c->spec.dimension;
-    float *dst = c->vecs + label * dim;
-    double scale = 1;
-    if (c->spec.distance == ST_COSINE) {
-        double ss = 0;
-        for (size_t k = 0; k < dim; k++)
-            ss += (double)vec[k] * vec[k];
-        scale = ss > 0 ? 1 / sqrt(ss) : 0;
-    }
-    for (size_t k = 0; k < dim; k++)
-        dst[k] = (float)(vec[k] * scale);
     json_decref(c->meta[label]);
     c->meta[label] = m;
     if (!c->live[label])
@@ -164,48 +172,163 @@ static int coll_set(st_coll *c, size_t label, const float *vec, const char *meta
     return 0;
 }
 
-static void coll_unset(st_coll *c, size_t label)
+/* Puts a document at `label`: its vector into the index, its metadata beside it. */
+static int coll_set(st_coll *c, size_t label, const float *vec, const char *meta, size_t meta_len, st_error *err)
+{
+    hnsw_error herr;
+    if (!c->index)
+        return st__fail(err, ST_ERR_NOMEM, c->spec.name, "the index could not be reloaded after a failure");
+    if (hnsw_upsert(c->index, (int64_t)label, vec, &herr) != HNSW_OK)
+        return st__fail(err, herr.code == HNSW_ENOMEM ? ST_ERR_NOMEM : ST_ERR_INVALID, c->spec.name, herr.msg);
+    if (coll_set_meta(c, label, meta, meta_len) != 0)
+        return st__fail(err, ST_ERR_NOMEM, c->spec.name, "out of memory (or unreadable metadata)");
+    return 0;
+}
+
+static int coll_unset(st_coll *c, size_t label, st_error *err)
 {
     if (label >= c->n_labels || !c->live[label])
-        return;
+        return 0;
+    hnsw_error herr;
+    if (!c->index)
+        return st__fail(err, ST_ERR_NOMEM, c->spec.name, "the index could not be reloaded after a failure");
+    if (hnsw_delete(c->index, (int64_t)label, &herr) != HNSW_OK)
+        return st__fail(err, herr.code == HNSW_ENOMEM ? ST_ERR_NOMEM : SQLITE_CORRUPT, c->spec.name, herr.msg);
     c->live[label] = 0;
     json_decref(c->meta[label]);
     c->meta[label] = NULL;
     c->count--;
+    return 0;
 }
 
-/* (Re)loads a collection's documents through `conn`; the caller holds the write lock or is
- * the only user. */
+/* Builds the index afresh from the documents (when the stored records are unusable). */
+static int coll_rebuild(sqlite3 *conn, st_coll *c, st_error *err)
+{
+    coll_clear(c);
+    hnsw_params p;
+    index_params(&c->spec, &p);
+    hnsw_error herr;
+    if (hnsw_create(&p, &c->index, &herr) != HNSW_OK)
+        return st__fail(err, ST_ERR_NOMEM, c->spec.name, herr.msg);
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(conn, "SELECT label, vector, metadata FROM documents WHERE collection_id = ?1", -1, &st,
+                           NULL) != SQLITE_OK)
+        return st__sqlite_fail(conn, err, "rebuilding an index");
+    sqlite3_bind_int64(st, 1, c->id);
+    int rc, bad = 0;
+    size_t bytes = c->spec.dimension * sizeof(float);
+    while (!bad && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t label = sqlite3_column_int64(st, 0);
+        const char *meta = (const char *)sqlite3_column_text(st, 2);
+        float *vec = malloc(bytes);
+        if (label < 0 || (size_t)sqlite3_column_bytes(st, 1) != bytes)
+            bad = st__fail(err, SQLITE_CORRUPT, c->spec.name, "a stored vector has the wrong size");
+        else if (!vec)
+            bad = st__fail(err, ST_ERR_NOMEM, c->spec.name, "out of memory");
+        else
+            bad = coll_set(c, (size_t)label, memcpy(vec, sqlite3_column_blob(st, 1), bytes), meta,
+                           meta ? (size_t)sqlite3_column_bytes(st, 2) : 0, err);
+        free(vec);
+    }
+    sqlite3_finalize(st);
+    if (bad)
+        return -1;
+    c->index_state = "rebuilt";
+    return rc == SQLITE_DONE ? 0 : st__sqlite_fail(conn, err, "rebuilding an index");
+}
+
+/* Loads the index from its header and node records (no distance is computed); falls back to
+ * a rebuild when they are missing or inconsistent. The caller holds the write lock or is the
+ * only user. */
 static int coll_load(sqlite3 *conn, st_coll *c, st_error *err)
 {
     coll_clear(c);
     sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(conn, "SELECT label, vector, metadata FROM documents WHERE collection_id = ?1", -1, &st,
-                           NULL) != SQLITE_OK)
-        return st__sqlite_fail(conn, err, "loading a collection");
+    if (sqlite3_prepare_v2(conn, "SELECT index_header FROM collections WHERE id = ?1", -1, &st, NULL) != SQLITE_OK)
+        return st__sqlite_fail(conn, err, "loading an index");
+    sqlite3_bind_int64(st, 1, c->id);
+    hnsw_error herr;
+    int ok = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) == SQLITE_BLOB &&
+             hnsw_load_begin(sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0), &c->index, &herr) ==
+                 HNSW_OK;
+    sqlite3_finalize(st);
+    if (!ok) /* never written (an empty collection), or unreadable */
+        return coll_rebuild(conn, c, err) == 0 ? (c->index_state = "ready", 0) : -1;
+    if (sqlite3_prepare_v2(conn,
+                           "SELECT d.label, d.vector, d.metadata, n.record FROM documents d "
+                           "LEFT JOIN index_nodes n ON n.collection_id = d.collection_id AND n.label = d.label "
+                           "WHERE d.collection_id = ?1",
+                           -1, &st, NULL) != SQLITE_OK)
+        return st__sqlite_fail(conn, err, "loading an index");
     sqlite3_bind_int64(st, 1, c->id);
     int rc;
     size_t bytes = c->spec.dimension * sizeof(float);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    while (ok && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         int64_t label = sqlite3_column_int64(st, 0);
-        const void *blob = sqlite3_column_blob(st, 1);
-        if (label < 0 || (size_t)sqlite3_column_bytes(st, 1) != bytes) {
-            sqlite3_finalize(st);
-            return st__fail(err, SQLITE_CORRUPT, c->spec.name, "a stored vector has the wrong size");
-        }
-        float *vec = malloc(bytes);
-        if (vec)
-            memcpy(vec, blob, bytes);
         const char *meta = (const char *)sqlite3_column_text(st, 2);
-        if (!vec || coll_set(c, (size_t)label, vec, meta, meta ? (size_t)sqlite3_column_bytes(st, 2) : 0) != 0) {
-            free(vec);
-            sqlite3_finalize(st);
-            return st__fail(err, ST_ERR_NOMEM, c->spec.name, "out of memory (or unreadable metadata) loading");
-        }
-        free(vec);
+        ok = label >= 0 && (size_t)sqlite3_column_bytes(st, 1) == bytes &&
+             sqlite3_column_type(st, 3) == SQLITE_BLOB &&
+             hnsw_load_add(c->index, label, sqlite3_column_blob(st, 1), sqlite3_column_blob(st, 3),
+                           (size_t)sqlite3_column_bytes(st, 3), &herr) == HNSW_OK &&
+             coll_set_meta(c, (size_t)label, meta, meta ? (size_t)sqlite3_column_bytes(st, 2) : 0) == 0;
     }
     sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : st__sqlite_fail(conn, err, "loading a collection");
+    if (ok && rc != SQLITE_DONE)
+        return st__sqlite_fail(conn, err, "loading an index");
+    if (ok && hnsw_load_finish(c->index, &herr) == HNSW_OK) {
+        c->index_state = "loaded";
+        return 0;
+    }
+    return coll_rebuild(conn, c, err);
+}
+
+/* Writes the index's changes since the last clear (node records, dropped records, header)
+ * inside the caller's transaction. */
+typedef struct {
+    sqlite3_stmt *put, *drop;
+    int64_t cid;
+} record_writer;
+
+static int write_record(int64_t label, const uint8_t *rec, size_t len, void *ctx)
+{
+    record_writer *w = ctx;
+    sqlite3_stmt *st = rec ? w->put : w->drop;
+    sqlite3_bind_int64(st, 1, w->cid);
+    sqlite3_bind_int64(st, 2, label);
+    if (rec)
+        sqlite3_bind_blob(st, 3, rec, (int)len, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+static int write_index(sqlite3 *conn, st_coll *c, st_error *err)
+{
+    record_writer w = {NULL, NULL, c->id};
+    sqlite3_stmt *head = NULL;
+    uint8_t header[HNSW_HEADER_BYTES];
+    int rc = sqlite3_prepare_v2(conn, "INSERT OR REPLACE INTO index_nodes(collection_id, label, record) "
+                                      "VALUES (?1, ?2, ?3)", -1, &w.put, NULL) == SQLITE_OK &&
+                     sqlite3_prepare_v2(conn, "DELETE FROM index_nodes WHERE collection_id = ?1 AND label = ?2", -1,
+                                        &w.drop, NULL) == SQLITE_OK &&
+                     sqlite3_prepare_v2(conn, "UPDATE collections SET index_header = ?2 WHERE id = ?1", -1, &head,
+                                        NULL) == SQLITE_OK
+                 ? 0
+                 : -1;
+    if (rc == 0)
+        rc = hnsw_dirty_foreach(c->index, write_record, &w) == 0 ? 0 : -1;
+    if (rc == 0) {
+        hnsw_header_record(c->index, header);
+        sqlite3_bind_int64(head, 1, c->id);
+        sqlite3_bind_blob(head, 2, header, sizeof header, SQLITE_STATIC);
+        rc = sqlite3_step(head) == SQLITE_DONE ? 0 : -1;
+    }
+    if (rc != 0)
+        st__sqlite_fail(conn, err, "writing the index");
+    sqlite3_finalize(w.put);
+    sqlite3_finalize(w.drop);
+    sqlite3_finalize(head);
+    return rc;
 }
 
 static int read_spec(sqlite3_stmt *st, st_collection *out)
@@ -232,9 +355,10 @@ int st__load_collections(st_db *db, st_error *err)
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         st_collection spec;
         read_spec(st, &spec);
-        st_coll *c = coll_new(sqlite3_column_int64(st, 0), &spec);
+        err->code = 0;
+        st_coll *c = coll_new(sqlite3_column_int64(st, 0), &spec, err);
         if (!c || coll_load(db->conn, c, err) != 0 || registry_add(db, c) != 0) {
-            if (c && err->code == 0)
+            if (err->code == 0)
                 st__fail(err, ST_ERR_NOMEM, spec.name, "out of memory");
             st__coll_put(c);
             sqlite3_finalize(st);
@@ -261,6 +385,7 @@ static void spec_of(st_coll *c, st_collection *out)
     *out = c->spec;
     pthread_rwlock_rdlock(&c->lock);
     out->count = c->count;
+    snprintf(out->index_state, sizeof out->index_state, "%s", c->index_state);
     pthread_rwlock_unlock(&c->lock);
 }
 
@@ -268,8 +393,12 @@ int st_collection_create(st_db *db, const st_collection *spec, st_error *err)
 {
     err->code = 0;
     if (!st_name_valid(spec->name, strlen(spec->name)) || spec->dimension < 1 || spec->dimension > ST_DIM_MAX ||
-        (unsigned)spec->distance > ST_L2 || spec->m < 2 || spec->ef_construction < 1)
+        (unsigned)spec->distance > ST_L2)
         return st__fail(err, ST_ERR_INVALID, spec->name, "invalid collection parameters");
+    st_coll *probe = coll_new(0, spec, err); /* the index checks m and ef_construction */
+    if (!probe)
+        return -1;
+    st__coll_put(probe);
     pthread_mutex_lock(&db->write_mu);
     st_error ignore;
     st_coll *existing = st__coll_get(db, spec->name, &ignore);
@@ -298,11 +427,11 @@ int st_collection_create(st_db *db, const st_collection *spec, st_error *err)
         if (ok) {
             st_collection stored;
             read_spec(st, &stored);
-            c = coll_new(sqlite3_column_int64(st, 0), &stored);
+            c = coll_new(sqlite3_column_int64(st, 0), &stored, err);
         }
         ok = ok && sqlite3_step(st) == SQLITE_DONE;
     }
-    if (!ok)
+    if (!ok && err->code == 0)
         st__sqlite_fail(db->conn, err, "creating a collection");
     sqlite3_finalize(st);
     char sql[96];
@@ -310,9 +439,8 @@ int st_collection_create(st_db *db, const st_collection *spec, st_error *err)
         snprintf(sql, sizeof sql, "CREATE VIRTUAL TABLE fts_%lld USING fts5(text)", (long long)c->id);
         ok = st__exec(db->conn, sql, err, "creating a collection") == 0 &&
              st__exec(db->conn, "COMMIT", err, "creating a collection") == 0;
-    } else if (ok) {
-        ok = 0;
-        st__fail(err, ST_ERR_NOMEM, spec->name, "out of memory");
+    } else {
+        ok = 0; /* coll_new filled err */
     }
     if (ok && registry_add(db, c) != 0) {
         /* Committed but not registered: undo the commit so memory and disk agree. */
@@ -501,6 +629,31 @@ static int next_label_of(sqlite3 *conn, int64_t cid, int64_t *out)
     return ok ? 0 : -1;
 }
 
+/* The end of every write transaction, after the rows and the in-memory change (`touched`):
+ * the index's changed records, then COMMIT; on any failure ROLLBACK, and the collection
+ * reloads from what the database holds, so nothing of the failed write stays visible. */
+static int finish_write(st_db *db, st_coll *c, int rc, int touched, st_error *err)
+{
+    if (rc == 0 && touched)
+        rc = write_index(db->conn, c, err);
+    if (rc == 0)
+        rc = st__exec(db->conn, "COMMIT", err, "committing");
+    if (rc == 0 && touched) {
+        pthread_rwlock_wrlock(&c->lock);
+        hnsw_clear_dirty(c->index);
+        pthread_rwlock_unlock(&c->lock);
+    } else if (rc != 0) {
+        sqlite3_exec(db->conn, "ROLLBACK", NULL, NULL, NULL);
+        if (touched) {
+            pthread_rwlock_wrlock(&c->lock);
+            st_error lerr;
+            coll_load(db->conn, c, &lerr);
+            pthread_rwlock_unlock(&c->lock);
+        }
+    }
+    return rc;
+}
+
 /* Checks the caller's preconditions on docs before anything is written. */
 static int check_docs(const st_coll *c, const st_doc *docs, size_t n, st_error *err)
 {
@@ -562,22 +715,10 @@ int st_upsert(st_db *db, const char *collection, unsigned dimension, const st_do
         pthread_rwlock_wrlock(&c->lock);
         touched = 1;
         for (size_t i = 0; rc == 0 && i < n; i++)
-            if (coll_set(c, (size_t)labels[i], docs[i].vector, docs[i].metadata, docs[i].metadata_len) != 0)
-                rc = st__fail(err, ST_ERR_NOMEM, collection, "out of memory (or unreadable metadata)");
+            rc = coll_set(c, (size_t)labels[i], docs[i].vector, docs[i].metadata, docs[i].metadata_len, err);
         pthread_rwlock_unlock(&c->lock);
     }
-    if (rc == 0)
-        rc = st__exec(db->conn, "COMMIT", err, "committing an upsert");
-    if (rc != 0) {
-        sqlite3_exec(db->conn, "ROLLBACK", NULL, NULL, NULL);
-        if (touched) {
-            /* Nothing of the batch may stay visible: reload from what the database holds. */
-            pthread_rwlock_wrlock(&c->lock);
-            st_error lerr;
-            coll_load(db->conn, c, &lerr);
-            pthread_rwlock_unlock(&c->lock);
-        }
-    }
+    rc = finish_write(db, c, rc, touched, err);
     pthread_mutex_unlock(&db->write_mu);
     free(labels);
     st__coll_put(c);
@@ -708,20 +849,10 @@ int st_document_delete(st_db *db, const char *collection, const st_id *id, st_er
         }
         if (rc == 0 && label >= 0) {
             pthread_rwlock_wrlock(&c->lock);
-            coll_unset(c, (size_t)label);
+            rc = coll_unset(c, (size_t)label, err);
             pthread_rwlock_unlock(&c->lock);
         }
-        if (rc == 0)
-            rc = st__exec(db->conn, "COMMIT", err, "deleting a document");
-        if (rc != 0) {
-            sqlite3_exec(db->conn, "ROLLBACK", NULL, NULL, NULL);
-            if (label >= 0) {
-                pthread_rwlock_wrlock(&c->lock);
-                st_error lerr;
-                coll_load(db->conn, c, &lerr);
-                pthread_rwlock_unlock(&c->lock);
-            }
-        }
+        rc = finish_write(db, c, rc, label >= 0, err);
     }
     pthread_mutex_unlock(&db->write_mu);
     st__coll_put(c);

@@ -7,8 +7,9 @@
  * documents. Every batch of upserts is one SQLite transaction that writes the rows, the
  * FTS5 entries and the ANN index's changed nodes together: once st_upsert returns 0 the
  * batch survives kill -9, and when it fails nothing of it is visible (the in-memory index
- * is reloaded from the database). On st_open every collection's index loads from its stored
- * nodes; nothing is rebuilt.
+ * is reloaded from the database). On st_open every collection's HNSW index loads from its
+ * stored node records (hnsw.h), resolving labels only; should they be unusable it is
+ * rebuilt from the documents and says so in index_state.
  *
  * Scores are higher-is-better for every distance: cosine similarity, dot product, and the
  * negated Euclidean distance for l2. Keyword scores are FTS5's BM25 negated (higher is
@@ -47,13 +48,17 @@ typedef struct {
     unsigned m, ef_construction; /* HNSW parameters */
     int64_t count;               /* documents (filled by get/list) */
     char created_at[32];         /* ISO 8601 UTC (filled by get/list) */
+    char index_state[16];        /* (filled by get/list) "ready" (built by this process),
+                                  * "loaded" (from its stored nodes at start-up, no rebuild) or
+                                  * "rebuilt" (the stored nodes were unusable) */
 } st_collection;
 
 /* 1 when `name` follows the collection name rule above. */
 int st_name_valid(const char *name, size_t len);
 
 /* Creates a collection from name, dimension, distance, m, ef_construction (ST_ERR_EXISTS
- * when the name is taken, ST_ERR_INVALID when a field is out of bounds). */
+ * when the name is taken, ST_ERR_INVALID when a field is out of bounds, including
+ * ef_construction < m). */
 int st_collection_create(st_db *db, const st_collection *spec, st_error *err);
 int st_collection_get(st_db *db, const char *name, st_collection *out, st_error *err);
 /* Every collection, by name, in a heap array (caller frees *out). */
@@ -129,7 +134,8 @@ typedef struct {
     size_t text_len;
     size_t top_k;               /* 1..ST_TOP_K_MAX */
     const st_filter *filter;    /* NULL = every document */
-    int exact;                  /* dense: scan every vector instead of walking the index */
+    int exact;                  /* dense: scan every vector instead of walking the index (also
+                                 * chosen for small collections and filters few pass) */
     unsigned ef;                /* HNSW ef_search; 0 = the default */
     int has_threshold;
     double score_threshold;     /* drop results scoring below it */

@@ -14,6 +14,9 @@ const char *const st_mode_names[] = {"dense", "hybrid", "keyword", NULL};
 #define RRF_K 60.0          /* reciprocal rank fusion constant (Cormack et al. 2009) */
 #define FUSION_DEPTH 100    /* each ranking contributes at least this many to the fusion */
 #define MAX_QUERY_WORDS 64  /* words of a keyword query that count */
+#define EXACT_BELOW 256     /* collections this small are always searched exactly */
+#define FILTER_EXACT_RATIO 20 /* exact search when under 1/20 of the documents pass the filter */
+#define SAMPLE 1024         /* labels looked at to estimate how many pass a filter */
 
 typedef struct {
     const st_coll *c;
@@ -28,7 +31,25 @@ static int accept_label(int64_t label, void *ctx)
     return (size_t)label < a->c->n_labels && a->c->live[label] && st__filter_eval(a->f, a->c->meta[label]);
 }
 
-/* Dense ranking: up to k hits for the query vector, best first. */
+/* Estimates how many live documents pass the filter: all of them counted when the
+ * collection is small, a strided sample of SAMPLE labels scaled up otherwise. Read lock held. */
+static double estimate_passing(const st_coll *c, const st_filter *f)
+{
+    accept_ctx a = {c, f};
+    size_t stride = c->n_labels > 4 * SAMPLE ? c->n_labels / SAMPLE : 1, seen = 0, pass = 0;
+    for (size_t l = 0; l < c->n_labels; l += stride)
+        if (c->live[l]) {
+            seen++;
+            pass += (size_t)accept_label((int64_t)l, &a);
+        }
+    return seen ? (double)pass / (double)seen * (double)c->count : 0;
+}
+
+/* Dense ranking: up to k hits for the query vector, best first. The HNSW walk evaluates the
+ * filter on each node it visits; exact search is used instead when asked, when the
+ * collection is small, when few documents pass the filter (a filtered walk would visit most
+ * of the graph), and whenever the walk comes back short of k (so top_k is filled whenever k
+ * documents pass). */
 static int dense(st_coll *c, const st_query *q, size_t k, dist_hit *out, size_t *n, st_error *err)
 {
     size_t dim = c->spec.dimension;
@@ -36,18 +57,33 @@ static int dense(st_coll *c, const st_query *q, size_t k, dist_hit *out, size_t 
     if (!query)
         return st__fail(err, ST_ERR_NOMEM, c->spec.name, "out of memory");
     memcpy(query, q->vector, dim * sizeof *query);
-    dist_metric metric = (dist_metric)c->spec.distance;
-    if (dist_prepare(metric, query, dim) != 0) {
+    if (dist_prepare((dist_metric)c->spec.distance, query, dim) != 0) {
         free(query);
         return st__fail(err, ST_ERR_INVALID, "vector",
                         "the query vector must be finite (and not all zeros under cosine)");
     }
     accept_ctx a = {c, q->filter};
+    hnsw_accept_fn accept = q->filter ? accept_label : NULL;
+    hnsw_error herr = {0, ""};
+    int rc = HNSW_OK;
     pthread_rwlock_rdlock(&c->lock);
-    *n = dist_exact_topk(metric, c->vecs, NULL, c->live, c->n_labels, dim, query, k,
-                         q->filter ? accept_label : NULL, &a, out);
+    if (!c->index) {
+        pthread_rwlock_unlock(&c->lock);
+        free(query);
+        return st__fail(err, ST_ERR_NOMEM, c->spec.name, "the index could not be reloaded after a failure");
+    }
+    double passing = q->filter ? estimate_passing(c, q->filter) : (double)c->count;
+    int exact = q->exact || c->count <= EXACT_BELOW || passing * FILTER_EXACT_RATIO < (double)c->count;
+    if (!exact) {
+        rc = hnsw_search(c->index, query, k, q->ef, accept, &a, out, n, &herr);
+        exact = rc == HNSW_OK && *n < k && q->filter; /* the walk missed some that pass */
+    }
+    if (exact && rc == HNSW_OK)
+        rc = hnsw_search_exact(c->index, query, k, accept, &a, out, n, &herr);
     pthread_rwlock_unlock(&c->lock);
     free(query);
+    if (rc != HNSW_OK)
+        return st__fail(err, rc == HNSW_ENOMEM ? ST_ERR_NOMEM : ST_ERR_INVALID, "vector", herr.msg);
     return 0;
 }
 

@@ -23,8 +23,10 @@ static const char *const migrations[] = {
 
     /* 2: collections of documents. A document's id keeps its JSON type (an ANY column of a
      * STRICT table stores 7 and '7' as different values), its label is its node in the
-     * collection's ANN index, and each collection also has an FTS5 table fts_<id> (rowid =
-     * label) created with it. next_label only grows, so a label is never reused. */
+     * collection's HNSW index, and each collection also has an FTS5 table fts_<id> (rowid =
+     * label) created with it. next_label only grows, so a label is never reused. The index
+     * is persisted as its header record (collections.index_header, NULL until the first
+     * write) and one record per node (index_nodes), written in the batch's transaction. */
     "CREATE TABLE collections ("
     "  id INTEGER PRIMARY KEY,"
     "  name TEXT NOT NULL UNIQUE,"
@@ -33,6 +35,7 @@ static const char *const migrations[] = {
     "  hnsw_m INTEGER NOT NULL,"
     "  hnsw_ef_construction INTEGER NOT NULL,"
     "  next_label INTEGER NOT NULL DEFAULT 0,"
+    "  index_header BLOB,"
     "  created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))"
     ") STRICT;"
     "CREATE TABLE documents ("

@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "collections.h"
+#include "hnsw.h"
 #include "store.h"
 
 #define ST_READERS 8 /* reader connections kept open; more callers wait for one */
@@ -28,8 +29,9 @@ typedef struct {
     st_collection spec;         /* count is kept below, not here */
     atomic_int refs;            /* the registry holds one; each user holds one */
     pthread_rwlock_t lock;
-    size_t n_labels, cap;       /* labels 0..n_labels-1 have slots */
-    float *vecs;                /* [cap, dimension]; unit length under cosine */
+    hnsw *index;                /* the documents' vectors and graph, by label */
+    const char *index_state;    /* "ready", "loaded" (from its records) or "rebuilt" */
+    size_t n_labels, cap;       /* labels 0..n_labels-1 have slots below */
     unsigned char *live;        /* [cap] 1 when the label is a current document */
     json_t **meta;              /* [cap] parsed metadata, NULL when none */
     int64_t count;              /* live documents */

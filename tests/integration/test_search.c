@@ -78,6 +78,20 @@ static long create(const it_server *s, const char *name, int dim, const char *di
     return status_of(it_post(s, "/collections", body));
 }
 
+/* The collection's index state: "ready", "loaded" (from its stored nodes) or "rebuilt". */
+static int index_state_is(const it_server *s, const char *name, const char *want)
+{
+    char path[128];
+    snprintf(path, sizeof path, "/collections/%s", name);
+    it_response r = it_get(s, path);
+    const char *got = json_string_value(json_object_get(r.json, "index"));
+    int ok = got && !strcmp(got, want);
+    if (!ok)
+        fprintf(stderr, "%s: index %s, expected %s\n", name, got ? got : "?", want);
+    it_free(&r);
+    return ok;
+}
+
 static long count_of(const it_server *s, const char *name)
 {
     char path[128];
@@ -664,6 +678,7 @@ static void test_persistence(void)
     CU_ASSERT_EQUAL(it_stop(&s), 0);
     CU_ASSERT_EQUAL_FATAL(it_start(&s, args, NULL), 0);
     CU_ASSERT_EQUAL(count_of(&s, "p"), 399);
+    CU_ASSERT(index_state_is(&s, "p", "loaded")); /* from its stored nodes, not rebuilt */
     for (int i = 0; i < 8; i++) {
         r = it_post(&s, "/search", bodies[i]);
         char *after = json_dumps(json_object_get(r.json, "results"), JSON_COMPACT);
@@ -863,6 +878,7 @@ static void test_kill9(void)
         /* Restart: index and rows agree (count, and every row found through the index). */
         CU_ASSERT_EQUAL_FATAL(it_start(&s, args, NULL), 0);
         CU_ASSERT_EQUAL(count_of(&s, "crash"), rows);
+        CU_ASSERT(index_state_is(&s, "crash", rows ? "loaded" : "ready"));
         int found = 0, probes = 0;
         for (long id = 0; id < rows; id += 1 + rows / 40) {
             char path[96];

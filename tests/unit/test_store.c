@@ -360,6 +360,65 @@ static void test_search_and_reopen(void)
     st_close(db);
 }
 
+/* The index loads from its records after a reopen; with a record missing it is rebuilt
+ * from the documents (and says so), with the same answers. */
+static void test_index_load_and_rebuild(void)
+{
+    st_db *db = fresh();
+    CU_ASSERT_PTR_NOT_NULL_FATAL(db);
+    st_error err;
+    st_collection spec = {.name = "ix", .dimension = 8, .distance = ST_COSINE, .m = 8, .ef_construction = 32};
+    CU_ASSERT_EQUAL_FATAL(st_collection_create(db, &spec, &err), 0);
+    enum { N = 600 };
+    static float vecs[N][8];
+    st_doc docs[N];
+    unsigned seed = 1;
+    for (int i = 0; i < N; i++) {
+        for (int d = 0; d < 8; d++) {
+            seed = seed * 1103515245u + 12345u;
+            vecs[i][d] = (float)((seed >> 8) & 0xffff) / 32768.0f - 1.0f;
+        }
+        docs[i] = (st_doc){.id = nid(i), .vector = vecs[i]};
+    }
+    for (int b = 0; b < N; b += 100)
+        CU_ASSERT_EQUAL_FATAL(st_upsert(db, "ix", 8, docs + b, 100, &err), 0);
+    for (int i = 0; i < N; i += 7) {
+        st_id id = nid(i);
+        CU_ASSERT_EQUAL(st_document_delete(db, "ix", &id, &err), 0);
+    }
+    const char *states[] = {"ready", "loaded", "rebuilt"};
+    char path[128];
+    snprintf(path, sizeof path, "%s/ragd.db", dir);
+    for (int pass = 0; pass < 3; pass++) {
+        st_collection got;
+        CU_ASSERT_EQUAL(st_collection_get(db, "ix", &got, &err), 0);
+        CU_ASSERT_STRING_EQUAL(got.index_state, states[pass]);
+        CU_ASSERT_EQUAL(got.count, N - (N + 6) / 7);
+        int found = 0, probes = 0;
+        for (int i = 1; i < N; i += 5) {
+            if (i % 7 == 0)
+                continue;
+            st_query q = {.mode = ST_MODE_DENSE, .vector = vecs[i], .dimension = 8, .top_k = 1};
+            st_record *hits;
+            size_t n;
+            CU_ASSERT_EQUAL_FATAL(st_search(db, "ix", &q, &hits, &n, &err), 0);
+            found += n == 1 && hits[0].id.num == i;
+            probes++;
+            st_results_free(hits, n);
+        }
+        CU_ASSERT_EQUAL(found, probes);
+        st_close(db);
+        if (pass == 1) {
+            sqlite3 *c;
+            CU_ASSERT_EQUAL_FATAL(sqlite3_open(path, &c), SQLITE_OK);
+            CU_ASSERT_EQUAL(sqlite3_exec(c, "DELETE FROM index_nodes WHERE label = 10", NULL, NULL, NULL), SQLITE_OK);
+            sqlite3_close(c);
+        }
+        CU_ASSERT_EQUAL_FATAL(st_open(dir, &db, &err), 0);
+    }
+    st_close(db);
+}
+
 static void test_filters(void)
 {
     static const struct {
@@ -438,5 +497,6 @@ void cu_register(void)
     CU_add_test(s, "id typing, last wins, delete", test_id_typing_and_last_wins);
     CU_add_test(s, "a failed batch leaves nothing", test_failed_batch_leaves_nothing);
     CU_add_test(s, "search, filters, reopen", test_search_and_reopen);
+    CU_add_test(s, "index loads from its records, or is rebuilt", test_index_load_and_rebuild);
     CU_add_test(s, "filters", test_filters);
 }
