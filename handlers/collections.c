@@ -64,16 +64,15 @@ int app_parse_vector(srv_req *req, json_t *arr, unsigned dim, int cosine, const 
     int nonzero = 0;
     for (unsigned k = 0; k < dim; k++) {
         json_t *v = json_array_get(arr, k);
-        char item[96];
-        snprintf(item, sizeof item, "%s/%u", pointer, k);
-        if (!json_is_number(v)) {
-            srv_reply_error(req, SRV_E_INVALID_TYPE, item, "vector values must be numbers");
-            return -1;
-        }
-        double d = json_number_value(v);
+        double d = json_is_number(v) ? json_number_value(v) : 0;
         out[k] = (float)d;
-        if (!isfinite(d) || !isfinite(out[k])) {
-            srv_reply_error(req, SRV_E_OUT_OF_RANGE, item, "vector values must be finite 32-bit floats, got %g", d);
+        if (!json_is_number(v) || !isfinite(d) || !isfinite(out[k])) {
+            char item[96];
+            snprintf(item, sizeof item, "%s/%u", pointer, k);
+            if (!json_is_number(v))
+                srv_reply_error(req, SRV_E_INVALID_TYPE, item, "vector values must be numbers");
+            else
+                srv_reply_error(req, SRV_E_OUT_OF_RANGE, item, "vector values must be finite 32-bit floats, got %g", d);
             return -1;
         }
         nonzero |= out[k] != 0;
