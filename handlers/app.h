@@ -83,6 +83,17 @@ int app_parse_vector(srv_req *req, json_t *arr, unsigned dim, int cosine, const 
 int app_embed_texts(srv_req *req, struct app *app, const char **texts, const size_t *lens, size_t n, unsigned dim,
                     const char *pointer, int is_list, float *out);
 
+/* Compiles a Qdrant filter (NULL: none, *out = NULL). A malformed one gets a 422 whose field
+ * is `pointer` plus the pointer of the bad part. Returns 0, or -1 after replying. */
+int app_compile_filter(srv_req *req, json_t *filter, const char *pointer, st_filter **out);
+
+/* The batch upsert behind POST /collections/{name}/documents (APP_DOCS_NATIVE:
+ * {"documents":[{id, text?, vector?, metadata?}]}, texts without a vector embedded) and
+ * PUT /collections/{name}/points (APP_DOCS_QDRANT: {"points":[{id, vector, payload?}]}).
+ * Returns 0 with the documents written and embedded, or -1 after replying. */
+typedef enum { APP_DOCS_NATIVE, APP_DOCS_QDRANT } app_doc_shape;
+int app_upsert(srv_req *req, struct app *app, app_doc_shape shape, size_t *n, size_t *embedded);
+
 /* A stored document as JSON: id, then text and metadata when present, vector when asked.
  * NULL when out of memory. */
 json_t *app_record_json(const st_record *r, int with_vector);
@@ -114,5 +125,7 @@ void h_documents_upsert(srv_req *req, void *app);
 void h_document_get(srv_req *req, void *app);
 void h_document_delete(srv_req *req, void *app);
 void h_search(srv_req *req, void *app);
+void h_points_upsert(srv_req *req, void *app);
+void h_points_query(srv_req *req, void *app);
 
 #endif

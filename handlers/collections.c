@@ -112,6 +112,32 @@ int app_embed_texts(srv_req *req, struct app *app, const char **texts, const siz
     return 0;
 }
 
+int app_compile_filter(srv_req *req, json_t *filter, const char *pointer, st_filter **out)
+{
+    *out = NULL;
+    if (!filter)
+        return 0;
+    char *text = json_dumps(filter, JSON_COMPACT | JSON_REAL_PRECISION(17));
+    if (!text) {
+        srv_reply_error(req, SRV_E_OUT_OF_MEMORY, NULL, "out of memory");
+        return -1;
+    }
+    char inner[256], field[320];
+    st_error err;
+    int rc = st_filter_compile(text, strlen(text), out, inner, sizeof inner, &err);
+    free(text);
+    if (rc != 0) {
+        snprintf(field, sizeof field, "%s%s", pointer, inner);
+        /* The message after "where: " is the part that explains. */
+        const char *why = strstr(err.msg, ": ");
+        if (err.code == ST_ERR_NOMEM)
+            srv_reply_error(req, SRV_E_OUT_OF_MEMORY, NULL, "out of memory");
+        else
+            srv_reply_error(req, SRV_E_INVALID_VALUE, field, "%s", why ? why + 2 : err.msg);
+    }
+    return rc;
+}
+
 /* ------------------------------------------------------------------ collections */
 
 static json_t *collection_json(const st_collection *c)
@@ -311,11 +337,22 @@ static void batch_free(batch *b)
     free(b->vecs);
 }
 
+/* Field names of the two upsert bodies: ours {"documents":[{id,text,vector,metadata}]} and
+ * Qdrant's {"points":[{id,vector,payload}]} (no text there). */
+typedef struct {
+    const char *list, *metadata;
+    int texts;
+} doc_shape;
+
+static const doc_shape shapes[] = {[APP_DOCS_NATIVE] = {"documents", "metadata", 1},
+                                   [APP_DOCS_QDRANT] = {"points", "payload", 0}};
+
 /* Validates document i of the batch; *needs_embedding when it has text and no vector. */
-static int parse_document(srv_req *req, json_t *d, size_t i, const st_collection *c, batch *b, int *needs_embedding)
+static int parse_document(srv_req *req, const doc_shape *sh, json_t *d, size_t i, const st_collection *c, batch *b,
+                          int *needs_embedding)
 {
     char ptr[64];
-    snprintf(ptr, sizeof ptr, "/documents/%zu", i);
+    snprintf(ptr, sizeof ptr, "/%s/%zu", sh->list, i);
     if (!json_is_object(d)) {
         srv_reply_error(req, SRV_E_INVALID_TYPE, ptr, "each document must be an object");
         return -1;
@@ -325,7 +362,8 @@ static int parse_document(srv_req *req, json_t *d, size_t i, const st_collection
     snprintf(field, sizeof field, "%s/id", ptr);
     if (parse_id(req, json_object_get(d, "id"), field, &doc->id) != 0)
         return -1;
-    json_t *text = json_object_get(d, "text"), *vec = json_object_get(d, "vector"), *meta = json_object_get(d, "metadata");
+    json_t *text = sh->texts ? json_object_get(d, "text") : NULL, *vec = json_object_get(d, "vector"),
+           *meta = json_object_get(d, sh->metadata);
     if (text && !json_is_null(text)) {
         snprintf(field, sizeof field, "%s/text", ptr);
         if (!json_is_string(text)) {
@@ -336,9 +374,9 @@ static int parse_document(srv_req *req, json_t *d, size_t i, const st_collection
         doc->text_len = json_string_length(text);
     }
     if (meta && !json_is_null(meta)) {
-        snprintf(field, sizeof field, "%s/metadata", ptr);
+        snprintf(field, sizeof field, "%s/%s", ptr, sh->metadata);
         if (!json_is_object(meta)) {
-            srv_reply_error(req, SRV_E_INVALID_TYPE, field, "'metadata' must be an object");
+            srv_reply_error(req, SRV_E_INVALID_TYPE, field, "'%s' must be an object", sh->metadata);
             return -1;
         }
         if (!(b->meta[i] = json_dumps(meta, JSON_COMPACT | JSON_REAL_PRECISION(17)))) {
@@ -356,7 +394,8 @@ static int parse_document(srv_req *req, json_t *d, size_t i, const st_collection
         return app_parse_vector(req, vec, c->dimension, c->distance == ST_COSINE, field, out);
     }
     if (!doc->text) {
-        srv_reply_error(req, SRV_E_MISSING_FIELD, field, "a document needs a 'vector' or a 'text' to embed");
+        srv_reply_error(req, SRV_E_MISSING_FIELD, field,
+                        sh->texts ? "a document needs a 'vector' or a 'text' to embed" : "'vector' is required");
         return -1;
     }
     *needs_embedding = 1;
@@ -404,31 +443,36 @@ static int embed_missing(srv_req *req, struct app *app, const st_collection *c, 
 }
 
 typedef struct {
-    json_t *documents;
+    json_t *list;
 } upsert_req;
 
-static const srv_field upsert_fields[] = {
-    {"documents", SRV_F_ARRAY, SRV_FF_REQUIRED | SRV_FF_NONEMPTY, offsetof(upsert_req, documents), 0, 0, 0, NULL},
+static const srv_field upsert_fields[][1] = {
+    [APP_DOCS_NATIVE] = {{"documents", SRV_F_ARRAY, SRV_FF_REQUIRED | SRV_FF_NONEMPTY, offsetof(upsert_req, list), 0, 0, 0,
+                          NULL}},
+    [APP_DOCS_QDRANT] = {{"points", SRV_F_ARRAY, SRV_FF_REQUIRED | SRV_FF_NONEMPTY, offsetof(upsert_req, list), 0, 0, 0,
+                          NULL}},
 };
 
-void h_documents_upsert(srv_req *req, void *ctx)
+int app_upsert(srv_req *req, struct app *app, app_doc_shape shape, size_t *n_out, size_t *embedded)
 {
-    struct app *app = ctx;
+    const doc_shape *sh = &shapes[shape];
     upsert_req in = {0};
     json_t *body = srv_req_json(req);
-    if (!body || srv_validate(req, body, upsert_fields, 1, &in))
-        return;
-    size_t n = json_array_size(in.documents);
+    if (!body || srv_validate(req, body, upsert_fields[shape], 1, &in))
+        return -1;
+    size_t n = json_array_size(in.list);
+    char list_ptr[16];
+    snprintf(list_ptr, sizeof list_ptr, "/%s", sh->list);
     if (n > (size_t)app->cfg->max_batch) {
-        srv_reply_error(req, SRV_E_BATCH_TOO_LARGE, "/documents",
-                        "'documents' has %zu items; the limit is %ld (--max-batch)", n, app->cfg->max_batch);
-        return;
+        srv_reply_error(req, SRV_E_BATCH_TOO_LARGE, list_ptr, "'%s' has %zu items; the limit is %ld (--max-batch)",
+                        sh->list, n, app->cfg->max_batch);
+        return -1;
     }
     st_collection c;
     st_error err;
     if (st_collection_get(app->db, srv_req_param(req, "name"), &c, &err) != 0) {
         app_store_error(req, &err, NULL);
-        return;
+        return -1;
     }
     batch b = {.docs = calloc(n, sizeof *b.docs), .vecs = malloc(n * c.dimension * sizeof *b.vecs),
                .meta = calloc(n, sizeof *b.meta), .n = n};
@@ -437,27 +481,35 @@ void h_documents_upsert(srv_req *req, void *ctx)
         srv_reply_error(req, SRV_E_OUT_OF_MEMORY, NULL, "out of memory");
         batch_free(&b);
         free(need);
-        return;
+        return -1;
     }
     size_t n_need = 0;
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < n; i++) {
         int e = 0;
-        rc = parse_document(req, json_array_get(in.documents, i), i, &c, &b, &e);
+        rc = parse_document(req, sh, json_array_get(in.list, i), i, &c, &b, &e);
         need[i] = (unsigned char)e;
         n_need += (size_t)e;
     }
     if (rc == 0 && n_need)
         rc = embed_missing(req, app, &c, &b, need, n_need);
     if (rc == 0 && st_upsert(app->db, c.name, c.dimension, b.docs, n, &err) != 0) {
-        app_store_error(req, &err, "/documents");
+        app_store_error(req, &err, list_ptr);
         rc = -1;
     }
-    if (rc == 0)
-        srv_reply_json(req, 200, json_pack("{s:s, s:I, s:I}", "collection", c.name, "upserted", (json_int_t)n,
-                                           "embedded", (json_int_t)n_need));
     batch_free(&b);
     free(need);
+    *n_out = n;
+    *embedded = n_need;
+    return rc;
+}
+
+void h_documents_upsert(srv_req *req, void *ctx)
+{
+    size_t n, embedded;
+    if (app_upsert(req, ctx, APP_DOCS_NATIVE, &n, &embedded) == 0)
+        srv_reply_json(req, 200, json_pack("{s:s, s:I, s:I}", "collection", srv_req_param(req, "name"), "upserted",
+                                           (json_int_t)n, "embedded", (json_int_t)embedded));
 }
 
 json_t *app_record_json(const st_record *r, int with_vector)

@@ -30,6 +30,8 @@ const srv_route app_routes[] = {
     {"GET", "/collections/{name}/documents/{id}", h_document_get, SRV_ROUTE_NO_BODY},
     {"DELETE", "/collections/{name}/documents/{id}", h_document_delete, SRV_ROUTE_NO_BODY},
     {"POST", "/search", h_search, 0},
+    {"PUT", "/collections/{name}/points", h_points_upsert, 0},
+    {"POST", "/collections/{name}/points/query", h_points_query, 0},
 };
 
 const size_t app_n_routes = sizeof app_routes / sizeof app_routes[0];

@@ -86,33 +86,6 @@ static int rerank(srv_req *req, struct app *app, const char *query, const st_rec
     return rc;
 }
 
-/* Compiles the request's filter; a malformed one gets a 422 naming the bad part. */
-static int compile_filter(srv_req *req, json_t *filter, st_filter **out)
-{
-    *out = NULL;
-    if (!filter)
-        return 0;
-    char *text = json_dumps(filter, JSON_COMPACT | JSON_REAL_PRECISION(17));
-    if (!text) {
-        srv_reply_error(req, SRV_E_OUT_OF_MEMORY, NULL, "out of memory");
-        return -1;
-    }
-    char pointer[256], field[300];
-    st_error err;
-    int rc = st_filter_compile(text, strlen(text), out, pointer, sizeof pointer, &err);
-    free(text);
-    if (rc != 0) {
-        snprintf(field, sizeof field, "/filter%s", pointer);
-        /* The message after "where: " is the part that explains. */
-        const char *why = strstr(err.msg, ": ");
-        if (err.code == ST_ERR_NOMEM)
-            srv_reply_error(req, SRV_E_OUT_OF_MEMORY, NULL, "out of memory");
-        else
-            srv_reply_error(req, SRV_E_INVALID_VALUE, field, "%s", why ? why + 2 : err.msg);
-    }
-    return rc;
-}
-
 void h_search(srv_req *req, void *ctx)
 {
     struct app *app = ctx;
@@ -158,7 +131,7 @@ void h_search(srv_req *req, void *ctx)
         }
     }
     st_filter *filter;
-    if (compile_filter(req, in.filter, &filter) != 0) {
+    if (app_compile_filter(req, in.filter, "/filter", &filter) != 0) {
         free(vec);
         return;
     }

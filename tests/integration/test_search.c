@@ -619,6 +619,62 @@ static void test_embedding_and_rerank(void)
     it_free(&r);
 }
 
+/* ---- Qdrant's points API over the same collections ---- */
+
+static void test_qdrant_alias(void)
+{
+    CU_ASSERT_EQUAL_FATAL(create(&srv, "qd", 3, "cosine"), 201);
+    const char *put = "{\"points\":[{\"id\":1,\"vector\":[1,0,0],\"payload\":{\"city\":\"Paris\"}},"
+                      "{\"id\":2,\"vector\":[0.9,0.1,0],\"payload\":{\"city\":\"Berlin\"}},"
+                      "{\"id\":\"three\",\"vector\":[0,1,0]}]}";
+    it_response r = it_request(&srv, "PUT", "/collections/qd/points", NULL, put, strlen(put));
+    CU_ASSERT(r.status == 200 && !strcmp(json_string_value(json_object_get(r.json, "status")), "ok") &&
+              !strcmp(json_string_value(json_object_get(json_object_get(r.json, "result"), "status")), "completed"));
+    it_free(&r);
+    CU_ASSERT_EQUAL(count_of(&srv, "qd"), 3);
+    r = it_get(&srv, "/collections/qd/documents/2"); /* the payload is the metadata */
+    CU_ASSERT(!strcmp(json_string_value(json_object_get(json_object_get(r.json, "metadata"), "city")), "Berlin"));
+    it_free(&r);
+    r = it_post(&srv, "/collections/qd/points/query",
+                "{\"query\":[1,0.05,0],\"limit\":2,\"with_payload\":true,"
+                "\"filter\":{\"must_not\":[{\"key\":\"city\",\"match\":{\"value\":\"Paris\"}}]}}");
+    json_t *points = json_object_get(json_object_get(r.json, "result"), "points");
+    CU_ASSERT(r.status == 200 && json_array_size(points) == 2 && json_is_number(json_object_get(r.json, "time")) &&
+              json_integer_value(json_object_get(json_array_get(points, 0), "id")) == 2 &&
+              !strcmp(json_string_value(json_object_get(json_object_get(json_array_get(points, 0), "payload"), "city")),
+                      "Berlin") &&
+              !strcmp(json_string_value(json_object_get(json_array_get(points, 1), "id")), "three") &&
+              !json_object_get(json_array_get(points, 1), "payload"));
+    it_free(&r);
+    r = it_post(&srv, "/collections/qd/points/query", "{\"query\":{\"nearest\":[0,1,0]},\"limit\":1}");
+    points = json_object_get(json_object_get(r.json, "result"), "points");
+    CU_ASSERT(json_array_size(points) == 1 && !json_object_get(json_array_get(points, 0), "payload") &&
+              fabs(json_number_value(json_object_get(json_array_get(points, 0), "score")) - 1) < 1e-6);
+    it_free(&r);
+    static const struct {
+        const char *method, *path, *body, *code, *field;
+    } bad[] = {
+        {"PUT", "/collections/qd/points", "{\"points\":[{\"id\":4,\"vector\":[1,0,0]},{\"id\":5,\"vector\":[1,0]}]}",
+         "invalid_value", "/points/1/vector"},
+        {"PUT", "/collections/qd/points", "{\"points\":[{\"id\":4,\"vector\":[1,0,0],\"payload\":[]}]}",
+         "invalid_type", "/points/0/payload"},
+        {"PUT", "/collections/qd/points", "{\"points\":[{\"id\":4}]}", "missing_field", "/points/0/vector"},
+        {"PUT", "/collections/qd/points", "{\"documents\":[]}", "missing_field", "/points"},
+        {"POST", "/collections/qd/points/query", "{\"query\":[1,0]}", "invalid_value", "/query"},
+        {"POST", "/collections/qd/points/query", "{\"query\":{\"nearest\":[1,0,1e39]}}", "out_of_range",
+         "/query/nearest/2"},
+        {"POST", "/collections/qd/points/query", "{\"query\":[1,0,0],\"limit\":0}", "out_of_range", "/limit"},
+        {"POST", "/collections/qd/points/query", "{\"query\":[1,0,0],\"params\":{\"hnsw_ef\":0}}", "out_of_range",
+         "/params/hnsw_ef"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        r = it_request(&srv, bad[i].method, bad[i].path, NULL, bad[i].body, strlen(bad[i].body));
+        CU_ASSERT(it_is_error(&r, 422, bad[i].code, bad[i].field));
+        it_free(&r);
+    }
+    CU_ASSERT_EQUAL(count_of(&srv, "qd"), 3);
+}
+
 /* ---- persistence across a restart ---- */
 
 static char *search_body(const char *coll, const float *q, int dim)
@@ -983,6 +1039,7 @@ void cu_register(void)
     CU_add_test(s, "dense, keyword, hybrid", test_modes);
     CU_add_test(s, "filters", test_filters);
     CU_add_test(s, "server-side embedding and rerank", test_embedding_and_rerank);
+    CU_add_test(s, "Qdrant's points API", test_qdrant_alias);
     CU_add_test(s, "persistence across a restart", test_persistence);
     CU_add_test(s, "concurrent upserts and searches", test_concurrent);
     CU_add_test(s, "the same id from eight clients", test_same_id_concurrently);
