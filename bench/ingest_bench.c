@@ -4,7 +4,9 @@
  *                   THREADS client threads, against st_upsert of the same batches in-process
  *                   (the store's own ceiling: SQLite + FTS5 + HNSW, no HTTP, no JSON);
  *   texts embedded: the same route with texts and no vectors, against POST /embed of the
- *                   same texts (the embedder's ceiling over HTTP).
+ *                   same texts (the embedder's ceiling over HTTP);
+ *   start-up:       st_open of the in-process database, the index loaded from its records,
+ *                   against the same open when the records are unusable (a full rebuild).
  *
  * usage: ingest_bench PORT [N DIM BATCH THREADS TEXTS EF_CONSTRUCTION]
  * (bench/ingest_bench.sh runs the server; HNSW m = 16 throughout)
@@ -16,6 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <sqlite3.h>
 
 #include "bench.h"
 #include "collections.h"
@@ -189,6 +193,28 @@ int main(int argc, char **argv)
     }
     double store_s = now() - t0;
     st_close(db);
+    /* Start-up: open the database with this collection, loading the index from its records,
+     * then again after spoiling the index header, which forces a rebuild from the documents. */
+    double load_s = 0, rebuild_s = 0;
+    st_collection info;
+    char state[2][16] = {"", ""};
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 1) {
+            char path[96];
+            snprintf(path, sizeof path, "%s/ragd.db", dir);
+            sqlite3 *conn;
+            if (sqlite3_open(path, &conn) != SQLITE_OK ||
+                sqlite3_exec(conn, "UPDATE collections SET index_header = x'00'", NULL, NULL, NULL) != SQLITE_OK)
+                return 1;
+            sqlite3_close(conn);
+        }
+        t0 = now();
+        if (st_open(dir, &db, &err) != 0 || st_collection_get(db, "ingest", &info, &err) != 0)
+            return 1;
+        *(pass ? &rebuild_s : &load_s) = now() - t0;
+        snprintf(state[pass], sizeof state[pass], "%s", info.index_state);
+        st_close(db);
+    }
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0)
@@ -232,6 +258,8 @@ int main(int argc, char **argv)
            "\"http_vectors_per_s\":%.0f,\"failed_batches\":%ld,\"in_process_st_upsert_vectors_per_s\":%.0f,"
            "\"ratio_http_to_in_process\":%.2f,\"target_vectors_per_s\":5000,\"ratio_to_target\":%.2f",
            n, dim, batch, threads, efc, http_rate, failed, store_rate, http_rate / store_rate, http_rate / 5000);
+    printf(",\"startup_s_%s\":%.3f,\"startup_s_%s\":%.3f,\"ratio_rebuild_to_load\":%.1f", state[0], load_s, state[1],
+           rebuild_s, rebuild_s / load_s);
     if (texts && text_s > 0)
         printf(",\"texts\":%zu,\"text_batch\":%zu,\"http_embedded_texts_per_s\":%.1f,\"failed_text_batches\":%ld,"
                "\"http_embed_texts_per_s\":%.1f,\"failed_embed_batches\":%ld,\"ratio_ingest_to_embed\":%.2f",

@@ -248,12 +248,16 @@ static int coll_load(sqlite3 *conn, st_coll *c, st_error *err)
         return st__sqlite_fail(conn, err, "loading an index");
     sqlite3_bind_int64(st, 1, c->id);
     hnsw_error herr;
-    int ok = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) == SQLITE_BLOB &&
-             hnsw_load_begin(sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0), &c->index, &herr) ==
-                 HNSW_OK;
+    int has_header = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) == SQLITE_BLOB;
+    int ok = has_header && hnsw_load_begin(sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0),
+                                           &c->index, &herr) == HNSW_OK;
     sqlite3_finalize(st);
-    if (!ok) /* never written (an empty collection), or unreadable */
-        return coll_rebuild(conn, c, err) == 0 ? (c->index_state = "ready", 0) : -1;
+    if (!ok) { /* never written (an empty collection: nothing to rebuild), or unreadable */
+        int rc = coll_rebuild(conn, c, err);
+        if (rc == 0 && !has_header)
+            c->index_state = "ready";
+        return rc;
+    }
     if (sqlite3_prepare_v2(conn,
                            "SELECT d.label, d.vector, d.metadata, n.record FROM documents d "
                            "LEFT JOIN index_nodes n ON n.collection_id = d.collection_id AND n.label = d.label "
@@ -511,8 +515,10 @@ int st_collection_delete(st_db *db, const char *name, st_error *err)
     int rc = st__exec(db->conn, sql, err, "deleting a collection");
     if (rc != 0)
         sqlite3_exec(db->conn, "ROLLBACK", NULL, NULL, NULL);
-    else
+    else {
+        c->deleted = 1;
         registry_remove(db, c);
+    }
     pthread_mutex_unlock(&db->write_mu);
     st__coll_put(c);
     return rc;
@@ -697,7 +703,8 @@ int st_upsert(st_db *db, const char *collection, unsigned dimension, const st_do
     upsert_stmts s = {0};
     int64_t next = 0;
     int touched = 0; /* the in-memory index has changed */
-    int rc = st__exec(db->conn, "BEGIN IMMEDIATE", err, "upserting");
+    int rc = c->deleted ? st__fail(err, ST_ERR_NOT_FOUND, collection, "no such collection")
+                        : st__exec(db->conn, "BEGIN IMMEDIATE", err, "upserting");
     if (rc == 0) {
         rc = prepare_upsert(db->conn, c->id, &s) == 0 && next_label_of(db->conn, c->id, &next) == 0 ? 0 : -1;
         for (size_t i = 0; rc == 0 && i < n; i++)
@@ -825,7 +832,8 @@ int st_document_delete(st_db *db, const char *collection, const st_id *id, st_er
     pthread_mutex_lock(&db->write_mu);
     sqlite3_stmt *st = NULL;
     int64_t label = -1;
-    int rc = st__exec(db->conn, "BEGIN IMMEDIATE", err, "deleting a document");
+    int rc = c->deleted ? st__fail(err, ST_ERR_NOT_FOUND, collection, "no such collection")
+                        : st__exec(db->conn, "BEGIN IMMEDIATE", err, "deleting a document");
     if (rc == 0) {
         rc = sqlite3_prepare_v2(db->conn, "DELETE FROM documents WHERE collection_id = ?1 AND id = ?2 RETURNING label",
                                 -1, &st, NULL) == SQLITE_OK
