@@ -126,6 +126,7 @@ static st_coll *coll_new(int64_t id, const st_collection *spec, st_error *err)
     c->index = index;
     c->index_state = "ready";
     atomic_init(&c->refs, 1);
+    atomic_init(&c->deleted, 0);
     pthread_rwlock_init(&c->lock, NULL);
     return c;
 }
@@ -516,7 +517,7 @@ int st_collection_delete(st_db *db, const char *name, st_error *err)
     if (rc != 0)
         sqlite3_exec(db->conn, "ROLLBACK", NULL, NULL, NULL);
     else {
-        c->deleted = 1;
+        atomic_store(&c->deleted, 1);
         registry_remove(db, c);
     }
     pthread_mutex_unlock(&db->write_mu);
@@ -703,8 +704,8 @@ int st_upsert(st_db *db, const char *collection, unsigned dimension, const st_do
     upsert_stmts s = {0};
     int64_t next = 0;
     int touched = 0; /* the in-memory index has changed */
-    int rc = c->deleted ? st__fail(err, ST_ERR_NOT_FOUND, collection, "no such collection")
-                        : st__exec(db->conn, "BEGIN IMMEDIATE", err, "upserting");
+    int rc = atomic_load(&c->deleted) ? st__fail(err, ST_ERR_NOT_FOUND, collection, "no such collection")
+                                      : st__exec(db->conn, "BEGIN IMMEDIATE", err, "upserting");
     if (rc == 0) {
         rc = prepare_upsert(db->conn, c->id, &s) == 0 && next_label_of(db->conn, c->id, &next) == 0 ? 0 : -1;
         for (size_t i = 0; rc == 0 && i < n; i++)
@@ -832,8 +833,8 @@ int st_document_delete(st_db *db, const char *collection, const st_id *id, st_er
     pthread_mutex_lock(&db->write_mu);
     sqlite3_stmt *st = NULL;
     int64_t label = -1;
-    int rc = c->deleted ? st__fail(err, ST_ERR_NOT_FOUND, collection, "no such collection")
-                        : st__exec(db->conn, "BEGIN IMMEDIATE", err, "deleting a document");
+    int rc = atomic_load(&c->deleted) ? st__fail(err, ST_ERR_NOT_FOUND, collection, "no such collection")
+                                      : st__exec(db->conn, "BEGIN IMMEDIATE", err, "deleting a document");
     if (rc == 0) {
         rc = sqlite3_prepare_v2(db->conn, "DELETE FROM documents WHERE collection_id = ?1 AND id = ?2 RETURNING label",
                                 -1, &st, NULL) == SQLITE_OK

@@ -156,8 +156,12 @@ static int keyword(st_db *db, st_coll *c, const st_query *q, size_t k, dist_hit 
         }
         sqlite3_finalize(st);
     }
-    if (rc != SQLITE_OK && rc != SQLITE_ROW && rc != SQLITE_DONE)
-        st__sqlite_fail(conn, err, "keyword search");
+    if (rc != SQLITE_OK && rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        if (atomic_load(&c->deleted)) /* its FTS5 table went with it */
+            st__fail(err, ST_ERR_NOT_FOUND, c->spec.name, "no such collection");
+        else
+            st__sqlite_fail(conn, err, "keyword search");
+    }
     st__reader_done(db, conn);
     free(match);
     return rc == SQLITE_OK || rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;

@@ -28,8 +28,8 @@ typedef struct {
     int64_t id;                 /* collections.id; its FTS5 table is fts_<id> */
     st_collection spec;         /* count is kept below, not here */
     atomic_int refs;            /* the registry holds one; each user holds one */
-    int deleted;                /* set (under write_mu) when the collection is deleted while
-                                 * a writer may still hold a reference */
+    atomic_int deleted;         /* set (under write_mu) when the collection is deleted while
+                                 * others may still hold a reference */
     pthread_rwlock_t lock;
     hnsw *index;                /* the documents' vectors and graph, by label */
     const char *index_state;    /* "ready", "loaded" (from its records) or "rebuilt" */
