@@ -56,13 +56,10 @@ static int by_logit(const void *a, const void *b)
     return (x->index > y->index) - (x->index < y->index);
 }
 
-/* Scores (query, text) for every result with the cross-encoder; fills order[n] best first.
+/* Scores (query, text) for every result with the cross-encoder m; fills order[n] best first.
  * A result without text is scored on the empty string. Returns 0, or -1 after replying. */
-static int rerank(srv_req *req, struct app *app, const char *query, const st_record *res, size_t n, reranked *order)
+static int rerank(srv_req *req, app_model *m, const char *query, const st_record *res, size_t n, reranked *order)
 {
-    app_model *m = app_network_ready(req, app, APP_RERANKER);
-    if (!m)
-        return -1;
     const char **texts = malloc(n * sizeof *texts);
     size_t *lens = malloc(n * sizeof *lens), tokens;
     float *logits = malloc(n * sizeof *logits);
@@ -109,6 +106,10 @@ void h_search(srv_req *req, void *ctx)
         srv_reply_error(req, SRV_E_MISSING_FIELD, "/query", "reranking needs the 'query' text");
         return;
     }
+    /* The reranker must be there whatever the search finds. */
+    app_model *reranker = in.rerank ? app_network_ready(req, app, APP_RERANKER) : NULL;
+    if (in.rerank && !reranker)
+        return;
     st_collection c;
     st_error err;
     if (st_collection_get(app->db, in.collection, &c, &err) != 0) {
@@ -163,7 +164,7 @@ void h_search(srv_req *req, void *ctx)
     }
     size_t shown = n;
     reranked *order = in.rerank ? malloc((n ? n : 1) * sizeof *order) : NULL;
-    if (in.rerank && (!order || (n && rerank(req, app, in.query, res, n, order) != 0))) {
+    if (in.rerank && (!order || (n && rerank(req, reranker, in.query, res, n, order) != 0))) {
         if (!order)
             srv_reply_error(req, SRV_E_OUT_OF_MEMORY, NULL, "out of memory");
         free(order);

@@ -717,9 +717,23 @@ static void test_persistence(void)
     it_server s;
     CU_ASSERT_EQUAL_FATAL(it_start(&s, args, NULL), 0);
     CU_ASSERT_EQUAL(create(&s, "p", 16, "l2"), 201);
+    /* This server has no models: what needs them is a clear 503 (or 422), and writes nothing. */
+    it_response r = it_post(&s, "/collections", "{\"name\":\"nodim\"}");
+    CU_ASSERT(it_is_error(&r, 422, "missing_field", "/dimension"));
+    it_free(&r);
+    r = it_post(&s, "/collections/p/documents", "{\"documents\":[{\"id\":1,\"text\":\"embed me\"}]}");
+    CU_ASSERT(it_is_error(&r, 503, "model_not_loaded", "/model"));
+    it_free(&r);
+    r = it_post(&s, "/search", "{\"collection\":\"p\",\"query\":\"embed me\"}");
+    CU_ASSERT(it_is_error(&r, 503, "model_not_loaded", "/model"));
+    it_free(&r);
+    r = it_post(&s, "/search", "{\"collection\":\"p\",\"query\":\"x\",\"mode\":\"keyword\",\"rerank\":{}}");
+    CU_ASSERT(it_is_error(&r, 503, "model_not_loaded", "/model"));
+    it_free(&r);
+    CU_ASSERT_EQUAL(count_of(&s, "p"), 0);
     unsigned seed = 99;
     CU_ASSERT_EQUAL(ingest(&s, "p", 16, 0, 10, 40, &seed), 0);
-    it_response r = it_request(&s, "DELETE", "/collections/p/documents/5", NULL, NULL, 0);
+    r = it_request(&s, "DELETE", "/collections/p/documents/5", NULL, NULL, 0);
     it_free(&r);
     char *bodies[8], *before[8];
     for (int i = 0; i < 8; i++) {
