@@ -5,7 +5,9 @@
 #            (tokenizer oracles), curl, wrk, sqlite3
 #   runtime  only what the binary loads, plus curl and CA certificates (the slim container's
 #            HEALTHCHECK and scripts/fetch-models.sh)
-#   usage: scripts/install-deps.sh [build|test|runtime]...   (default: build)
+#   bench    build + the ANN peers of bench/ann_bench.sh (FAISS and hnswlib for Python, numpy)
+#            and Node.js + npm (the GloVe vectors come from npm)
+#   usage: scripts/install-deps.sh [build|test|runtime|bench]...   (default: build)
 # Packages already installed are skipped, so a re-run with nothing missing is quick and
 # needs neither root nor the network. Installing needs root.
 set -euo pipefail
@@ -15,21 +17,23 @@ build_pkgs=(build-essential meson ninja-build pkg-config python3 clang libclang-
             libcurl4-openssl-dev libcunit1-dev)
 test_pkgs=(python3 python3-torch curl wrk sqlite3)
 runtime_pkgs=(libmicrohttpd12 libjansson4 libsqlite3-0 libopenblas0 curl ca-certificates)
+bench_pkgs=(python3 python3-numpy python3-faiss python3-hnswlib)
 
 [ $# -gt 0 ] || set -- build
 pkgs=()
 for what in "$@"; do
     case "$what" in
         build) pkgs+=("${build_pkgs[@]}") ;;
-        test)
-            pkgs+=("${build_pkgs[@]}" "${test_pkgs[@]}")
+        test | bench)
+            pkgs+=("${build_pkgs[@]}")
+            if [ "$what" = test ]; then pkgs+=("${test_pkgs[@]}"); else pkgs+=("${bench_pkgs[@]}"); fi
             # Node.js may come from Debian or from NodeSource (whose nodejs bundles npm and
             # conflicts with Debian's npm): ask for Debian's only when a command is missing.
             command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
             command -v npm >/dev/null 2>&1 || pkgs+=(npm)
             ;;
         runtime) pkgs+=("${runtime_pkgs[@]}") ;;
-        *) echo "usage: $0 [build|test|runtime]..." >&2; exit 2 ;;
+        *) echo "usage: $0 [build|test|runtime|bench]..." >&2; exit 2 ;;
     esac
 done
 

@@ -48,7 +48,8 @@
  *     8  u32 dim               12  u32 m              16 u32 ef_construction
  *     20 u32 reserved (0)      24  u64 count          32 i64 entry label (any value when count 0)
  *     40 u64 seed              48  u64 rng state      56 u64 reserved (0)
- *   Node record (hnsw_record_bytes(level, counts)):
+ *   (metric: 0 cosine, 1 dot, 2 l2, as dist_metric.)
+ *   Node record (hnsw_node_record; at most hnsw_record_max_bytes):
  *     0  u8 version (1)  1  u8 level L, then for l = 0..L: u16 count, count × i64 labels.
  *   A record names neighbours by label, so records may be loaded in any order.
  */
@@ -89,7 +90,8 @@ typedef struct {
     size_t dim;          /* 1 .. HNSW_MAX_DIM */
     dist_metric metric;
     int m;               /* links per node on upper layers (layer 0: 2·m); default 16 */
-    int ef_construction; /* candidate list size while inserting; default 200, ≥ m */
+    int ef_construction; /* candidate list size while inserting; default 200 (values below m
+                          * are accepted and kept, but inserts use m) */
     uint64_t seed;       /* level generator seed; default 42 */
 } hnsw_params;
 

@@ -88,6 +88,7 @@ static inline const float *hnsw_vec(const hnsw *h, uint32_t s) { return h->vecs 
 /* hnsw.c, for hnsw_persist.c */
 uint32_t hnsw_find(const hnsw *h, int64_t label);          /* NO_NODE when absent */
 int hnsw_map_put(hnsw *h, int64_t label, uint32_t slot);   /* 0 or -1 (no memory) */
+int hnsw_map_reserve(hnsw *h, size_t n);                   /* room for n labels: 0 or -1 */
 int hnsw_reserve(hnsw *h, size_t n);                       /* capacity for n slots: 0 or -1 */
 int hnsw_fail(hnsw_error *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void hnsw_mark_dirty(hnsw *h, uint32_t s);

@@ -198,8 +198,10 @@ int hnsw_load_begin(const uint8_t *header, size_t len, hnsw **out, hnsw_error *e
     h->loading = 1;
     /* Room for the announced nodes up front when that is a sane amount; a bad count only
      * costs a failed reservation, after which arrays grow as nodes arrive. */
-    if (count && count * p.dim <= ((uint64_t)1 << 32))
+    if (count && count * p.dim <= ((uint64_t)1 << 32)) {
         hnsw_reserve(h, (size_t)count);
+        hnsw_map_reserve(h, (size_t)count);
+    }
     *out = h;
     return HNSW_OK;
 }

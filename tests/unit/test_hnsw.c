@@ -239,7 +239,9 @@ static void test_edges(void)
     hnsw_params_default(&p, 4, DIST_COSINE);
     p.m = 1;
     CU_ASSERT_EQUAL(hnsw_create(&p, &h, &err), HNSW_EINVAL);
-    p.m = 16, p.ef_construction = 8;
+    p.m = 16, p.ef_construction = 0;
+    CU_ASSERT_EQUAL(hnsw_create(&p, &h, &err), HNSW_EINVAL);
+    p.ef_construction = HNSW_MAX_EF + 1;
     CU_ASSERT_EQUAL(hnsw_create(&p, &h, &err), HNSW_EINVAL);
     p.ef_construction = 200, p.dim = 0;
     CU_ASSERT_EQUAL(hnsw_create(&p, &h, &err), HNSW_EINVAL);
@@ -290,6 +292,18 @@ static void test_edges(void)
     for (size_t j = 0; j < no; j++)
         hnsw_get_vector(h, out[j].label, &got[j]);
     CU_ASSERT(no == 3 && got[0] == 150 && got[1] == 151 && got[2] == 149);
+    hnsw_destroy(h);
+
+    /* ef_construction below m is accepted (inserts then use m candidates). */
+    hnsw_params_default(&p, 1, DIST_L2);
+    p.ef_construction = 1;
+    CU_ASSERT_FATAL(hnsw_create(&p, &h, &err) == HNSW_OK);
+    for (int i = 0; i < 300; i++) {
+        float t = (float)i;
+        CU_ASSERT_EQUAL(hnsw_insert(h, i, &t, &err), HNSW_OK);
+    }
+    CU_ASSERT_EQUAL(hnsw_search(h, &q, 3, 0, NULL, NULL, out, &no, &err), HNSW_OK);
+    CU_ASSERT(no == 3 && out[0].label == 150 && out[1].label == 151 && out[2].label == 149);
     hnsw_destroy(h);
 }
 
