@@ -39,6 +39,20 @@ typedef struct {
     int64_t count;              /* live documents */
 } st_coll;
 
+/* ---- coll_index.c ---- */
+
+/* A collection with an empty index. NULL when out of memory or (err filled) when the
+ * parameters are out of the index's range. */
+st_coll *st__coll_new(int64_t id, const st_collection *spec, st_error *err);
+/* Puts a document at `label`: its vector into the index, its metadata beside it; removes
+ * one. The caller holds the write lock. */
+int st__coll_set(st_coll *c, size_t label, const float *vec, const char *meta, size_t meta_len, st_error *err);
+int st__coll_unset(st_coll *c, size_t label, st_error *err);
+/* (Re)loads the collection through `conn` (caller holds the write lock or is the only user). */
+int st__coll_load(sqlite3 *conn, st_coll *c, st_error *err);
+/* Writes the index's changes since the last clear inside the caller's transaction. */
+int st__coll_write_index(sqlite3 *conn, st_coll *c, st_error *err);
+
 /* The collection named `name` with a reference taken, or NULL (ST_ERR_NOT_FOUND in err). */
 st_coll *st__coll_get(st_db *db, const char *name, st_error *err);
 void st__coll_put(st_coll *c); /* drops a reference; the last one frees */
