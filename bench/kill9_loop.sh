@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The long kill -9 loop: the integration suite's crash test (tests/integration/test_search.c,
+# The long kill -9 loop: the integration suite's crash test (tests/integration/test_durability.c,
 # "kill -9 during ingestion") with CYCLES restarts instead of 6. Each cycle streams batch
 # upserts, SIGKILLs ragd at a random moment, then checks PRAGMA integrity_check, that every
 # acknowledged batch is present, that no batch is half there, and that the index (loaded from
@@ -10,4 +10,4 @@ cd "$(dirname "$0")/.."
 build=${1:-build}
 cycles=${2:-100}
 RAGD_KILL9_CYCLES=$cycles RAGD_BIN="$build/ragd" RAGD_SOURCE_ROOT=. RAGD_SHARED=../shared \
-    "$build/tests/integration/it_search" 2>&1 | grep -E "kill -9 cycle|Test: kill|asserts|FAILED|expected"
+    "$build/tests/integration/it_durability" 2>&1 | grep -E "kill -9 cycle|Test: kill|asserts|FAILED|expected"
