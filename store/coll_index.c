@@ -63,7 +63,12 @@ st_coll *st__coll_new(int64_t id, const st_collection *spec, st_error *err)
     c->index_state = "ready";
     atomic_init(&c->refs, 1);
     atomic_init(&c->deleted, 0);
-    pthread_rwlock_init(&c->lock, NULL);
+    /* Writers first: a stream of searches must not starve an upsert (glibc prefers readers). */
+    pthread_rwlockattr_t attr;
+    pthread_rwlockattr_init(&attr);
+    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&c->lock, &attr);
+    pthread_rwlockattr_destroy(&attr);
     return c;
 }
 

@@ -16,7 +16,9 @@
  * better); hybrid scores are reciprocal-rank-fusion sums, sum of 1 / (60 + rank).
  *
  * Thread safety: every function may be called from any thread at any time. Writes are
- * serialized on the one writer connection; searches run concurrently on reader connections.
+ * serialized on the one writer connection; searches run concurrently on reader connections
+ * and interleave with a batch being applied to the index, but return only documents whose
+ * rows are committed (text and metadata as committed).
  */
 #ifndef RAGD_COLLECTIONS_H
 #define RAGD_COLLECTIONS_H

@@ -201,11 +201,14 @@ int st_upsert(st_db *db, const char *collection, unsigned dimension, const st_do
         finalize_upsert(&s);
     }
     if (rc == 0) {
-        pthread_rwlock_wrlock(&c->lock);
         touched = 1;
-        for (size_t i = 0; rc == 0 && i < n; i++)
+        /* One document at a time under the write lock, so a search waits for one insert at
+         * most, not for the whole batch. */
+        for (size_t i = 0; rc == 0 && i < n; i++) {
+            pthread_rwlock_wrlock(&c->lock);
             rc = st__coll_set(c, (size_t)labels[i], docs[i].vector, docs[i].metadata, docs[i].metadata_len, err);
-        pthread_rwlock_unlock(&c->lock);
+            pthread_rwlock_unlock(&c->lock);
+        }
     }
     rc = finish_write(db, c, rc, touched, err);
     pthread_mutex_unlock(&db->write_mu);

@@ -4,7 +4,8 @@
  *
  * Locks, always taken in this order and never the other way round:
  *   write_mu (the one writer connection and every transaction on it)
- *     -> a collection's rwlock (its in-memory index and metadata)
+ *     -> a collection's rwlock (its in-memory index and metadata; writer-preferring, taken
+ *        for one document at a time, so searches interleave with a batch being applied)
  *   reg_mu and pool_mu are leaves: held for a few instructions, never while taking another.
  */
 #ifndef RAGD_STORE_INTERNAL_H
