@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "batcher.h"
+#include "collections.h"
 #include "config.h"
 #include "encoder.h"
 #include "gpt2.h"
@@ -66,6 +67,37 @@ app_model *app_network_ready(srv_req *req, struct app *app, app_role role);
 int app_encode(srv_req *req, app_model *m, const char *query, const char **texts, const size_t *lens, size_t n,
                const char *pointer, int is_list, int truncate, tok_direction dir, float *out, size_t *tokens);
 
+/* ---- shared by the collection, document and search handlers (collections.c) ---- */
+
+/* Queues the reply for a store failure: 404 unknown collection or document, 409 exists,
+ * 422 invalid (naming `field`), 503 out of memory or database busy, 507 disk full, 500
+ * otherwise (logged, no detail to the client). */
+void app_store_error(srv_req *req, const st_error *err, const char *field);
+/* A JSON array of exactly `dim` numbers that are finite as float32 (and not all zero when
+ * `cosine`) into out[dim]. Returns 0, or -1 after replying (naming `pointer` or its items). */
+int app_parse_vector(srv_req *req, json_t *arr, unsigned dim, int cosine, const char *pointer, float *out);
+/* Embeds n texts with the embedder into out[n, dim] (normalized when the model says so),
+ * truncating to the model's limit; the embedder must produce `dim` values. `pointer` names
+ * the texts in errors (items when is_list). Returns 0, or -1 after replying (503 when no
+ * embedder is loaded). */
+int app_embed_texts(srv_req *req, struct app *app, const char **texts, const size_t *lens, size_t n, unsigned dim,
+                    const char *pointer, int is_list, float *out);
+
+/* Compiles a Qdrant filter (NULL: none, *out = NULL). A malformed one gets a 422 whose field
+ * is `pointer` plus the pointer of the bad part. Returns 0, or -1 after replying. */
+int app_compile_filter(srv_req *req, json_t *filter, const char *pointer, st_filter **out);
+
+/* The batch upsert behind POST /collections/{name}/documents (APP_DOCS_NATIVE:
+ * {"documents":[{id, text?, vector?, metadata?}]}, texts without a vector embedded) and
+ * PUT /collections/{name}/points (APP_DOCS_QDRANT: {"points":[{id, vector, payload?}]}).
+ * Returns 0 with the documents written and embedded, or -1 after replying. */
+typedef enum { APP_DOCS_NATIVE, APP_DOCS_QDRANT } app_doc_shape;
+int app_upsert(srv_req *req, struct app *app, app_doc_shape shape, size_t *n, size_t *embedded);
+
+/* A stored document as JSON: id, then text and metadata when present, vector when asked.
+ * NULL when out of memory. */
+json_t *app_record_json(const st_record *r, int with_vector);
+
 extern const srv_route app_routes[];
 extern const size_t app_n_routes;
 
@@ -85,5 +117,15 @@ void h_generate(srv_req *req, void *app);
 void h_generate_stream(srv_req *req, void *app);
 void h_completions(srv_req *req, void *app);
 void h_models(srv_req *req, void *app);
+void h_collection_create(srv_req *req, void *app);
+void h_collection_list(srv_req *req, void *app);
+void h_collection_get(srv_req *req, void *app);
+void h_collection_delete(srv_req *req, void *app);
+void h_documents_upsert(srv_req *req, void *app);
+void h_document_get(srv_req *req, void *app);
+void h_document_delete(srv_req *req, void *app);
+void h_search(srv_req *req, void *app);
+void h_points_upsert(srv_req *req, void *app);
+void h_points_query(srv_req *req, void *app);
 
 #endif

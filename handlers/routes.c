@@ -22,6 +22,16 @@ const srv_route app_routes[] = {
     {"POST", "/generate_stream", h_generate_stream, 0},
     {"POST", "/v1/completions", h_completions, SRV_ROUTE_OPENAI},
     {"GET", "/v1/models", h_models, SRV_ROUTE_NO_BODY | SRV_ROUTE_OPENAI},
+    {"POST", "/collections", h_collection_create, 0},
+    {"GET", "/collections", h_collection_list, SRV_ROUTE_NO_BODY},
+    {"GET", "/collections/{name}", h_collection_get, SRV_ROUTE_NO_BODY},
+    {"DELETE", "/collections/{name}", h_collection_delete, SRV_ROUTE_NO_BODY},
+    {"POST", "/collections/{name}/documents", h_documents_upsert, 0},
+    {"GET", "/collections/{name}/documents/{id}", h_document_get, SRV_ROUTE_NO_BODY},
+    {"DELETE", "/collections/{name}/documents/{id}", h_document_delete, SRV_ROUTE_NO_BODY},
+    {"POST", "/search", h_search, 0},
+    {"PUT", "/collections/{name}/points", h_points_upsert, 0},
+    {"POST", "/collections/{name}/points/query", h_points_query, 0},
 };
 
 const size_t app_n_routes = sizeof app_routes / sizeof app_routes[0];

@@ -6,6 +6,7 @@ static const srv_err_info table[SRV_E_COUNT] = {
     [SRV_E_UNAUTHORIZED] = {401, "Auth", "unauthorized"},
     [SRV_E_NOT_FOUND] = {404, "NotFound", "not_found"},
     [SRV_E_METHOD_NOT_ALLOWED] = {405, "Validation", "method_not_allowed"},
+    [SRV_E_CONFLICT] = {409, "Validation", "already_exists"},
     [SRV_E_PAYLOAD_TOO_LARGE] = {413, "Validation", "payload_too_large"},
     [SRV_E_BATCH_TOO_LARGE] = {413, "Validation", "batch_too_large"},
     [SRV_E_INPUT_TOO_LONG] = {413, "Validation", "input_too_long"},
@@ -21,6 +22,8 @@ static const srv_err_info table[SRV_E_COUNT] = {
     [SRV_E_MODEL_NOT_LOADED] = {503, "Unhealthy", "model_not_loaded"},
     [SRV_E_SHUTTING_DOWN] = {503, "Unhealthy", "shutting_down"},
     [SRV_E_OUT_OF_MEMORY] = {503, "Backend", "out_of_memory"},
+    [SRV_E_STORE_BUSY] = {503, "Overloaded", "store_busy"},
+    [SRV_E_STORAGE_FULL] = {507, "Backend", "storage_full"},
 };
 
 const srv_err_info *srv_err_lookup(srv_err e)

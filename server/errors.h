@@ -10,8 +10,9 @@ typedef enum {
     SRV_E_INVALID_JSON,           /* 400 */
     SRV_E_BAD_REQUEST,            /* 400 malformed query or path */
     SRV_E_UNAUTHORIZED,           /* 401 */
-    SRV_E_NOT_FOUND,              /* 404 unknown route */
+    SRV_E_NOT_FOUND,              /* 404 unknown route or resource */
     SRV_E_METHOD_NOT_ALLOWED,     /* 405 */
+    SRV_E_CONFLICT,               /* 409 the resource exists already */
     SRV_E_PAYLOAD_TOO_LARGE,      /* 413 body over --max-body-bytes */
     SRV_E_BATCH_TOO_LARGE,        /* 413 more inputs than --max-batch */
     SRV_E_INPUT_TOO_LONG,         /* 413 more tokens than --max-input-tokens */
@@ -27,6 +28,8 @@ typedef enum {
     SRV_E_MODEL_NOT_LOADED,       /* 503 */
     SRV_E_SHUTTING_DOWN,          /* 503 */
     SRV_E_OUT_OF_MEMORY,          /* 503 */
+    SRV_E_STORE_BUSY,             /* 503 the database stayed locked past the busy timeout */
+    SRV_E_STORAGE_FULL,           /* 507 the disk is full; nothing was written */
     SRV_E_COUNT
 } srv_err;
 

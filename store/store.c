@@ -7,12 +7,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define BUSY_TIMEOUT_MS 5000
+#include "store_internal.h"
 
-struct st_db {
-    sqlite3 *conn; /* the writer connection */
-    int version;
-};
+#define BUSY_TIMEOUT_MS 5000
 
 /* Migrations, in order: migrations[i] moves the schema from version i to i + 1.
  * Never edit a migration that has shipped; append a new one. */
@@ -23,27 +20,67 @@ static const char *const migrations[] = {
     "  value TEXT NOT NULL"
     ") STRICT;"
     "INSERT INTO meta(key, value) VALUES ('created_at', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'));",
+
+    /* 2: collections of documents. A document's id keeps its JSON type (an ANY column of a
+     * STRICT table stores 7 and '7' as different values), its label is its node in the
+     * collection's HNSW index, and each collection also has an FTS5 table fts_<id> (rowid =
+     * label) created with it. next_label only grows, so a label is never reused. The index
+     * is persisted as its header record (collections.index_header, NULL until the first
+     * write) and one record per node (index_nodes), written in the batch's transaction. */
+    "CREATE TABLE collections ("
+    "  id INTEGER PRIMARY KEY,"
+    "  name TEXT NOT NULL UNIQUE,"
+    "  dimension INTEGER NOT NULL CHECK (dimension BETWEEN 1 AND 65536),"
+    "  distance TEXT NOT NULL CHECK (distance IN ('cosine', 'dot', 'l2')),"
+    "  hnsw_m INTEGER NOT NULL,"
+    "  hnsw_ef_construction INTEGER NOT NULL,"
+    "  next_label INTEGER NOT NULL DEFAULT 0,"
+    "  index_header BLOB,"
+    "  created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))"
+    ") STRICT;"
+    "CREATE TABLE documents ("
+    "  collection_id INTEGER NOT NULL REFERENCES collections(id) ON DELETE CASCADE,"
+    "  label INTEGER NOT NULL,"
+    "  id ANY NOT NULL CHECK (typeof(id) IN ('integer', 'text')),"
+    "  text TEXT,"
+    "  metadata TEXT,"
+    "  vector BLOB NOT NULL,"
+    "  UNIQUE (collection_id, label),"
+    "  UNIQUE (collection_id, id)"
+    ") STRICT;"
+    "CREATE TABLE index_nodes ("
+    "  collection_id INTEGER NOT NULL REFERENCES collections(id) ON DELETE CASCADE,"
+    "  label INTEGER NOT NULL,"
+    "  record BLOB NOT NULL,"
+    "  PRIMARY KEY (collection_id, label)"
+    ") STRICT;",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
-static int fail(st_error *err, int code, const char *what, const char *detail)
+int st__fail(st_error *err, int code, const char *what, const char *detail)
 {
     err->code = code;
     snprintf(err->msg, sizeof err->msg, "%s: %s", what, detail);
     return -1;
 }
 
-static int exec(sqlite3 *c, const char *sql, st_error *err, const char *what)
+int st__exec(sqlite3 *c, const char *sql, st_error *err, const char *what)
 {
     char *msg = NULL;
     int rc = sqlite3_exec(c, sql, NULL, NULL, &msg);
     if (rc != SQLITE_OK) {
-        fail(err, rc, what, msg ? msg : sqlite3_errstr(rc));
+        st__fail(err, rc, what, msg ? msg : sqlite3_errstr(rc));
         sqlite3_free(msg);
         return -1;
     }
     return 0;
 }
+
+int st__sqlite_fail(sqlite3 *c, st_error *err, const char *what)
+{
+    return st__fail(err, sqlite3_extended_errcode(c), what, sqlite3_errmsg(c));
+}
+
 
 static int read_int(sqlite3 *c, const char *sql, int *out)
 {
@@ -60,22 +97,22 @@ static int read_int(sqlite3 *c, const char *sql, int *out)
 static int migrate(st_db *db, st_error *err)
 {
     if (read_int(db->conn, "PRAGMA user_version", &db->version) != 0)
-        return fail(err, sqlite3_errcode(db->conn), "reading the schema version",
+        return st__fail(err, sqlite3_errcode(db->conn), "reading the schema version",
                     sqlite3_errmsg(db->conn));
     if (db->version > N_MIGRATIONS) {
         char detail[128];
         snprintf(detail, sizeof detail, "schema version %d is newer than this ragd knows (%d)",
                  db->version, N_MIGRATIONS);
-        return fail(err, -1, "opening the database", detail);
+        return st__fail(err, -1, "opening the database", detail);
     }
     while (db->version < N_MIGRATIONS) {
         char what[64], bump[64];
         snprintf(what, sizeof what, "migrating the schema to version %d", db->version + 1);
         snprintf(bump, sizeof bump, "PRAGMA user_version = %d;", db->version + 1);
-        if (exec(db->conn, "BEGIN IMMEDIATE", err, what) != 0)
+        if (st__exec(db->conn, "BEGIN IMMEDIATE", err, what) != 0)
             return -1;
-        if (exec(db->conn, migrations[db->version], err, what) != 0 ||
-            exec(db->conn, bump, err, what) != 0 || exec(db->conn, "COMMIT", err, what) != 0) {
+        if (st__exec(db->conn, migrations[db->version], err, what) != 0 ||
+            st__exec(db->conn, bump, err, what) != 0 || st__exec(db->conn, "COMMIT", err, what) != 0) {
             sqlite3_exec(db->conn, "ROLLBACK", NULL, NULL, NULL);
             return -1;
         }
@@ -84,25 +121,45 @@ static int migrate(st_db *db, st_error *err)
     return 0;
 }
 
+/* Opens a connection with the pragmas every connection needs. */
+static int open_conn(const char *path, int flags, sqlite3 **out, st_error *err)
+{
+    int rc = sqlite3_open_v2(path, out, flags | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK) {
+        st__fail(err, rc, path, *out ? sqlite3_errmsg(*out) : sqlite3_errstr(rc));
+        sqlite3_close(*out);
+        *out = NULL;
+        return -1;
+    }
+    sqlite3_busy_timeout(*out, BUSY_TIMEOUT_MS);
+    if (st__exec(*out, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;", err, path) != 0) {
+        sqlite3_close(*out);
+        *out = NULL;
+        return -1;
+    }
+    return 0;
+}
+
 int st_open(const char *dir, st_db **out, st_error *err)
 {
     *out = NULL;
     if (mkdir(dir, 0750) != 0 && errno != EEXIST)
-        return fail(err, -1, dir, strerror(errno));
-    char path[4096];
-    if (snprintf(path, sizeof path, "%s/ragd.db", dir) >= (int)sizeof path)
-        return fail(err, -1, dir, "path too long");
+        return st__fail(err, -1, dir, strerror(errno));
     st_db *db = calloc(1, sizeof *db);
     if (!db)
-        return fail(err, SQLITE_NOMEM, path, "out of memory");
-    int rc = sqlite3_open_v2(path, &db->conn,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
-    if (rc != SQLITE_OK) {
-        fail(err, rc, path, db->conn ? sqlite3_errmsg(db->conn) : sqlite3_errstr(rc));
+        return st__fail(err, SQLITE_NOMEM, dir, "out of memory");
+    pthread_mutex_init(&db->write_mu, NULL);
+    pthread_mutex_init(&db->pool_mu, NULL);
+    pthread_cond_init(&db->pool_cv, NULL);
+    pthread_mutex_init(&db->reg_mu, NULL);
+    if (snprintf(db->path, sizeof db->path, "%s/ragd.db", dir) >= (int)sizeof db->path) {
+        st_close(db);
+        return st__fail(err, -1, dir, "path too long");
+    }
+    if (open_conn(db->path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, &db->conn, err) != 0) {
         st_close(db);
         return -1;
     }
-    sqlite3_busy_timeout(db->conn, BUSY_TIMEOUT_MS);
     char mode[16] = "";
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(db->conn, "PRAGMA journal_mode=WAL", -1, &st, NULL) == SQLITE_OK) {
@@ -111,12 +168,11 @@ int st_open(const char *dir, st_db **out, st_error *err)
         sqlite3_finalize(st);
     }
     if (strcmp(mode, "wal") != 0) {
-        fail(err, -1, path, "could not switch to WAL mode (is the data dir on a network filesystem?)");
+        st__fail(err, -1, db->path, "could not switch to WAL mode (is the data dir on a network filesystem?)");
         st_close(db);
         return -1;
     }
-    if (exec(db->conn, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;", err, path) != 0 ||
-        migrate(db, err) != 0) {
+    if (migrate(db, err) != 0 || st__load_collections(db, err) != 0) {
         st_close(db);
         return -1;
     }
@@ -128,8 +184,46 @@ void st_close(st_db *db)
 {
     if (!db)
         return;
+    st__free_collections(db);
+    for (int i = 0; i < db->n_idle; i++)
+        sqlite3_close(db->readers[i]);
     sqlite3_close(db->conn);
+    pthread_mutex_destroy(&db->write_mu);
+    pthread_mutex_destroy(&db->pool_mu);
+    pthread_cond_destroy(&db->pool_cv);
+    pthread_mutex_destroy(&db->reg_mu);
     free(db);
+}
+
+sqlite3 *st__reader(st_db *db, st_error *err)
+{
+    pthread_mutex_lock(&db->pool_mu);
+    while (db->n_idle == 0 && db->n_open == ST_READERS)
+        pthread_cond_wait(&db->pool_cv, &db->pool_mu);
+    if (db->n_idle > 0) {
+        sqlite3 *c = db->readers[--db->n_idle];
+        pthread_mutex_unlock(&db->pool_mu);
+        return c;
+    }
+    db->n_open++; /* reserve the slot, open outside the lock */
+    pthread_mutex_unlock(&db->pool_mu);
+    sqlite3 *c;
+    if (open_conn(db->path, SQLITE_OPEN_READONLY, &c, err) != 0) {
+        pthread_mutex_lock(&db->pool_mu);
+        db->n_open--;
+        pthread_cond_signal(&db->pool_cv);
+        pthread_mutex_unlock(&db->pool_mu);
+        return NULL;
+    }
+    return c;
+}
+
+void st__reader_done(st_db *db, sqlite3 *c)
+{
+    pthread_mutex_lock(&db->pool_mu);
+    db->readers[db->n_idle++] = c;
+    pthread_cond_signal(&db->pool_cv);
+    pthread_mutex_unlock(&db->pool_mu);
 }
 
 int st_schema_version(const st_db *db) { return db->version; }

@@ -1,13 +1,15 @@
 /* fuzz_request.c — request parsing: the first byte picks one of ragd's routes that take a
  * JSON body, the rest is the body. It runs routing, the body cap, JSON parsing, field
  * validation and the handler exactly as the daemon does (srv_dispatch_detached), with the
- * real tokenizers when ../shared/testdata is present (RAGD_SHARED), and checks that every
- * reply is JSON with a status ragd documents. */
+ * real tokenizers when ../shared/testdata is present (RAGD_SHARED) and a real store in a
+ * temporary directory (so the collection and search routes write and read SQLite), and
+ * checks that every reply is JSON with a status ragd documents. */
 #include <jansson.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "app.h"
 
@@ -15,6 +17,21 @@ static struct app app;
 static srv_config cfg;
 static srv_daemon_config dcfg;
 static size_t body_routes[32], n_body_routes;
+
+static char data_dir[64];
+
+/* The temporary store goes when the process ends. */
+static void remove_store(void)
+{
+    st_close(app.db);
+    static const char *const files[] = {"ragd.db", "ragd.db-wal", "ragd.db-shm"};
+    char path[128];
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "%s/%s", data_dir, files[i]);
+        unlink(path);
+    }
+    rmdir(data_dir);
+}
 
 static void setup(void)
 {
@@ -35,6 +52,11 @@ static void setup(void)
         atomic_init(&app.models[r].state, APP_MODEL_LOADING);
     }
     app_load_models(&app); /* models that fail to load answer 503, which is fine here */
+    snprintf(data_dir, sizeof data_dir, "/tmp/ragd-fuzz-XXXXXX");
+    st_error serr;
+    if (!mkdtemp(data_dir) || st_open(data_dir, &app.db, &serr) != 0)
+        abort();
+    atexit(remove_store);
     for (size_t i = 0; i < app_n_routes; i++)
         if (!(app_routes[i].flags & SRV_ROUTE_NO_BODY) && n_body_routes < 32)
             body_routes[n_body_routes++] = i;
@@ -51,7 +73,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (srv_dispatch_detached(app_routes, app_n_routes, &app, &dcfg, rt->method, rt->pattern,
                               (const char *)data + 1, size - 1, &r) != 0)
         return 0;
-    static const unsigned documented[] = {200, 400, 413, 422, 503};
+    static const unsigned documented[] = {200, 201, 400, 404, 409, 413, 422, 503};
     int known = 0;
     for (size_t i = 0; i < sizeof documented / sizeof documented[0]; i++)
         known |= r.status == documented[i];

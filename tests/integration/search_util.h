@@ -1,0 +1,34 @@
+/*
+ * search_util.h — helpers shared by it_search and it_durability: requests with jansson bodies,
+ * collection shortcuts over a running ragd (harness.h), deterministic pseudo-random vectors,
+ * and streams of batch upserts. Failures print what came back and return a value the test
+ * asserts; nothing here calls CUnit.
+ */
+#ifndef RAGD_IT_SEARCH_UTIL_H
+#define RAGD_IT_SEARCH_UTIL_H
+
+#include <jansson.h>
+
+#include "harness.h"
+
+/* POSTs a jansson body (the reference is stolen). */
+it_response post_json(const it_server *s, const char *path, json_t *body);
+/* The status of r (printing the body of a non-2xx reply); frees r. */
+long status_of(it_response r);
+/* POST /collections {name, dimension, distance}: the status. */
+long create(const it_server *s, const char *name, int dim, const char *distance);
+/* 1 when GET /collections/NAME reports this index state ("ready", "loaded", "rebuilt"). */
+int index_state_is(const it_server *s, const char *name, const char *want);
+/* The collection's document count, or -1. */
+long count_of(const it_server *s, const char *name);
+json_t *vec_json(const float *v, int dim);
+/* Deterministic pseudo-random values in [-1, 1). */
+float rnd(unsigned *state);
+/* A /search body for the query vector, top_k 10 (heap string; caller frees). */
+char *search_body(const char *coll, const float *q, int dim);
+/* Upserts batches first_batch .. first_batch + n_batches - 1 of `per` random documents each
+ * (ids batch * per + i, a text, metadata {"batch": b}). Returns 0, or -1 at the first batch
+ * that is not acknowledged with 200. */
+int ingest(const it_server *s, const char *coll, int dim, int first_batch, int n_batches, int per, unsigned *seed);
+
+#endif
