@@ -5,35 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gpt2_impl.h"
 #include "kernels.h"
 #include "model_config.h"
 #include "safetensors.h"
-
-#define MAX_DIM 65536
-#define MAX_LAYERS 256
-#define MAX_VOCAB (1u << 22)
-
-typedef struct {
-    float *ln1_g, *ln1_b;
-    float *attn_w, *attn_b;   /* c_attn [C, 3C], [3C] */
-    float *aproj_w, *aproj_b; /* attn.c_proj [C, C], [C] */
-    float *ln2_g, *ln2_b;
-    float *fc_w, *fc_b;       /* mlp.c_fc [C, I], [I] */
-    float *mproj_w, *mproj_b; /* mlp.c_proj [I, C], [C] */
-} gpt2_block;
-
-struct gpt2_model {
-    gpt2_config cfg;
-    float *weights;
-    size_t n_weights;
-    float *wte, *wpe, *lnf_g, *lnf_b, *lm_head; /* lm_head == wte when tied */
-    gpt2_block *block;
-};
-
-struct gpt2_cache {
-    size_t len, capacity, layers, C;
-    float *k, *v; /* [layers, capacity, C] each */
-};
 
 const gpt2_config *gpt2_get_config(const gpt2_model *m) { return &m->cfg; }
 size_t gpt2_weight_bytes(const gpt2_model *m) { return m->n_weights * sizeof(float); }
