@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <time.h>
 
+#include "adapter.h"
 #include "batcher.h"
 #include "config.h"
 #include "encoder.h"
@@ -39,11 +40,38 @@ typedef struct {
     char error[320];          /* why loading failed (state FAILED) */
 } app_model;
 
+#define APP_ADAPTER_PATH_MAX 256 /* a registered adapter's path below --adapters-dir */
+
+typedef struct app_adapters app_adapters;
+
+/* One loaded version of an adapter (adapters.c). Read-only while anyone holds it; freed by
+ * whoever drops its last reference, so it can outlive its name's eviction or deletion. */
+typedef struct app_adapter {
+    adp_adapter *a;
+    char name[ADP_NAME_MAX + 1];
+    size_t bytes;
+    int refs;                 /* under reg->lock: 1 while current in the registry, + users */
+    app_adapters *reg;
+} app_adapter;
+
+/* The adapter registry: named PEFT directories below --adapters-dir, loaded on first use
+ * into an LRU cache under --adapter-cache-bytes. */
+struct app_adapters {
+    pthread_mutex_t lock;     /* a leaf lock: never held across I/O or compute */
+    int ready;
+    int root_fd;              /* --adapters-dir, -1 when it cannot be opened */
+    size_t budget, bytes;     /* bytes of the current versions */
+    uint64_t clock;           /* LRU */
+    struct app_adapter_entry *entries;
+    size_t n;
+};
+
 struct app {
     const srv_config *cfg;
     srv_daemon *daemon;
     st_db *db;
     app_model models[APP_N_ROLES];
+    app_adapters adapters;
     time_t started_at;
 };
 
@@ -66,6 +94,27 @@ app_model *app_network_ready(srv_req *req, struct app *app, app_role role);
 int app_encode(srv_req *req, app_model *m, const char *query, const char **texts, const size_t *lens, size_t n,
                const char *pointer, int is_list, int truncate, tok_direction dir, float *out, size_t *tokens);
 
+/* Opens --adapters-dir (creating it when missing) and the registry; app_load_models calls
+ * it once the generator is loaded. Without a usable directory every adapter name is a 404. */
+void app_adapters_init(struct app *app);
+void app_adapters_deinit(struct app *app);
+
+/* The adapter a request names: NULL/"" or the base model's name give *out = NULL (the base
+ * model); otherwise the current version with a reference the caller must release. Returns
+ * 0, or -1 after replying: 400 for a name that breaks the rule (no filesystem call made), 404
+ * listing what exists for an unknown one, 422 for one that cannot be loaded. `field` is
+ * the JSON pointer errors name. */
+int app_adapter_acquire(srv_req *req, struct app *app, const app_model *m, const char *name, const char *field,
+                        app_adapter **out);
+void app_adapter_release(app_adapter *ad); /* accepts NULL */
+/* Drops the cached version of `name` (requests using it finish on it), so the next use reads
+ * ADAPTERS_DIR again: for whoever has just (re)written that adapter. */
+void app_adapter_forget(struct app *app, const char *name);
+/* {"name","type","bytes",...} of a version; a new reference. */
+json_t *app_adapter_json(const app_adapter *ad);
+/* Every adapter a client can name, as listing rows (a new reference, or NULL). */
+json_t *app_adapters_list(struct app *app);
+
 extern const srv_route app_routes[];
 extern const size_t app_n_routes;
 
@@ -85,5 +134,9 @@ void h_generate(srv_req *req, void *app);
 void h_generate_stream(srv_req *req, void *app);
 void h_completions(srv_req *req, void *app);
 void h_models(srv_req *req, void *app);
+void h_adapters_list(srv_req *req, void *app);
+void h_adapters_get(srv_req *req, void *app);
+void h_adapters_post(srv_req *req, void *app);
+void h_adapters_delete(srv_req *req, void *app);
 
 #endif

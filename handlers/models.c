@@ -126,6 +126,7 @@ void app_load_models(struct app *app)
                 continue;
             }
             pthread_mutex_init(&m->step, NULL);
+            app_adapters_init(app);
         }
         if (r != APP_GENERATOR && enc_has_weights(m->dir)) {
             mdl_error merr;
@@ -149,6 +150,7 @@ void app_load_models(struct app *app)
 
 void app_unload_models(struct app *app)
 {
+    app_adapters_deinit(app);
     for (int r = 0; r < APP_N_ROLES; r++) {
         srv_batcher_destroy(app->models[r].batcher);
         app->models[r].batcher = NULL;

@@ -22,6 +22,10 @@ const srv_route app_routes[] = {
     {"POST", "/generate_stream", h_generate_stream, 0},
     {"POST", "/v1/completions", h_completions, SRV_ROUTE_OPENAI},
     {"GET", "/v1/models", h_models, SRV_ROUTE_NO_BODY | SRV_ROUTE_OPENAI},
+    {"GET", "/adapters", h_adapters_list, SRV_ROUTE_NO_BODY},
+    {"POST", "/adapters", h_adapters_post, 0},
+    {"GET", "/adapters/{name}", h_adapters_get, SRV_ROUTE_NO_BODY},
+    {"DELETE", "/adapters/{name}", h_adapters_delete, SRV_ROUTE_NO_BODY},
 };
 
 const size_t app_n_routes = sizeof app_routes / sizeof app_routes[0];
