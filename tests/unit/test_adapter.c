@@ -401,6 +401,62 @@ static void test_forward(void)
     free(want), free(got), free(last);
 }
 
+/* A batched decode step equals each sequence's own step, whatever mix of adapters and
+ * cache lengths the batch holds; a bad row is refused before anything changes. */
+static void test_decode_batch(void)
+{
+    enum { B = 4, STEPS = 4 };
+    size_t V = base->vocab;
+    adp_adapter *ads[B] = {NULL};
+    adp_config cl = {.type = ADP_LORA, .r = 3, .lora_alpha = 6, .targets = ADP_ALL_MODULES},
+               cp = {.type = ADP_PREFIX_TUNING, .num_virtual_tokens = 3},
+               ct = {.type = ADP_PROMPT_TUNING, .num_virtual_tokens = 2};
+    mdl_error err;
+    CU_ASSERT_EQUAL_FATAL(adp_create(base, &cl, &ads[1], &err) || adp_create(base, &cp, &ads[2], &err) ||
+                              adp_create(base, &ct, &ads[3], &err),
+                          0);
+    for (size_t b = 1; b < B; b++)
+        fill(ads[b], 0.05f * (float)b);
+    const int32_t prompts[B][3] = {{0, 5, 13}, {0, 1}, {0, 19, 15}, {0}};
+    const size_t plen[B] = {3, 2, 3, 1};
+    gpt2_cache *one[B], *many[B];
+    float *want = malloc(B * V * sizeof(float)), *got = malloc(B * V * sizeof(float));
+    int32_t next[B];
+    for (size_t b = 0; b < B; b++) {
+        one[b] = gpt2_cache_create(model, 0);
+        many[b] = gpt2_cache_create(model, 0);
+        CU_ASSERT_EQUAL_FATAL(gpt2_begin(model, ads[b], one[b], &err) || gpt2_begin(model, ads[b], many[b], &err), 0);
+        CU_ASSERT_EQUAL_FATAL(gpt2_forward_adapter(model, ads[b], one[b], prompts[b], plen[b], want, NULL, &err) ||
+                                  gpt2_forward_adapter(model, ads[b], many[b], prompts[b], plen[b], want, NULL, &err),
+                              0);
+        next[b] = (int32_t)(1 + b);
+    }
+    float worst = 0;
+    for (int step = 0; step < STEPS; step++) {
+        for (size_t b = 0; b < B; b++)
+            CU_ASSERT_EQUAL_FATAL(gpt2_forward_adapter(model, ads[b], one[b], &next[b], 1, want + b * V, NULL, &err), 0);
+        CU_ASSERT_EQUAL_FATAL(gpt2_decode_batch(model, (const adp_adapter *const *)ads, many, next, B, got, &err), 0);
+        for (size_t k = 0; k < B * V; k++)
+            worst = fmaxf(worst, fabsf(want[k] - got[k]));
+        for (size_t b = 0; b < B; b++)
+            next[b] = (int32_t)((next[b] * 7 + 3) % 27);
+    }
+    CU_ASSERT(worst < 1e-5f);
+    for (size_t b = 0; b < B; b++)
+        CU_ASSERT_EQUAL(gpt2_cache_len(one[b]), gpt2_cache_len(many[b]));
+    /* A row whose id is out of range: refused, no cache moves. */
+    size_t before = gpt2_cache_len(many[0]);
+    next[2] = 27;
+    CU_ASSERT_EQUAL(gpt2_decode_batch(model, (const adp_adapter *const *)ads, many, next, B, got, &err), MDL_EINPUT);
+    CU_ASSERT_EQUAL(gpt2_cache_len(many[0]), before);
+    for (size_t b = 0; b < B; b++) {
+        gpt2_cache_free(one[b]);
+        gpt2_cache_free(many[b]);
+        adp_free(ads[b]);
+    }
+    free(want), free(got);
+}
+
 void cu_register(void)
 {
     if (!cu_testdata("checkpoints/gpt2-names-makemore")) {
@@ -415,4 +471,5 @@ void cu_register(void)
     CU_add_test(s, "truncated and NaN weights", test_truncated);
     CU_add_test(s, "missing and extra tensors", test_tensor_set);
     CU_add_test(s, "decoder with adapters", test_forward);
+    CU_add_test(s, "batched decode with mixed adapters", test_decode_batch);
 }
