@@ -32,9 +32,9 @@ typedef struct {
     const char *dir;          /* configured directory, NULL when absent */
     tok_tokenizer *tok;       /* valid once state is READY */
     enc_model *enc;           /* embedder/reranker network; NULL when dir holds no weights */
-    srv_batcher *batcher;     /* runs enc's forward passes, batching concurrent requests */
+    srv_batcher *batcher;     /* runs enc's or gpt's forward passes, batching concurrent requests */
     gpt2_model *gpt;          /* the generator's network; NULL when dir holds no weights */
-    pthread_mutex_t step;     /* one decoder step at a time: each uses every compute thread */
+    pthread_mutex_t step;     /* held by the generator's batch runner around each batch of steps */
     char name[64];            /* the model id clients see (the directory's base name) */
     atomic_int state;         /* app_model_state */
     char error[320];          /* why loading failed (state FAILED) */
@@ -93,6 +93,10 @@ app_model *app_network_ready(srv_req *req, struct app *app, app_role role);
  * when `is_list`). Returns 0 and the tokens used in *tokens, or -1 after replying. */
 int app_encode(srv_req *req, app_model *m, const char *query, const char **texts, const size_t *lens, size_t n,
                const char *pointer, int is_list, int truncate, tok_direction dir, float *out, size_t *tokens);
+
+/* The generator's batch runner (ctx: its app_model): prefills one by one, then every
+ * pending decode step in one gpt2_decode_batch. */
+void app_generate_jobs(void *ctx, void **items, size_t n);
 
 /* Opens --adapters-dir (creating it when missing) and the registry; app_load_models calls
  * it once the generator is loaded. Without a usable directory every adapter name is a 404. */

@@ -116,14 +116,60 @@ static long find_stop(json_t *stop, const char *text, size_t len)
     return first;
 }
 
-/* Runs the decoder over `ids` (under the model's step lock) into s->logits. */
-static int gen_forward(gen_session *s, const int32_t *ids, size_t n)
+/* One forward pass a session asks of the generator's batcher: a prefill (after starting
+ * the sequence for its adapter when `begin`), or one decode step. */
+typedef struct {
+    gen_session *s;
+    const int32_t *ids;
+    size_t n;
+    int begin, rc;
+} gen_job;
+
+#define MAX_DECODE_BATCH 64 /* decode steps run as one batch */
+
+void app_generate_jobs(void *ctx, void **items, size_t n_jobs)
 {
+    app_model *m = ctx;
+    size_t V = gpt2_get_config(m->gpt)->vocab, B = 0;
+    const adp_adapter *ads[MAX_DECODE_BATCH];
+    gpt2_cache *kcs[MAX_DECODE_BATCH];
+    int32_t ids[MAX_DECODE_BATCH];
+    gen_job *decode[MAX_DECODE_BATCH];
+    float *logits = malloc(MAX_DECODE_BATCH * V * sizeof *logits);
     mdl_error me;
-    pthread_mutex_lock(&s->m->step);
-    int rc = gpt2_forward_adapter(s->m->gpt, s->a, s->kc, ids, n, s->logits, NULL, &me);
-    pthread_mutex_unlock(&s->m->step);
-    return rc;
+    pthread_mutex_lock(&m->step);
+    for (size_t j = 0; j < n_jobs; j++) {
+        gen_job *job = items[j];
+        gen_session *s = job->s;
+        if (job->n == 1 && !job->begin && logits && B < MAX_DECODE_BATCH) {
+            decode[B] = job;
+            ads[B] = s->a;
+            kcs[B] = s->kc;
+            ids[B++] = job->ids[0];
+            continue;
+        }
+        job->rc = job->begin ? gpt2_begin(m->gpt, s->a, s->kc, &me) : 0;
+        if (!job->rc)
+            job->rc = gpt2_forward_adapter(m->gpt, s->a, s->kc, job->ids, job->n, s->logits, NULL, &me);
+    }
+    /* The decode steps together: each weight is read once for all of them. */
+    int rc = B ? gpt2_decode_batch(m->gpt, ads, kcs, ids, B, logits, &me) : 0;
+    for (size_t b = 0; b < B; b++) {
+        decode[b]->rc = rc;
+        if (!rc)
+            memcpy(decode[b]->s->logits, logits + b * V, V * sizeof *logits);
+    }
+    pthread_mutex_unlock(&m->step);
+    free(logits);
+}
+
+/* Runs the decoder over `ids` into s->logits, batched with other sessions' steps. */
+static int gen_forward(gen_session *s, const int32_t *ids, size_t n, int begin)
+{
+    gen_job job = {s, ids, n, begin, 0};
+    if (srv_batcher_submit(s->m->batcher, &job, n) != 0)
+        return -1;
+    return job.rc;
 }
 
 /* Tokenizes and checks the prompt, and prefills it (after the adapter's virtual tokens).
@@ -187,11 +233,7 @@ static gen_session *gen_begin(srv_req *req, struct app *app, app_model *m, app_a
     s->stop = json_incref(p->stop);
     s->finish = FINISH_LENGTH;
     s->eos_id = -1;
-    mdl_error me;
-    pthread_mutex_lock(&m->step);
-    int rc = gpt2_begin(m->gpt, s->a, s->kc, &me);
-    pthread_mutex_unlock(&m->step);
-    if (rc != 0 || gen_forward(s, s->history, np) != 0) {
+    if (gen_forward(s, s->history, np, 1) != 0) {
         srv_reply_error(req, SRV_E_INTERNAL, NULL, "generation failed");
         gen_end(s);
         return NULL;
@@ -230,7 +272,7 @@ static int gen_step(gen_session *s, int32_t *id)
         s->done = 1; /* the last token needs no forward pass */
         return 1;
     }
-    return gen_forward(s, id, 1) == 0 ? 1 : -1;
+    return gen_forward(s, id, 1, 0) == 0 ? 1 : -1;
 }
 
 /* Runs a session to its end and decodes the text. Returns 0, or -1 after replying. */
