@@ -251,6 +251,21 @@ int gpt2_forward(const gpt2_model *m, gpt2_cache *kc, const int32_t *ids, size_t
     return gpt2_forward_adapter(m, NULL, kc, ids, T, logits, all_logits, err);
 }
 
+/* Adds layer l's module-mod LoRA deltas of every row: out[B, out_w] += from in[B, in_w].
+ * Runs of neighbouring rows that share an adapter go through one pair of products.
+ * scratch: B * max rank floats. */
+static void lora_rows(const adp_adapter *const *ads, size_t B, size_t l, adp_module mod, const float *in, size_t in_w,
+                      float *out, size_t out_w, float *scratch)
+{
+    for (size_t b = 0, e; ads && b < B; b = e) {
+        for (e = b + 1; e < B && ads[e] == ads[b]; e++)
+            ;
+        const adp_lora *lo = adp_lora_at(ads[b], l, mod);
+        if (lo)
+            adp_lora_add(lo, in + b * in_w, out + b * out_w, e - b, scratch);
+    }
+}
+
 int gpt2_decode_batch(const gpt2_model *m, const adp_adapter *const *ads, gpt2_cache *const *kcs, const int32_t *ids,
                       size_t B, float *logits, mdl_error *err)
 {
@@ -270,8 +285,8 @@ int gpt2_decode_batch(const gpt2_model *m, const adp_adapter *const *ads, gpt2_c
     }
     if (B == 0)
         return 0;
-    /* Scratch: x, h [B,C]; qkv [B,3C]; ctx [B,C]; mlp [B,I]; scores [Tmax]; lora [R]. */
-    float *x = malloc((B * (6 * C + I) + Tmax + R) * sizeof(float));
+    /* Scratch: x, h [B,C]; qkv [B,3C]; ctx [B,C]; mlp [B,I]; scores [Tmax]; lora [B,R]. */
+    float *x = malloc((B * (6 * C + I + R) + Tmax) * sizeof(float));
     if (!x)
         return mdl_fail(err, MDL_ENOMEM, "out of memory for a batch of %zu", B);
     float *h = x + B * C, *qkv = h + B * C, *ctx = qkv + 3 * B * C, *mlp = ctx + B * C, *scores = mlp + B * I,
@@ -281,12 +296,7 @@ int gpt2_decode_batch(const gpt2_model *m, const adp_adapter *const *ads, gpt2_c
         for (size_t i = 0; i < C; i++)
             x[b * C + i] = w[i] + p[i];
     }
-    const adp_lora *lo;
-    /* Row b's delta for module mod: in[b, in] -> out[b, out]. */
-#define LORA_ROWS(mod, in, in_w, out, out_w) \
-    for (size_t b = 0; ads && b < B; b++) \
-        if ((lo = adp_lora_at(ads[b], l, mod)) != NULL) \
-    adp_lora_add(lo, (in) + b * (in_w), (out) + b * (out_w), 1, lr)
+#define LORA_ROWS(mod, in, in_w, out, out_w) lora_rows(ads, B, l, mod, in, in_w, out, out_w, lr)
     for (size_t l = 0; l < c->n_layer; l++) {
         const gpt2_block *bl = &m->block[l];
         k_layernorm(x, bl->ln1_g, bl->ln1_b, h, B, C, c->ln_eps);
