@@ -32,6 +32,10 @@ const srv_route app_routes[] = {
     {"POST", "/search", h_search, 0},
     {"PUT", "/collections/{name}/points", h_points_upsert, 0},
     {"POST", "/collections/{name}/points/query", h_points_query, 0},
+    {"GET", "/adapters", h_adapters_list, SRV_ROUTE_NO_BODY},
+    {"POST", "/adapters", h_adapters_post, 0},
+    {"GET", "/adapters/{name}", h_adapters_get, SRV_ROUTE_NO_BODY},
+    {"DELETE", "/adapters/{name}", h_adapters_delete, SRV_ROUTE_NO_BODY},
 };
 
 const size_t app_n_routes = sizeof app_routes / sizeof app_routes[0];

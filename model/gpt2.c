@@ -5,35 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "adapter.h"
+#include "gpt2_impl.h"
 #include "kernels.h"
 #include "model_config.h"
 #include "safetensors.h"
-
-#define MAX_DIM 65536
-#define MAX_LAYERS 256
-#define MAX_VOCAB (1u << 22)
-
-typedef struct {
-    float *ln1_g, *ln1_b;
-    float *attn_w, *attn_b;   /* c_attn [C, 3C], [3C] */
-    float *aproj_w, *aproj_b; /* attn.c_proj [C, C], [C] */
-    float *ln2_g, *ln2_b;
-    float *fc_w, *fc_b;       /* mlp.c_fc [C, I], [I] */
-    float *mproj_w, *mproj_b; /* mlp.c_proj [I, C], [C] */
-} gpt2_block;
-
-struct gpt2_model {
-    gpt2_config cfg;
-    float *weights;
-    size_t n_weights;
-    float *wte, *wpe, *lnf_g, *lnf_b, *lm_head; /* lm_head == wte when tied */
-    gpt2_block *block;
-};
-
-struct gpt2_cache {
-    size_t len, capacity, layers, C;
-    float *k, *v; /* [layers, capacity, C] each */
-};
 
 const gpt2_config *gpt2_get_config(const gpt2_model *m) { return &m->cfg; }
 size_t gpt2_weight_bytes(const gpt2_model *m) { return m->n_weights * sizeof(float); }
@@ -189,54 +165,267 @@ void gpt2_cache_free(gpt2_cache *c)
 size_t gpt2_cache_len(const gpt2_cache *c) { return c->len; }
 void gpt2_cache_reset(gpt2_cache *c) { c->len = 0; }
 
-int gpt2_forward(const gpt2_model *m, gpt2_cache *kc, const int32_t *ids, size_t T, float *logits,
-                 float *all_logits, mdl_error *err)
+/* Runs T new positions whose input embeddings (token + position) are in x[T, C] through the
+ * network after the cached ones, with an adapter's LoRA deltas when it has them. Writes the
+ * last position's logits into `logits` (and every position's into all_logits) unless both
+ * are NULL. Owns nothing; x is overwritten. */
+static int forward_embedded(const gpt2_model *m, const adp_adapter *a, gpt2_cache *kc, float *x, size_t T,
+                            float *logits, float *all_logits, mdl_error *err)
 {
     const gpt2_config *c = &m->cfg;
     size_t C = c->n_embd, I = c->n_inner, V = c->vocab, past = kc->len, D = C / c->n_head, Tk = past + T;
-    if (T == 0 || Tk > kc->capacity)
-        return mdl_fail(err, MDL_EINPUT, "%zu positions are over the context of %zu", Tk, kc->capacity);
-    for (size_t t = 0; t < T; t++)
-        if (ids[t] < 0 || (size_t)ids[t] >= V)
-            return mdl_fail(err, MDL_EINPUT, "token id %d is outside the vocabulary (%zu)", ids[t], V);
-    /* Scratch: x, h [T,C]; qkv [T,3C]; ctx [T,C]; mlp [T,I]; scores [T,Tk]. */
-    float *x = malloc((T * (6 * C + I) + T * Tk) * sizeof(float));
-    if (!x)
+    size_t R = adp_max_rank(a);
+    /* Scratch: h [T,C]; qkv [T,3C]; ctx [T,C]; mlp [T,I]; scores [T,Tk]; lora [T,R]. */
+    float *h = malloc((T * (5 * C + I + R) + T * Tk) * sizeof(float));
+    if (!h)
         return mdl_fail(err, MDL_ENOMEM, "out of memory for %zu tokens", T);
-    float *h = x + T * C, *qkv = h + T * C, *ctx = qkv + 3 * T * C, *mlp = ctx + T * C, *scores = mlp + T * I;
-
-    for (size_t t = 0; t < T; t++) {
-        const float *w = m->wte + (size_t)ids[t] * C, *p = m->wpe + (past + t) * C;
-        for (size_t i = 0; i < C; i++)
-            x[t * C + i] = w[i] + p[i];
-    }
+    float *qkv = h + T * C, *ctx = qkv + 3 * T * C, *mlp = ctx + T * C, *scores = mlp + T * I, *lr = scores + T * Tk;
+    const adp_lora *lo;
+#define LORA(mod, in, out) \
+    if ((lo = adp_lora_at(a, l, mod)) != NULL) \
+    adp_lora_add(lo, in, out, T, lr)
     for (size_t l = 0; l < c->n_layer; l++) {
         const gpt2_block *b = &m->block[l];
         float *K = kc->k + l * kc->capacity * C, *Vc = kc->v + l * kc->capacity * C;
         k_layernorm(x, b->ln1_g, b->ln1_b, h, T, C, c->ln_eps);
         k_conv1d(h, b->attn_w, b->attn_b, qkv, T, 3 * C, C);
+        LORA(ADP_ATTN_C_ATTN, h, qkv);
         for (size_t t = 0; t < T; t++) {
             memcpy(K + (past + t) * C, qkv + t * 3 * C + C, C * sizeof(float));
             memcpy(Vc + (past + t) * C, qkv + t * 3 * C + 2 * C, C * sizeof(float));
         }
         k_attention_cached(qkv, 3 * C, K, Vc, C, T, Tk, c->n_head, D, ctx, scores);
         k_conv1d(ctx, b->aproj_w, b->aproj_b, h, T, C, C);
+        LORA(ADP_ATTN_C_PROJ, ctx, h);
         k_add(x, h, T * C);
         k_layernorm(x, b->ln2_g, b->ln2_b, h, T, C, c->ln_eps);
         k_conv1d(h, b->fc_w, b->fc_b, mlp, T, I, C);
+        LORA(ADP_MLP_C_FC, h, mlp);
         k_gelu_tanh(mlp, T * I);
         k_conv1d(mlp, b->mproj_w, b->mproj_b, h, T, C, I);
+        LORA(ADP_MLP_C_PROJ, mlp, h);
         k_add(x, h, T * C);
     }
+#undef LORA
     kc->len = Tk;
     if (all_logits) {
         k_layernorm(x, m->lnf_g, m->lnf_b, h, T, C, c->ln_eps);
         k_linear(h, m->lm_head, NULL, all_logits, T, V, C);
         memcpy(logits, all_logits + (T - 1) * V, V * sizeof(float));
-    } else {
+    } else if (logits) {
         k_layernorm(x + (T - 1) * C, m->lnf_g, m->lnf_b, h, 1, C, c->ln_eps);
         k_linear(h, m->lm_head, NULL, logits, 1, V, C);
     }
+    free(h);
+    return 0;
+}
+
+int gpt2_forward_adapter(const gpt2_model *m, const adp_adapter *a, gpt2_cache *kc, const int32_t *ids, size_t T,
+                         float *logits, float *all_logits, mdl_error *err)
+{
+    const gpt2_config *c = &m->cfg;
+    size_t C = c->n_embd, V = c->vocab, past = kc->len, Tk = past + T;
+    if (T == 0 || Tk > kc->capacity)
+        return mdl_fail(err, MDL_EINPUT, "%zu positions are over the context of %zu", Tk, kc->capacity);
+    if (a && a->cfg.type == ADP_LORA && adp_check_base(a, c, err))
+        return MDL_EINPUT;
+    for (size_t t = 0; t < T; t++)
+        if (ids[t] < 0 || (size_t)ids[t] >= V)
+            return mdl_fail(err, MDL_EINPUT, "token id %d is outside the vocabulary (%zu)", ids[t], V);
+    float *x = malloc(T * C * sizeof(float));
+    if (!x)
+        return mdl_fail(err, MDL_ENOMEM, "out of memory for %zu tokens", T);
+    for (size_t t = 0; t < T; t++) {
+        const float *w = m->wte + (size_t)ids[t] * C, *p = m->wpe + (past + t) * C;
+        for (size_t i = 0; i < C; i++)
+            x[t * C + i] = w[i] + p[i];
+    }
+    int rc = forward_embedded(m, a, kc, x, T, logits, all_logits, err);
     free(x);
+    return rc;
+}
+
+int gpt2_forward(const gpt2_model *m, gpt2_cache *kc, const int32_t *ids, size_t T, float *logits, float *all_logits,
+                 mdl_error *err)
+{
+    return gpt2_forward_adapter(m, NULL, kc, ids, T, logits, all_logits, err);
+}
+
+/* A decode step of a few sequences multiplies a handful of rows by every weight matrix.
+ * OpenBLAS's sgemm first copies the whole weight matrix into its packed layout, which more
+ * than doubles the memory traffic a decode step is bound by; these loops read each weight
+ * once for all rows instead (compiled for AVX2 too, like kernels.c). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define ROWS_KERNEL __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define ROWS_KERNEL
+#endif
+#define SMALL_BATCH 8   /* rows up to which the loops below beat sgemm */
+#define COL_BLOCK 512   /* output columns kept in L1 while the weight rows stream past */
+
+/* y[M,N] = x[M,K] · w[K,N] + b[N] (Conv1D layout), M <= SMALL_BATCH. */
+ROWS_KERNEL static void conv1d_rows(const float *x, const float *w, const float *b, float *y, size_t M, size_t N,
+                                    size_t K)
+{
+    for (size_t n0 = 0; n0 < N; n0 += COL_BLOCK) {
+        size_t nn = N - n0 < COL_BLOCK ? N - n0 : COL_BLOCK;
+        for (size_t m = 0; m < M; m++)
+            for (size_t n = 0; n < nn; n++)
+                y[m * N + n0 + n] = b ? b[n0 + n] : 0.0f;
+        for (size_t k = 0; k < K; k++) {
+            const float *wk = w + k * N + n0;
+            for (size_t m = 0; m < M; m++) {
+                float xv = x[m * K + k], *ym = y + m * N + n0;
+                for (size_t n = 0; n < nn; n++)
+                    ym[n] += xv * wk[n];
+            }
+        }
+    }
+}
+
+/* y[M,N] = x[M,K] · w[N,K]ᵀ (nn.Linear layout, the lm_head), M <= SMALL_BATCH: each weight
+ * row meets every x row while it is in L1. Eight partial sums per row, so it vectorizes. */
+ROWS_KERNEL static void linear_rows(const float *x, const float *w, float *y, size_t M, size_t N, size_t K)
+{
+    for (size_t n = 0; n < N; n++) {
+        const float *wn = w + n * K;
+        for (size_t m = 0; m < M; m++) {
+            const float *xm = x + m * K;
+            float acc[8] = {0};
+            size_t k = 0;
+            for (; k + 8 <= K; k += 8)
+                for (size_t j = 0; j < 8; j++)
+                    acc[j] += xm[k + j] * wn[k + j];
+            float sum = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+            for (; k < K; k++)
+                sum += xm[k] * wn[k];
+            y[m * N + n] = sum;
+        }
+    }
+}
+
+/* The products of a decode batch: the loops above for a few rows, BLAS otherwise. */
+static void batch_conv1d(const float *x, const float *w, const float *b, float *y, size_t M, size_t N, size_t K)
+{
+    if (M > 1 && M <= SMALL_BATCH)
+        conv1d_rows(x, w, b, y, M, N, K);
+    else
+        k_conv1d(x, w, b, y, M, N, K);
+}
+
+/* Adds layer l's module-mod LoRA deltas of every row: out[B, out_w] += from in[B, in_w].
+ * Runs of neighbouring rows that share an adapter go through one pair of products.
+ * scratch: B * max rank floats. */
+static void lora_rows(const adp_adapter *const *ads, size_t B, size_t l, adp_module mod, const float *in, size_t in_w,
+                      float *out, size_t out_w, float *scratch)
+{
+    for (size_t b = 0, e; ads && b < B; b = e) {
+        for (e = b + 1; e < B && ads[e] == ads[b]; e++)
+            ;
+        const adp_lora *lo = adp_lora_at(ads[b], l, mod);
+        if (lo)
+            adp_lora_add(lo, in + b * in_w, out + b * out_w, e - b, scratch);
+    }
+}
+
+int gpt2_decode_batch(const gpt2_model *m, const adp_adapter *const *ads, gpt2_cache *const *kcs, const int32_t *ids,
+                      size_t B, float *logits, mdl_error *err)
+{
+    const gpt2_config *c = &m->cfg;
+    size_t C = c->n_embd, I = c->n_inner, V = c->vocab, D = C / c->n_head, R = 0, Tmax = 0;
+    for (size_t b = 0; b < B; b++) {
+        const adp_adapter *a = ads ? ads[b] : NULL;
+        if (kcs[b]->len + 1 > kcs[b]->capacity)
+            return mdl_fail(err, MDL_EINPUT, "row %zu: %zu positions are over the context of %zu", b, kcs[b]->len + 1,
+                            kcs[b]->capacity);
+        if (ids[b] < 0 || (size_t)ids[b] >= V)
+            return mdl_fail(err, MDL_EINPUT, "row %zu: token id %d is outside the vocabulary (%zu)", b, ids[b], V);
+        if (a && adp_check_base(a, c, err))
+            return MDL_EINPUT;
+        R = adp_max_rank(a) > R ? adp_max_rank(a) : R;
+        Tmax = kcs[b]->len + 1 > Tmax ? kcs[b]->len + 1 : Tmax;
+    }
+    if (B == 0)
+        return 0;
+    /* Scratch: x, h [B,C]; qkv [B,3C]; ctx [B,C]; mlp [B,I]; scores [Tmax]; lora [B,R]. */
+    float *x = malloc((B * (6 * C + I + R) + Tmax) * sizeof(float));
+    if (!x)
+        return mdl_fail(err, MDL_ENOMEM, "out of memory for a batch of %zu", B);
+    float *h = x + B * C, *qkv = h + B * C, *ctx = qkv + 3 * B * C, *mlp = ctx + B * C, *scores = mlp + B * I,
+          *lr = scores + Tmax;
+    for (size_t b = 0; b < B; b++) {
+        const float *w = m->wte + (size_t)ids[b] * C, *p = m->wpe + kcs[b]->len * C;
+        for (size_t i = 0; i < C; i++)
+            x[b * C + i] = w[i] + p[i];
+    }
+#define LORA_ROWS(mod, in, in_w, out, out_w) lora_rows(ads, B, l, mod, in, in_w, out, out_w, lr)
+    for (size_t l = 0; l < c->n_layer; l++) {
+        const gpt2_block *bl = &m->block[l];
+        k_layernorm(x, bl->ln1_g, bl->ln1_b, h, B, C, c->ln_eps);
+        batch_conv1d(h, bl->attn_w, bl->attn_b, qkv, B, 3 * C, C);
+        LORA_ROWS(ADP_ATTN_C_ATTN, h, C, qkv, 3 * C);
+        for (size_t b = 0; b < B; b++) {
+            gpt2_cache *kc = kcs[b];
+            float *K = kc->k + l * kc->capacity * C, *Vc = kc->v + l * kc->capacity * C;
+            memcpy(K + kc->len * C, qkv + b * 3 * C + C, C * sizeof(float));
+            memcpy(Vc + kc->len * C, qkv + b * 3 * C + 2 * C, C * sizeof(float));
+            k_attention_cached(qkv + b * 3 * C, 3 * C, K, Vc, C, 1, kc->len + 1, c->n_head, D, ctx + b * C, scores);
+        }
+        batch_conv1d(ctx, bl->aproj_w, bl->aproj_b, h, B, C, C);
+        LORA_ROWS(ADP_ATTN_C_PROJ, ctx, C, h, C);
+        k_add(x, h, B * C);
+        k_layernorm(x, bl->ln2_g, bl->ln2_b, h, B, C, c->ln_eps);
+        batch_conv1d(h, bl->fc_w, bl->fc_b, mlp, B, I, C);
+        LORA_ROWS(ADP_MLP_C_FC, h, C, mlp, I);
+        k_gelu_tanh(mlp, B * I);
+        batch_conv1d(mlp, bl->mproj_w, bl->mproj_b, h, B, C, I);
+        LORA_ROWS(ADP_MLP_C_PROJ, mlp, I, h, C);
+        k_add(x, h, B * C);
+    }
+#undef LORA_ROWS
+    for (size_t b = 0; b < B; b++)
+        kcs[b]->len++;
+    k_layernorm(x, m->lnf_g, m->lnf_b, h, B, C, c->ln_eps);
+    if (B > 1 && B <= SMALL_BATCH)
+        linear_rows(h, m->lm_head, logits, B, V, C);
+    else
+        k_linear(h, m->lm_head, NULL, logits, B, V, C);
+    free(x);
+    return 0;
+}
+
+int gpt2_begin(const gpt2_model *m, const adp_adapter *a, gpt2_cache *kc, mdl_error *err)
+{
+    const gpt2_config *c = &m->cfg;
+    size_t nvt = adp_virtual_tokens(a), C = c->n_embd;
+    if (kc->len != 0)
+        return mdl_fail(err, MDL_EINPUT, "a sequence starts on an empty cache");
+    if (!a)
+        return 0;
+    if (adp_check_base(a, c, err))
+        return MDL_EINPUT;
+    if (nvt && nvt >= kc->capacity)
+        return mdl_fail(err, MDL_EINPUT, "%zu virtual tokens fill the cache of %zu positions", nvt, kc->capacity);
+    if (a->cfg.type == ADP_PREFIX_TUNING) {
+        /* Row t holds, per layer l, the key at [2l*C, 2l*C + C) and the value after it. */
+        for (size_t l = 0; l < c->n_layer; l++)
+            for (size_t t = 0; t < nvt; t++) {
+                const float *row = a->prompt + t * 2 * c->n_layer * C;
+                memcpy(kc->k + (l * kc->capacity + t) * C, row + 2 * l * C, C * sizeof(float));
+                memcpy(kc->v + (l * kc->capacity + t) * C, row + (2 * l + 1) * C, C * sizeof(float));
+            }
+        kc->len = nvt;
+    } else if (a->cfg.type == ADP_PROMPT_TUNING) {
+        /* The virtual tokens are inputs embeddings at positions 0..nvt-1. */
+        float *x = malloc(nvt * C * sizeof(float));
+        if (!x)
+            return mdl_fail(err, MDL_ENOMEM, "out of memory for %zu virtual tokens", nvt);
+        for (size_t t = 0; t < nvt; t++)
+            for (size_t i = 0; i < C; i++)
+                x[t * C + i] = a->prompt[t * C + i] + m->wpe[t * C + i];
+        int rc = forward_embedded(m, a, kc, x, nvt, NULL, NULL, err);
+        free(x);
+        return rc;
+    }
     return 0;
 }
