@@ -79,7 +79,7 @@ typedef struct {
 
 typedef struct adp_adapter {
     adp_config cfg;             /* cfg.layers points into this adapter's own storage */
-    size_t n_layer, n_embd;     /* of the base it was built or checked for */
+    size_t n_layer, n_embd, n_head; /* of the base it was built or checked for */
     adp_lora *lora;             /* LORA: [n_layer * ADP_N_MODULES], index l*ADP_N_MODULES+mod */
     float *prompt;              /* PROMPT_TUNING [nvt, n_embd]; PREFIX_TUNING [nvt, n_layer*2*n_embd] */
     float *weights;             /* the one buffer every view above points into */
@@ -125,5 +125,12 @@ size_t adp_virtual_tokens(const adp_adapter *a);
 /* The LoRA factors of module `mod` in layer `l`, or NULL when that module is not adapted
  * (or the adapter is not LoRA). */
 const adp_lora *adp_lora_at(const adp_adapter *a, size_t l, adp_module mod);
+
+/* The largest r of any adapted module (0 for prompt/prefix tuning and NULL). */
+size_t adp_max_rank(const adp_adapter *a);
+
+/* y[T, lo->out] += scaling · (x[T, lo->in] · Aᵀ) · Bᵀ, the unmerged LoRA delta of one module.
+ * scratch: T * lo->r floats. */
+void adp_lora_add(const adp_lora *lo, const float *x, float *y, size_t T, float *scratch);
 
 #endif

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "adapter.h"
 #include "gpt2_impl.h"
 #include "kernels.h"
 #include "model_config.h"
@@ -164,54 +165,124 @@ void gpt2_cache_free(gpt2_cache *c)
 size_t gpt2_cache_len(const gpt2_cache *c) { return c->len; }
 void gpt2_cache_reset(gpt2_cache *c) { c->len = 0; }
 
-int gpt2_forward(const gpt2_model *m, gpt2_cache *kc, const int32_t *ids, size_t T, float *logits,
-                 float *all_logits, mdl_error *err)
+/* Runs T new positions whose input embeddings (token + position) are in x[T, C] through the
+ * network after the cached ones, with an adapter's LoRA deltas when it has them. Writes the
+ * last position's logits into `logits` (and every position's into all_logits) unless both
+ * are NULL. Owns nothing; x is overwritten. */
+static int forward_embedded(const gpt2_model *m, const adp_adapter *a, gpt2_cache *kc, float *x, size_t T,
+                            float *logits, float *all_logits, mdl_error *err)
 {
     const gpt2_config *c = &m->cfg;
     size_t C = c->n_embd, I = c->n_inner, V = c->vocab, past = kc->len, D = C / c->n_head, Tk = past + T;
-    if (T == 0 || Tk > kc->capacity)
-        return mdl_fail(err, MDL_EINPUT, "%zu positions are over the context of %zu", Tk, kc->capacity);
-    for (size_t t = 0; t < T; t++)
-        if (ids[t] < 0 || (size_t)ids[t] >= V)
-            return mdl_fail(err, MDL_EINPUT, "token id %d is outside the vocabulary (%zu)", ids[t], V);
-    /* Scratch: x, h [T,C]; qkv [T,3C]; ctx [T,C]; mlp [T,I]; scores [T,Tk]. */
-    float *x = malloc((T * (6 * C + I) + T * Tk) * sizeof(float));
-    if (!x)
+    size_t R = adp_max_rank(a);
+    /* Scratch: h [T,C]; qkv [T,3C]; ctx [T,C]; mlp [T,I]; scores [T,Tk]; lora [T,R]. */
+    float *h = malloc((T * (5 * C + I + R) + T * Tk) * sizeof(float));
+    if (!h)
         return mdl_fail(err, MDL_ENOMEM, "out of memory for %zu tokens", T);
-    float *h = x + T * C, *qkv = h + T * C, *ctx = qkv + 3 * T * C, *mlp = ctx + T * C, *scores = mlp + T * I;
-
-    for (size_t t = 0; t < T; t++) {
-        const float *w = m->wte + (size_t)ids[t] * C, *p = m->wpe + (past + t) * C;
-        for (size_t i = 0; i < C; i++)
-            x[t * C + i] = w[i] + p[i];
-    }
+    float *qkv = h + T * C, *ctx = qkv + 3 * T * C, *mlp = ctx + T * C, *scores = mlp + T * I, *lr = scores + T * Tk;
+    const adp_lora *lo;
+#define LORA(mod, in, out) \
+    if ((lo = adp_lora_at(a, l, mod)) != NULL) \
+    adp_lora_add(lo, in, out, T, lr)
     for (size_t l = 0; l < c->n_layer; l++) {
         const gpt2_block *b = &m->block[l];
         float *K = kc->k + l * kc->capacity * C, *Vc = kc->v + l * kc->capacity * C;
         k_layernorm(x, b->ln1_g, b->ln1_b, h, T, C, c->ln_eps);
         k_conv1d(h, b->attn_w, b->attn_b, qkv, T, 3 * C, C);
+        LORA(ADP_ATTN_C_ATTN, h, qkv);
         for (size_t t = 0; t < T; t++) {
             memcpy(K + (past + t) * C, qkv + t * 3 * C + C, C * sizeof(float));
             memcpy(Vc + (past + t) * C, qkv + t * 3 * C + 2 * C, C * sizeof(float));
         }
         k_attention_cached(qkv, 3 * C, K, Vc, C, T, Tk, c->n_head, D, ctx, scores);
         k_conv1d(ctx, b->aproj_w, b->aproj_b, h, T, C, C);
+        LORA(ADP_ATTN_C_PROJ, ctx, h);
         k_add(x, h, T * C);
         k_layernorm(x, b->ln2_g, b->ln2_b, h, T, C, c->ln_eps);
         k_conv1d(h, b->fc_w, b->fc_b, mlp, T, I, C);
+        LORA(ADP_MLP_C_FC, h, mlp);
         k_gelu_tanh(mlp, T * I);
         k_conv1d(mlp, b->mproj_w, b->mproj_b, h, T, C, I);
+        LORA(ADP_MLP_C_PROJ, mlp, h);
         k_add(x, h, T * C);
     }
+#undef LORA
     kc->len = Tk;
     if (all_logits) {
         k_layernorm(x, m->lnf_g, m->lnf_b, h, T, C, c->ln_eps);
         k_linear(h, m->lm_head, NULL, all_logits, T, V, C);
         memcpy(logits, all_logits + (T - 1) * V, V * sizeof(float));
-    } else {
+    } else if (logits) {
         k_layernorm(x + (T - 1) * C, m->lnf_g, m->lnf_b, h, 1, C, c->ln_eps);
         k_linear(h, m->lm_head, NULL, logits, 1, V, C);
     }
+    free(h);
+    return 0;
+}
+
+int gpt2_forward_adapter(const gpt2_model *m, const adp_adapter *a, gpt2_cache *kc, const int32_t *ids, size_t T,
+                         float *logits, float *all_logits, mdl_error *err)
+{
+    const gpt2_config *c = &m->cfg;
+    size_t C = c->n_embd, V = c->vocab, past = kc->len, Tk = past + T;
+    if (T == 0 || Tk > kc->capacity)
+        return mdl_fail(err, MDL_EINPUT, "%zu positions are over the context of %zu", Tk, kc->capacity);
+    if (a && a->cfg.type == ADP_LORA && adp_check_base(a, c, err))
+        return MDL_EINPUT;
+    for (size_t t = 0; t < T; t++)
+        if (ids[t] < 0 || (size_t)ids[t] >= V)
+            return mdl_fail(err, MDL_EINPUT, "token id %d is outside the vocabulary (%zu)", ids[t], V);
+    float *x = malloc(T * C * sizeof(float));
+    if (!x)
+        return mdl_fail(err, MDL_ENOMEM, "out of memory for %zu tokens", T);
+    for (size_t t = 0; t < T; t++) {
+        const float *w = m->wte + (size_t)ids[t] * C, *p = m->wpe + (past + t) * C;
+        for (size_t i = 0; i < C; i++)
+            x[t * C + i] = w[i] + p[i];
+    }
+    int rc = forward_embedded(m, a, kc, x, T, logits, all_logits, err);
     free(x);
+    return rc;
+}
+
+int gpt2_forward(const gpt2_model *m, gpt2_cache *kc, const int32_t *ids, size_t T, float *logits, float *all_logits,
+                 mdl_error *err)
+{
+    return gpt2_forward_adapter(m, NULL, kc, ids, T, logits, all_logits, err);
+}
+
+int gpt2_begin(const gpt2_model *m, const adp_adapter *a, gpt2_cache *kc, mdl_error *err)
+{
+    const gpt2_config *c = &m->cfg;
+    size_t nvt = adp_virtual_tokens(a), C = c->n_embd;
+    if (kc->len != 0)
+        return mdl_fail(err, MDL_EINPUT, "a sequence starts on an empty cache");
+    if (!a)
+        return 0;
+    if (adp_check_base(a, c, err))
+        return MDL_EINPUT;
+    if (nvt && nvt >= kc->capacity)
+        return mdl_fail(err, MDL_EINPUT, "%zu virtual tokens fill the cache of %zu positions", nvt, kc->capacity);
+    if (a->cfg.type == ADP_PREFIX_TUNING) {
+        /* Row t holds, per layer l, the key at [2l*C, 2l*C + C) and the value after it. */
+        for (size_t l = 0; l < c->n_layer; l++)
+            for (size_t t = 0; t < nvt; t++) {
+                const float *row = a->prompt + t * 2 * c->n_layer * C;
+                memcpy(kc->k + (l * kc->capacity + t) * C, row + 2 * l * C, C * sizeof(float));
+                memcpy(kc->v + (l * kc->capacity + t) * C, row + (2 * l + 1) * C, C * sizeof(float));
+            }
+        kc->len = nvt;
+    } else if (a->cfg.type == ADP_PROMPT_TUNING) {
+        /* The virtual tokens are inputs embeddings at positions 0..nvt-1. */
+        float *x = malloc(nvt * C * sizeof(float));
+        if (!x)
+            return mdl_fail(err, MDL_ENOMEM, "out of memory for %zu virtual tokens", nvt);
+        for (size_t t = 0; t < nvt; t++)
+            for (size_t i = 0; i < C; i++)
+                x[t * C + i] = a->prompt[t * C + i] + m->wpe[t * C + i];
+        int rc = forward_embedded(m, a, kc, x, nvt, NULL, NULL, err);
+        free(x);
+        return rc;
+    }
     return 0;
 }

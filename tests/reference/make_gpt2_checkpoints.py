@@ -5,7 +5,8 @@
 usage: /usr/bin/python3 make_gpt2_checkpoints.py OUTDIR [--seed N] [--124m]
 Writes: gpt2-tied (names without `transformer.`, lm_head tied to wte, legacy attn.bias
 buffers included), gpt2-untied (with `transformer.` and an lm_head.weight), gpt2-f16 (tied,
-stored as F16). Shape: vocab 50257, 48 positions, n_embd 32, 2 layers, 4 heads. With --124m,
+stored as F16), and PEFT adapters of every type for gpt2-untied in adapters-untied/ and a
+LoRA for the real gpt2-names-makemore checkpoint in adapters-makemore/ (make_gpt2_adapters.py). Shape: vocab 50257, 48 positions, n_embd 32, 2 layers, 4 heads. With --124m,
 only gpt2-124m: the real GPT-2 shape (1024 positions, n_embd 768, 12 layers, 12 heads), for
 benchmarks.
 """
@@ -18,6 +19,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import make_gpt2_adapters  # noqa: E402
 import safetensors_io  # noqa: E402
 
 V = 50257
@@ -84,6 +86,10 @@ def main():
     write(a.out, "gpt2-tied", g, "", False)
     write(a.out, "gpt2-untied", g, "transformer.", True)
     write(a.out, "gpt2-f16", g, "", False, torch.float16)
+    shared = os.environ.get("RAGD_SHARED", "/work/shared")
+    make_gpt2_adapters.make(os.path.join(a.out, "gpt2-untied"), os.path.join(a.out, "adapters-untied"))
+    make_gpt2_adapters.make(os.path.join(shared, "testdata", "checkpoints", "gpt2-names-makemore"),
+                            os.path.join(a.out, "adapters-makemore"), r=4, only="lora")
 
 
 if __name__ == "__main__":
