@@ -352,7 +352,7 @@ static int layout(gpt2t *t, mdl_error *err)
             const adp_lora *lo = adp_lora_at(t->a, l, (adp_module)mod);
             zsum += lo ? R * lo->r : 0;
         }
-    size_t total = c->n_layer * (R * (7 * C + 2 * NI + 4) + t->B * NH * t->Tp * t->Tk) + zsum + R * (2 * C + 2) +
+    size_t total = c->n_layer * (R * (8 * C + 2 * NI + 4) + t->B * NH * t->Tp * t->Tk) + zsum + R * (2 * C + 2) +
                    t->N * V;
     if (grow((void **)&t->arena, &t->arena_cap, total, sizeof(float)))
         return mdl_fail(err, MDL_ENOMEM, "out of memory for %zu activations", total);
