@@ -5,6 +5,9 @@
  * losses sigmoid (with label smoothing), ipo and hinge, the reference being the base model.
  * Every gradient tensor within 1e-4 relative error (2-norm), the loss and every token log-prob
  * within 1e-5, and central finite differences on the largest gradient entries within 2%.
+ * Micro-batches accumulate to the whole batch's gradient. AdamW (two parameter groups,
+ * weight decay on one), the linear warmup/decay schedule and global-norm clipping over 5 steps
+ * against torch.optim.AdamW + LambdaLR + clip_grad_norm_, within 1e-6.
  * Exits 1 on any mismatch.
  *
  * usage: train_parity CHECKPOINTS_DIR ORACLE_PY
@@ -18,6 +21,7 @@
 #include "adapter.h"
 #include "gpt2.h"
 #include "gpt2_train.h"
+#include "optim.h"
 #include "safetensors.h"
 #include "train_loss.h"
 
@@ -216,6 +220,105 @@ static void finite_differences(gpt2t *tr, result *r, const gpt2t_batch *bt, int 
     }
 }
 
+/* AdamW over 5 steps: the first ND parameters decayed, grads of growing scale so that some
+ * steps clip. Writes the request; adamw_compare reads the oracle's answer. */
+#define NP 40
+#define ND 25
+#define STEPS 5
+static float adamw_theta[STEPS][NP], adamw_norm[STEPS];
+
+static void adamw_request(FILE *f, const char *out)
+{
+    float theta[NP], grads[STEPS][NP];
+    for (size_t i = 0; i < NP; i++)
+        theta[i] = (float)(uniform() * 2 - 1);
+    opt_hparams h = {.lr = 0.05, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0.1};
+    fprintf(f, "{\"out\": \"%s\", \"adamw\": {\"n_decay\": %d, \"lr\": %g, \"beta1\": %g, \"beta2\": %g, "
+               "\"eps\": %g, \"weight_decay\": %g, \"warmup\": 2, \"total\": %d, \"max_norm\": 1.0, \"theta\": [",
+            out, ND, h.lr, h.beta1, h.beta2, h.eps, h.weight_decay, STEPS);
+    for (size_t i = 0; i < NP; i++)
+        fprintf(f, "%s%.9g", i ? ", " : "", (double)theta[i]);
+    fprintf(f, "], \"grads\": [");
+    for (size_t s = 0; s < STEPS; s++) {
+        fprintf(f, "%s[", s ? ", " : "");
+        for (size_t i = 0; i < NP; i++) {
+            grads[s][i] = (float)((uniform() * 2 - 1) * 0.15 * (double)(s + 1));
+            fprintf(f, "%s%.9g", i ? ", " : "", (double)grads[s][i]);
+        }
+        fprintf(f, "]");
+    }
+    fprintf(f, "]}}\n");
+    opt_adamw o;
+    opt_adamw_init(&o, NP);
+    const size_t decay[1][2] = {{0, ND}};
+    for (long s = 0; s < STEPS; s++) {
+        adamw_norm[s] = (float)opt_clip_grad_norm(grads[s], NP, 1.0);
+        opt_adamw_step(&o, &h, h.lr * opt_linear_schedule(s, 2, STEPS), theta, grads[s], decay, 1);
+        memcpy(adamw_theta[s], theta, sizeof theta);
+    }
+    opt_adamw_deinit(&o);
+}
+
+static void adamw_compare(const char *out)
+{
+    sft_set *s;
+    mdl_error e;
+    float theta[STEPS * NP], norm[STEPS];
+    const sft_tensor *tt, *tn;
+    if (sft_open_file(out, &s, &e) != 0 || !(tt = sft_find(s, "theta")) || !(tn = sft_find(s, "grad_norm")) ||
+        tt->numel != STEPS * NP || tn->numel != STEPS || sft_to_f32(tt, theta, &e) || sft_to_f32(tn, norm, &e)) {
+        fprintf(stderr, "FAIL adamw: no usable oracle output\n");
+        failures++;
+        return;
+    }
+    double worst = 0, worst_norm = 0;
+    int clipped = 0;
+    for (size_t k = 0; k < STEPS; k++) {
+        for (size_t i = 0; i < NP; i++)
+            worst = fmax(worst, fabs(theta[k * NP + i] - adamw_theta[k][i]) / fmax(1.0, fabs(theta[k * NP + i])));
+        worst_norm = fmax(worst_norm, fabs(norm[k] - adamw_norm[k]) / norm[k]);
+        clipped += norm[k] > 1.0f;
+    }
+    printf("%-16s %d steps (%d clipped), theta max rel err %.1e, grad_norm max rel err %.1e\n", "adamw", STEPS,
+           clipped, worst, worst_norm);
+    if (!(worst <= 1e-6) || !(worst_norm <= 1e-6) || clipped == 0 || clipped == STEPS) {
+        fprintf(stderr, "FAIL adamw\n");
+        failures++;
+    }
+    sft_close(s);
+}
+
+/* Two micro-batches (rows 0-1, then row 2) with the step's token count give the whole
+ * batch's gradient. */
+static void accumulation(gpt2t *tr, const result *r, const gpt2t_batch *bt)
+{
+    float logp[B_MAX * T], dlogp[B_MAX * T], *g = calloc(r->a->n_weights, sizeof(float));
+    double n = 0, loss = 0;
+    mdl_error e;
+    for (size_t i = 0; i < bt->B * T; i++)
+        n += bt->scored[i];
+    for (size_t part = 0; part < 2; part++) {
+        size_t first = part ? 2 : 0, rows = part ? 1 : 2;
+        gpt2t_batch sub = {rows, T, bt->ids + first * T, bt->len + first, bt->scored + first * T};
+        if (gpt2t_forward(tr, r->a, &sub, 1, 0.0f, 0, logp, &e) || (loss += sft_loss(logp, sub.scored, rows, T, n, dlogp), 0) ||
+            gpt2t_backward(tr, dlogp, g, &e)) {
+            fprintf(stderr, "FAIL accumulation: %s\n", e.msg);
+            failures++;
+        }
+    }
+    double dn = 0, gn = 0;
+    for (size_t i = 0; i < r->a->n_weights; i++) {
+        dn += ((double)g[i] - r->grad[i]) * ((double)g[i] - r->grad[i]);
+        gn += (double)r->grad[i] * r->grad[i];
+    }
+    printf("%-16s loss %.6f vs %.6f, grad rel diff %.1e\n", "accumulation", loss, r->loss, sqrt(dn / gn));
+    if (!(sqrt(dn / gn) <= 1e-5) || !(fabs(loss - r->loss) <= 1e-5 * fabs(r->loss))) {
+        fprintf(stderr, "FAIL accumulation\n");
+        failures++;
+    }
+    free(g);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 3) {
@@ -280,6 +383,8 @@ int main(int argc, char **argv)
             r->grad = calloc(r->a->n_weights, sizeof(float));
             r->loss = loss_of(tr, r->a, &bt, (int)li, ref, r->grad, r->logp);
             finite_differences(tr, r, &bt, (int)li, ref, label);
+            if (ai == 0 && li == 0)
+                accumulation(tr, r, &bt);
             /* the request */
             fprintf(f, "{\"dir\": \"%s\", \"out\": \"%s\", \"adapter\": {\"type\": \"%s\", \"file\": "
                         "\"%s/adapter_model.safetensors\", \"r\": 4, \"lora_alpha\": %g, \"use_rslora\": %s, "
@@ -311,6 +416,9 @@ int main(int argc, char **argv)
                 fprintf(f, "], \"loss\": {\"type\": \"dpo\", \"loss_type\": \"%s\", \"beta\": %g, \"label_smoothing\": %g}}\n",
                         losses[li], li == 2 ? 0.5 : 0.1, li == 1 ? 0.1 : 0.0);
         }
+    char adamw_out[700];
+    snprintf(adamw_out, sizeof adamw_out, "%s/adamw.safetensors", argv[1]);
+    adamw_request(f, adamw_out);
     fclose(f);
     snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s < %s > /dev/null", argv[2], req);
     if (system(cmd) != 0) {
@@ -323,6 +431,7 @@ int main(int argc, char **argv)
             if (res[i].grad)
                 compare(&res[i], label);
         }
+        adamw_compare(adamw_out);
     }
     for (size_t i = 0; i < NA * NL; i++) {
         adp_free(res[i].a);

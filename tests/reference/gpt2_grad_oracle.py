@@ -18,6 +18,10 @@ stdin, one JSON object per line:
    "loss": {"type": "sft"} | {"type": "dpo", "loss_type": "sigmoid"|"ipo"|"hinge", "beta",
             "label_smoothing"},
    "out": PATH}
+or {"adamw": {"theta": [n], "n_decay": k (the first k are decayed), "grads": [[n] per step],
+   "lr", "beta1", "beta2", "eps", "weight_decay", "warmup", "total", "max_norm"}, "out": PATH}:
+torch.optim.AdamW with two parameter groups, transformers' linear schedule through LambdaLR
+and clip_grad_norm_; writes "theta" [steps, n] (after each step) and "grad_norm" [steps].
 Writes PATH (safetensors): the gradient of every adapter tensor under its own key (and of
 the projection's tensors under theirs), "loss" [1] and "logp" [B, T] (the log-prob of each
 scored token, 0 elsewhere). stdout: one JSON line per request, {"loss": L}.
@@ -149,9 +153,40 @@ def dpo_loss(lg, ref, n, spec):
     return losses.mean()
 
 
+def adamw(req):
+    a = req["adamw"]
+    theta = torch.tensor(a["theta"], dtype=torch.float32)
+    k = a["n_decay"]
+    p1, p2 = torch.nn.Parameter(theta[:k].clone()), torch.nn.Parameter(theta[k:].clone())
+    opt = torch.optim.AdamW([{"params": [p1], "weight_decay": a["weight_decay"]}, {"params": [p2], "weight_decay": 0.0}],
+                            lr=a["lr"], betas=(a["beta1"], a["beta2"]), eps=a["eps"])
+    W, N = a["warmup"], a["total"]
+
+    def linear(s):  # transformers get_linear_schedule_with_warmup
+        if s < W:
+            return s / max(1, W)
+        return max(0.0, (N - s) / max(1, N - W))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, linear)
+    thetas, norms = [], []
+    for g in a["grads"]:
+        g = torch.tensor(g, dtype=torch.float32)
+        p1.grad, p2.grad = g[:k].clone(), g[k:].clone()
+        norms.append(float(torch.nn.utils.clip_grad_norm_([p1, p2], a["max_norm"])))
+        opt.step()
+        sched.step()
+        opt.zero_grad()
+        thetas.append(torch.cat([p1.detach(), p2.detach()]))
+    safetensors_io.save({"theta": torch.stack(thetas), "grad_norm": torch.tensor(norms)}, req["out"])
+    print(json.dumps({"steps": len(thetas)}), flush=True)
+
+
 def main():
     for line in sys.stdin:
         req = json.loads(line)
+        if "adamw" in req:
+            adamw(req)
+            continue
         cfg, w = load(req["dir"])
         ids = torch.tensor(req["ids"], dtype=torch.long)
         scored = req["scored"]
