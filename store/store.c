@@ -7,6 +7,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "jobs.h"
+
 #define BUSY_TIMEOUT_MS 5000
 
 struct st_db {
@@ -23,6 +25,8 @@ static const char *const migrations[] = {
     "  value TEXT NOT NULL"
     ") STRICT;"
     "INSERT INTO meta(key, value) VALUES ('created_at', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'));",
+    /* 2: training jobs, their step metrics, uploaded datasets (store/jobs.c) */
+    st_jobs_schema_sql,
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
