@@ -39,10 +39,15 @@ typedef struct {
     char error[320];          /* why loading failed (state FAILED) */
 } app_model;
 
+struct app_train; /* train_jobs.h */
+typedef struct st_jobs st_jobs;
+
 struct app {
     const srv_config *cfg;
     srv_daemon *daemon;
     st_db *db;
+    st_jobs *jobs;            /* training jobs (set by app_train_start) */
+    struct app_train *train;  /* the training workers; NULL until started */
     app_model models[APP_N_ROLES];
     time_t started_at;
 };
@@ -66,6 +71,17 @@ app_model *app_network_ready(srv_req *req, struct app *app, app_role role);
 int app_encode(srv_req *req, app_model *m, const char *query, const char **texts, const size_t *lens, size_t n,
                const char *pointer, int is_list, int truncate, tok_direction dir, float *out, size_t *tokens);
 
+/* Opens the jobs store, fails jobs a previous process left running, removes half-written
+ * adapters, starts --train-workers workers and queues the jobs still queued. 0 or -1
+ * (logged). Call after the models have loaded. */
+int app_train_start(struct app *app);
+/* Starts stopping: a running job stops at its next step, event streams end. Call before
+ * draining the daemon. */
+void app_train_quiesce(struct app *app);
+/* Stops the workers: a running job stops at its next step and is queued again for the next
+ * start. Closes the jobs store. */
+void app_train_stop(struct app *app);
+
 extern const srv_route app_routes[];
 extern const size_t app_n_routes;
 
@@ -85,5 +101,12 @@ void h_generate(srv_req *req, void *app);
 void h_generate_stream(srv_req *req, void *app);
 void h_completions(srv_req *req, void *app);
 void h_models(srv_req *req, void *app);
+void h_finetune(srv_req *req, void *app);
+void h_dpo(srv_req *req, void *app);
+void h_jobs_list(srv_req *req, void *app);
+void h_jobs_get(srv_req *req, void *app);
+void h_jobs_events(srv_req *req, void *app);
+void h_jobs_cancel(srv_req *req, void *app);
+void h_datasets_post(srv_req *req, void *app);
 
 #endif

@@ -22,6 +22,13 @@ const srv_route app_routes[] = {
     {"POST", "/generate_stream", h_generate_stream, 0},
     {"POST", "/v1/completions", h_completions, SRV_ROUTE_OPENAI},
     {"GET", "/v1/models", h_models, SRV_ROUTE_NO_BODY | SRV_ROUTE_OPENAI},
+    {"POST", "/finetune", h_finetune, 0},
+    {"POST", "/dpo", h_dpo, 0},
+    {"GET", "/jobs", h_jobs_list, SRV_ROUTE_NO_BODY},
+    {"GET", "/jobs/{id}", h_jobs_get, SRV_ROUTE_NO_BODY},
+    {"GET", "/jobs/{id}/events", h_jobs_events, SRV_ROUTE_NO_BODY},
+    {"POST", "/jobs/{id}/cancel", h_jobs_cancel, SRV_ROUTE_NO_BODY},
+    {"POST", "/datasets", h_datasets_post, SRV_ROUTE_JSONL},
 };
 
 const size_t app_n_routes = sizeof app_routes / sizeof app_routes[0];

@@ -2,9 +2,15 @@
 #include "train.h"
 
 #include <cblas.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "gpt2_impl.h"
 #include "gpt2_train.h"
@@ -532,4 +538,91 @@ int trn_evaluate(const gpt2_model *m, const adp_adapter *a, const adp_adapter *r
     batch_free(&bb);
     free(perm);
     return rc;
+}
+
+/* ---- publishing ---- */
+
+static int fsync_path(const char *path, int flags)
+{
+    int fd = open(path, flags | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+
+/* Removes a directory of plain files (what adp_save writes). */
+static void remove_flat_dir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (d) {
+        struct dirent *e;
+        char path[4352];
+        while ((e = readdir(d)) != NULL) {
+            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+                continue;
+            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+            unlink(path);
+        }
+        closedir(d);
+    }
+    rmdir(dir);
+}
+
+int trn_publish(const adp_adapter *a, const char *root, const char *name, const char *tag, const char *base_model,
+                mdl_error *err)
+{
+    char tmp[4096], dst[4096], path[4352];
+    if (!adp_valid_name(name))
+        return mdl_fail(err, MDL_EINPUT, "'%.80s' is not a valid adapter name", name);
+    if (snprintf(tmp, sizeof tmp, "%s/.%s.tmp-%s", root, name, tag) >= (int)sizeof tmp ||
+        snprintf(dst, sizeof dst, "%s/%s", root, name) >= (int)sizeof dst)
+        return mdl_fail(err, MDL_EINPUT, "the adapters directory path is too long");
+    if (mkdir(root, 0755) != 0 && errno != EEXIST)
+        return mdl_fail(err, MDL_EIO, "%s: %s", root, strerror(errno));
+    remove_flat_dir(tmp);
+    if (mkdir(tmp, 0755) != 0)
+        return mdl_fail(err, MDL_EIO, "%s: %s", tmp, strerror(errno));
+    int rc = adp_save(a, tmp, base_model, err);
+    static const char *const files[] = {"adapter_config.json", "adapter_model.safetensors"};
+    for (size_t i = 0; i < 2 && !rc; i++) {
+        snprintf(path, sizeof path, "%s/%s", tmp, files[i]);
+        if (fsync_path(path, O_RDONLY) != 0)
+            rc = mdl_fail(err, MDL_EIO, "%s: %s", path, strerror(errno));
+    }
+    if (!rc && fsync_path(tmp, O_RDONLY | O_DIRECTORY) != 0)
+        rc = mdl_fail(err, MDL_EIO, "%s: %s", tmp, strerror(errno));
+    if (!rc) {
+        struct stat st;
+        if (lstat(dst, &st) == 0) {
+            /* Swap the new adapter in whole; the old one ends up at tmp and is removed. */
+            if (renameat2(AT_FDCWD, tmp, AT_FDCWD, dst, RENAME_EXCHANGE) != 0)
+                rc = mdl_fail(err, MDL_EIO, "%s: %s", dst, strerror(errno));
+        } else if (rename(tmp, dst) != 0) {
+            rc = mdl_fail(err, MDL_EIO, "%s: %s", dst, strerror(errno));
+        }
+    }
+    if (!rc && fsync_path(root, O_RDONLY | O_DIRECTORY) != 0)
+        rc = mdl_fail(err, MDL_EIO, "%s: %s", root, strerror(errno));
+    remove_flat_dir(tmp);
+    return rc;
+}
+
+size_t trn_sweep(const char *root)
+{
+    DIR *d = opendir(root);
+    size_t n = 0;
+    if (!d)
+        return 0;
+    struct dirent *e;
+    char path[4352];
+    while ((e = readdir(d)) != NULL)
+        if (e->d_name[0] == '.' && strstr(e->d_name, ".tmp-")) {
+            snprintf(path, sizeof path, "%s/%s", root, e->d_name);
+            remove_flat_dir(path);
+            n++;
+        }
+    closedir(d);
+    return n;
 }

@@ -96,6 +96,16 @@ int trn_run(const gpt2_model *m, const tok_tokenizer *tok, const trn_params *p, 
 int trn_evaluate(const gpt2_model *m, const adp_adapter *a, const adp_adapter *ref, const dpo_params *dp,
                  const trn_data *data, trn_progress *out, mdl_error *err);
 
+/* Publishes adapter `a` as root/name atomically: it is written into a hidden temporary
+ * directory root/.name.tmp-TAG (every file and the directory fsynced), renamed over
+ * root/name (an existing adapter is swapped out with RENAME_EXCHANGE and removed), and the
+ * parent fsynced. A crash at any point leaves either the old adapter or the new one whole,
+ * plus at most a hidden temporary that trn_sweep removes. */
+int trn_publish(const adp_adapter *a, const char *root, const char *name, const char *tag, const char *base_model,
+                mdl_error *err);
+/* Removes temporaries left in root by a publish that did not finish. Returns how many. */
+size_t trn_sweep(const char *root);
+
 /* The prefix_projection MLP (PEFT's PrefixEncoder), exposed for the gradient tests:
  * theta = [embedding [nvt, C] | transform.0.weight [H, C] | transform.0.bias [H] |
  *          transform.2.weight [2LC, H] | transform.2.bias [2LC]],

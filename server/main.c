@@ -96,6 +96,8 @@ static int serve(const srv_config *cfg)
     for (int r = 0; r < APP_N_ROLES; r++)
         if (atomic_load(&app.models[r].state) == APP_MODEL_FAILED)
             rc = 1;
+    if (rc == 0 && app_train_start(&app) != 0)
+        rc = 1;
 
     if (rc == 0) {
         int sig = 0;
@@ -109,10 +111,12 @@ static int serve(const srv_config *cfg)
     } else {
         srv_log_msg(SRV_LOG_ERROR, "a configured model failed to load; stopping");
     }
+    app_train_quiesce(&app);
     long left = srv_daemon_drain(app.daemon, (unsigned)cfg->shutdown_timeout_s);
     if (left > 0)
         srv_log(SRV_LOG_WARN, "drain deadline passed", "in_flight=%ld", left);
     srv_daemon_destroy(app.daemon);
+    app_train_stop(&app);
     app_unload_models(&app);
     st_close(app.db);
     srv_log_msg(SRV_LOG_INFO, "stopped");
