@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <time.h>
 
+#include "adapter.h"
 #include "batcher.h"
 #include "config.h"
 #include "encoder.h"
@@ -31,9 +32,9 @@ typedef struct {
     const char *dir;          /* configured directory, NULL when absent */
     tok_tokenizer *tok;       /* valid once state is READY */
     enc_model *enc;           /* embedder/reranker network; NULL when dir holds no weights */
-    srv_batcher *batcher;     /* runs enc's forward passes, batching concurrent requests */
+    srv_batcher *batcher;     /* runs enc's or gpt's forward passes, batching concurrent requests */
     gpt2_model *gpt;          /* the generator's network; NULL when dir holds no weights */
-    pthread_mutex_t step;     /* one decoder step at a time: each uses every compute thread */
+    pthread_mutex_t step;     /* held by the generator's batch runner around each batch of steps */
     char name[64];            /* the model id clients see (the directory's base name) */
     atomic_int state;         /* app_model_state */
     char error[320];          /* why loading failed (state FAILED) */
@@ -41,6 +42,31 @@ typedef struct {
 
 struct app_train; /* train_jobs.h */
 typedef struct st_jobs st_jobs;
+#define APP_ADAPTER_PATH_MAX 256 /* a registered adapter's path below --adapters-dir */
+
+typedef struct app_adapters app_adapters;
+
+/* One loaded version of an adapter (adapters.c). Read-only while anyone holds it; freed by
+ * whoever drops its last reference, so it can outlive its name's eviction or deletion. */
+typedef struct app_adapter {
+    adp_adapter *a;
+    char name[ADP_NAME_MAX + 1];
+    size_t bytes;
+    int refs;                 /* under reg->lock: 1 while current in the registry, + users */
+    app_adapters *reg;
+} app_adapter;
+
+/* The adapter registry: named PEFT directories below --adapters-dir, loaded on first use
+ * into an LRU cache under --adapter-cache-bytes. */
+struct app_adapters {
+    pthread_mutex_t lock;     /* a leaf lock: never held across I/O or compute */
+    int ready;
+    int root_fd;              /* --adapters-dir, -1 when it cannot be opened */
+    size_t budget, bytes;     /* bytes of the current versions */
+    uint64_t clock;           /* LRU */
+    struct app_adapter_entry *entries;
+    size_t n;
+};
 
 struct app {
     const srv_config *cfg;
@@ -49,6 +75,7 @@ struct app {
     st_jobs *jobs;            /* training jobs (set by app_train_start) */
     struct app_train *train;  /* the training workers; NULL until started */
     app_model models[APP_N_ROLES];
+    app_adapters adapters;
     time_t started_at;
 };
 
@@ -81,6 +108,30 @@ void app_train_quiesce(struct app *app);
 /* Stops the workers: a running job stops at its next step and is queued again for the next
  * start. Closes the jobs store. */
 void app_train_stop(struct app *app);
+/* The generator's batch runner (ctx: its app_model): prefills one by one, then every
+ * pending decode step in one gpt2_decode_batch. */
+void app_generate_jobs(void *ctx, void **items, size_t n);
+
+/* Opens --adapters-dir (creating it when missing) and the registry; app_load_models calls
+ * it once the generator is loaded. Without a usable directory every adapter name is a 404. */
+void app_adapters_init(struct app *app);
+void app_adapters_deinit(struct app *app);
+
+/* The adapter a request names: NULL/"" or the base model's name give *out = NULL (the base
+ * model); otherwise the current version with a reference the caller must release. Returns
+ * 0, or -1 after replying: 400 for a name that breaks the rule (no filesystem call made), 404
+ * listing what exists for an unknown one, 422 for one that cannot be loaded. `field` is
+ * the JSON pointer errors name. */
+int app_adapter_acquire(srv_req *req, struct app *app, const app_model *m, const char *name, const char *field,
+                        app_adapter **out);
+void app_adapter_release(app_adapter *ad); /* accepts NULL */
+/* Drops the cached version of `name` (requests using it finish on it), so the next use reads
+ * ADAPTERS_DIR again: for whoever has just (re)written that adapter. */
+void app_adapter_forget(struct app *app, const char *name);
+/* {"name","type","bytes",...} of a version; a new reference. */
+json_t *app_adapter_json(const app_adapter *ad);
+/* Every adapter a client can name, as listing rows (a new reference, or NULL). */
+json_t *app_adapters_list(struct app *app);
 
 extern const srv_route app_routes[];
 extern const size_t app_n_routes;
@@ -108,5 +159,9 @@ void h_jobs_get(srv_req *req, void *app);
 void h_jobs_events(srv_req *req, void *app);
 void h_jobs_cancel(srv_req *req, void *app);
 void h_datasets_post(srv_req *req, void *app);
+void h_adapters_list(srv_req *req, void *app);
+void h_adapters_get(srv_req *req, void *app);
+void h_adapters_post(srv_req *req, void *app);
+void h_adapters_delete(srv_req *req, void *app);
 
 #endif

@@ -1,6 +1,8 @@
 /* generate.c — POST /generate (TGI), POST /v1/completions and GET /v1/models (OpenAI) over
- * the GPT-2 decoder. Adapters are resolved by name; until adapters are loadable, any name
- * other than the base model is a 404 that lists what exists, never the base model silently. */
+ * the GPT-2 decoder, with or without a PEFT adapter per request. Adapters come from the
+ * registry (adapters.c) by name; a session holds a reference to its adapter's version from
+ * prefill to its last token. An unknown name is a 404 that lists what exists, never the
+ * base model silently. */
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -32,6 +34,8 @@ typedef struct {
  * token. Owns everything it points to, so a stream can outlive its request. */
 typedef struct {
     app_model *m;
+    app_adapter *ad;          /* a reference of our own, or NULL (the base model) */
+    const adp_adapter *a;     /* ad->a, or NULL */
     gpt2_cache *kc;
     float *logits, *scratch;  /* logits of the next token; sampler scratch (2V) */
     int32_t *history;         /* prompt ids, then generated ids */
@@ -43,6 +47,8 @@ typedef struct {
     uint64_t seed;
     finish_reason finish;
     int done;
+    int32_t eos_id;           /* the EOS token that ended it (FINISH_EOS), with its logprob */
+    float eos_logprob;
     char *text;               /* generated text (bytes; may end mid-character) */
     size_t text_len;
 } gen_session;
@@ -54,6 +60,7 @@ static void gen_end(gen_session *s)
     if (!s)
         return;
     gpt2_cache_free(s->kc);
+    app_adapter_release(s->ad);
     free(s->logits);
     free(s->scratch);
     free(s->history);
@@ -70,37 +77,6 @@ static int gen_decode(gen_session *s)
     free(s->text);
     s->text = NULL;
     return tok_decode(s->m->tok, gen_ids(s), s->n, TOK_DECODE_SKIP_SPECIAL, &s->text, &s->text_len, &te) ? -1 : 0;
-}
-
-/* An adapter name must match [A-Za-z0-9][A-Za-z0-9._-]{0,63}: it is never a path. */
-static int valid_adapter_name(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > 64)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        int alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-        if (!alnum && (i == 0 || (c != '.' && c != '_' && c != '-')))
-            return 0;
-    }
-    return 1;
-}
-
-/* Resolves the adapter a request names (NULL or the base model's name: none). Returns 0, or
- * -1 after replying 400 for a bad name or 404 for an unknown one. */
-static int resolve_adapter(srv_req *req, const app_model *m, const char *name, const char *field)
-{
-    if (!name || !*name || !strcmp(name, m->name))
-        return 0;
-    if (!valid_adapter_name(name)) {
-        srv_reply_error(req, SRV_E_BAD_REQUEST, field,
-                        "adapter names match [A-Za-z0-9][A-Za-z0-9._-]{0,63}; '%.80s' does not", name);
-        return -1;
-    }
-    srv_reply_error(req, SRV_E_NOT_FOUND, field, "adapter '%s' is not loaded; available: the base model '%s' only",
-                    name, m->name);
-    return -1;
 }
 
 /* Checks the stop list: at most MAX_STOP non-empty strings of at most MAX_STOP_BYTES. */
@@ -140,19 +116,66 @@ static long find_stop(json_t *stop, const char *text, size_t len)
     return first;
 }
 
-/* Runs the decoder over `ids` (under the model's step lock) into s->logits. */
-static int gen_forward(gen_session *s, const int32_t *ids, size_t n)
+/* One forward pass a session asks of the generator's batcher: a prefill (after starting
+ * the sequence for its adapter when `begin`), or one decode step. */
+typedef struct {
+    gen_session *s;
+    const int32_t *ids;
+    size_t n;
+    int begin, rc;
+} gen_job;
+
+#define MAX_DECODE_BATCH 64 /* decode steps run as one batch */
+
+void app_generate_jobs(void *ctx, void **items, size_t n_jobs)
 {
+    app_model *m = ctx;
+    size_t V = gpt2_get_config(m->gpt)->vocab, B = 0;
+    const adp_adapter *ads[MAX_DECODE_BATCH];
+    gpt2_cache *kcs[MAX_DECODE_BATCH];
+    int32_t ids[MAX_DECODE_BATCH];
+    gen_job *decode[MAX_DECODE_BATCH];
+    float *logits = malloc(MAX_DECODE_BATCH * V * sizeof *logits);
     mdl_error me;
-    pthread_mutex_lock(&s->m->step);
-    int rc = gpt2_forward(s->m->gpt, s->kc, ids, n, s->logits, NULL, &me);
-    pthread_mutex_unlock(&s->m->step);
-    return rc;
+    pthread_mutex_lock(&m->step);
+    for (size_t j = 0; j < n_jobs; j++) {
+        gen_job *job = items[j];
+        gen_session *s = job->s;
+        if (job->n == 1 && !job->begin && logits && B < MAX_DECODE_BATCH) {
+            decode[B] = job;
+            ads[B] = s->a;
+            kcs[B] = s->kc;
+            ids[B++] = job->ids[0];
+            continue;
+        }
+        job->rc = job->begin ? gpt2_begin(m->gpt, s->a, s->kc, &me) : 0;
+        if (!job->rc)
+            job->rc = gpt2_forward_adapter(m->gpt, s->a, s->kc, job->ids, job->n, s->logits, NULL, &me);
+    }
+    /* The decode steps together: each weight is read once for all of them. */
+    int rc = B ? gpt2_decode_batch(m->gpt, ads, kcs, ids, B, logits, &me) : 0;
+    for (size_t b = 0; b < B; b++) {
+        decode[b]->rc = rc;
+        if (!rc)
+            memcpy(decode[b]->s->logits, logits + b * V, V * sizeof *logits);
+    }
+    pthread_mutex_unlock(&m->step);
+    free(logits);
 }
 
-/* Tokenizes and checks the prompt, and prefills it. Returns the session, or NULL after
- * replying. */
-static gen_session *gen_begin(srv_req *req, struct app *app, app_model *m, const char *prompt, const gen_params *p)
+/* Runs the decoder over `ids` into s->logits, batched with other sessions' steps. */
+static int gen_forward(gen_session *s, const int32_t *ids, size_t n, int begin)
+{
+    gen_job job = {s, ids, n, begin, 0};
+    if (srv_batcher_submit(s->m->batcher, &job, n) != 0)
+        return -1;
+    return job.rc;
+}
+
+/* Tokenizes and checks the prompt, and prefills it (after the adapter's virtual tokens).
+ * Takes over the reference `ad`. Returns the session, or NULL after replying. */
+static gen_session *gen_begin(srv_req *req, struct app *app, app_model *m, app_adapter *ad, const char *prompt,
+                              const gen_params *p)
 {
     const gpt2_config *c = gpt2_get_config(m->gpt);
     tok_encoding e = {0};
@@ -160,32 +183,38 @@ static gen_session *gen_begin(srv_req *req, struct app *app, app_model *m, const
     tok_error te;
     if (tok_encode(m->tok, prompt, strlen(prompt), NULL, 0, &o, &e, &te) != 0) {
         srv_reply_error(req, te.code == TOK_ENOMEM ? SRV_E_OUT_OF_MEMORY : SRV_E_TOKENIZER, "/inputs", "%s", te.msg);
+        app_adapter_release(ad);
         return NULL;
     }
+    /* The adapter's virtual tokens take the first positions of the context. */
+    size_t nvt = adp_virtual_tokens(ad ? ad->a : NULL), ctx = c->n_positions - nvt;
     size_t np = e.len, max_new = (size_t)p->max_new_tokens, limit = (size_t)app->cfg->max_input_tokens;
-    if (limit > c->n_positions - 1)
-        limit = c->n_positions - 1;
+    if (limit > ctx - 1)
+        limit = ctx - 1;
     if (max_new == 0) /* not given: TGI's 20, within the context */
-        max_new = np < c->n_positions ? (c->n_positions - np < 20 ? c->n_positions - np : 20) : 1;
+        max_new = np < ctx ? (ctx - np < 20 ? ctx - np : 20) : 1;
     gen_session *s = NULL;
     if (np == 0)
         srv_reply_error(req, SRV_E_EMPTY_INPUT, "/inputs", "the prompt cannot be empty");
     else if (np > limit)
         srv_reply_error(req, SRV_E_INPUT_TOO_LONG, "/inputs", "the prompt is %zu tokens; the limit is %zu", np, limit);
-    else if (np + max_new > c->n_positions)
+    else if (np + max_new > ctx)
         srv_reply_error(req, SRV_E_OUT_OF_RANGE, "/parameters/max_new_tokens",
-                        "prompt tokens (%zu) + max_new_tokens (%zu) must be <= the context of %zu", np, max_new,
-                        c->n_positions);
+                        "prompt tokens (%zu) + max_new_tokens (%zu) must be <= the context of %zu%s", np, max_new, ctx,
+                        nvt ? " (after the adapter's virtual tokens)" : "");
     else if (!(s = calloc(1, sizeof *s)))
         srv_reply_error(req, SRV_E_OUT_OF_MEMORY, NULL, "out of memory for this generation");
     if (!s) {
         tok_encoding_free(&e);
+        app_adapter_release(ad);
         return NULL;
     }
     s->m = m;
+    s->ad = ad;
+    s->a = ad ? ad->a : NULL;
     s->np = np;
     s->max_new = max_new;
-    s->kc = gpt2_cache_create(m->gpt, np + max_new);
+    s->kc = gpt2_cache_create(m->gpt, nvt + np + max_new);
     s->logits = malloc(c->vocab * sizeof *s->logits);
     s->scratch = malloc(2 * c->vocab * sizeof *s->scratch);
     s->history = malloc((np + max_new) * sizeof *s->history);
@@ -203,7 +232,8 @@ static gen_session *gen_begin(srv_req *req, struct app *app, app_model *m, const
     s->sp = (smp_params){(float)p->temperature, (size_t)p->top_k, (float)p->top_p, (float)p->repetition_penalty};
     s->stop = json_incref(p->stop);
     s->finish = FINISH_LENGTH;
-    if (gen_forward(s, s->history, np) != 0) {
+    s->eos_id = -1;
+    if (gen_forward(s, s->history, np, 1) != 0) {
         srv_reply_error(req, SRV_E_INTERNAL, NULL, "generation failed");
         gen_end(s);
         return NULL;
@@ -221,6 +251,8 @@ static int gen_step(gen_session *s, int32_t *id)
     float lp;
     *id = smp_next(s->logits, c->vocab, s->history, s->np + s->n, &s->sp, &s->rng, &lp, s->scratch);
     if (*id == c->eos_id || *id == tok_eos_id(s->m->tok)) {
+        s->eos_id = *id;
+        s->eos_logprob = lp;
         s->finish = FINISH_EOS;
         s->done = 1;
         return 0;
@@ -240,7 +272,7 @@ static int gen_step(gen_session *s, int32_t *id)
         s->done = 1; /* the last token needs no forward pass */
         return 1;
     }
-    return gen_forward(s, id, 1) == 0 ? 1 : -1;
+    return gen_forward(s, id, 1, 0) == 0 ? 1 : -1;
 }
 
 /* Runs a session to its end and decodes the text. Returns 0, or -1 after replying. */
@@ -270,15 +302,26 @@ static json_t *token_json(const app_model *m, int32_t id, float logprob, int spe
     return t;
 }
 
+/* {"name","type"} of the session's adapter, or null. */
+static json_t *adapter_json(const gen_session *s)
+{
+    return s->ad ? json_pack("{s:s, s:s}", "name", s->ad->name, "type", adp_type_name(s->a->cfg.type)) : json_null();
+}
+
+/* TGI's details; the tokens (when asked) end with the EOS token that ended the generation,
+ * marked special, with its logprob. generated_tokens counts it, as TGI does. */
 static json_t *details_json(const gen_session *s, int with_tokens)
 {
-    json_t *d = json_pack("{s:s, s:I, s:I, s:I, s:n}", "finish_reason", finish_tgi[s->finish], "prompt_tokens",
-                          (json_int_t)s->np, "generated_tokens", (json_int_t)s->n, "seed",
-                          (json_int_t)(s->seed & 0x7fffffffffffffffull), "adapter");
+    int eos = s->finish == FINISH_EOS && s->eos_id >= 0;
+    json_t *d = json_pack("{s:s, s:I, s:I, s:I, s:o*}", "finish_reason", finish_tgi[s->finish], "prompt_tokens",
+                          (json_int_t)s->np, "generated_tokens", (json_int_t)(s->n + (size_t)eos), "seed",
+                          (json_int_t)(s->seed & 0x7fffffffffffffffull), "adapter", adapter_json(s));
     if (d && with_tokens) {
         json_t *tokens = json_array();
         for (size_t i = 0; tokens && i < s->n; i++)
             json_array_append_new(tokens, token_json(s->m, gen_ids(s)[i], s->logprobs[i], 0));
+        if (tokens && eos)
+            json_array_append_new(tokens, token_json(s->m, s->eos_id, s->eos_logprob, 1));
         json_object_set_new(d, "tokens", tokens);
     }
     return d;
@@ -354,9 +397,10 @@ static gen_session *tgi_begin(srv_req *req, struct app *app, generate_req *in, g
         srv_reply_error(req, SRV_E_BAD_REQUEST, "/parameters/adapter_id", "?adapter= and adapter_id disagree");
         return NULL;
     }
-    if (resolve_adapter(req, m, q ? q : p->adapter_id, q ? NULL : "/parameters/adapter_id"))
+    app_adapter *ad;
+    if (app_adapter_acquire(req, app, m, q ? q : p->adapter_id, q ? NULL : "/parameters/adapter_id", &ad))
         return NULL;
-    return gen_begin(req, app, m, in->inputs, p);
+    return gen_begin(req, app, m, ad, in->inputs, p);
 }
 
 void h_generate(srv_req *req, void *ctx)
@@ -517,9 +561,11 @@ void h_completions(srv_req *req, void *ctx)
     p.top_p = in.top_p;
     p.stop = stop;
     app_model *m = NULL;
+    app_adapter *ad = NULL;
     gen_session *s = NULL;
     if (check_stop(req, stop, "/stop") || !(m = app_network_ready(req, app, APP_GENERATOR)) ||
-        resolve_adapter(req, m, in.model, "/model") || !(s = gen_begin(req, app, m, in.prompt, &p)) || gen_run(req, s)) {
+        app_adapter_acquire(req, app, m, in.model, "/model", &ad) || !(s = gen_begin(req, app, m, ad, in.prompt, &p)) ||
+        gen_run(req, s)) {
         gen_end(s);
         json_decref(stop);
         return;
@@ -553,6 +599,19 @@ void h_models(srv_req *req, void *ctx)
         json_array_append_new(data, json_pack("{s:s, s:s, s:I, s:s, s:s, s:n}", "id", m->name, "object", "model",
                                               "created", (json_int_t)app->started_at, "owned_by", "ragd", "role",
                                               app_role_names[r], "parent"));
+        if (r != APP_GENERATOR || !m->gpt)
+            continue;
+        /* Every adapter a request can name, with the base model as parent. */
+        json_t *rows = app_adapters_list(app), *row;
+        size_t i;
+        json_array_foreach(rows, i, row) {
+            json_t *type = json_object_get(row, "type");
+            json_array_append_new(data, json_pack("{s:O, s:s, s:I, s:s, s:s, s:s, s:O*}", "id",
+                                                  json_object_get(row, "name"), "object", "model", "created",
+                                                  (json_int_t)app->started_at, "owned_by", "ragd", "role", "adapter",
+                                                  "parent", m->name, "adapter_type", type));
+        }
+        json_decref(rows);
     }
     srv_reply_json(req, 200, json_pack("{s:s, s:o}", "object", "list", "data", data));
 }

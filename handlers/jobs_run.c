@@ -396,12 +396,14 @@ static void run_job(void *ctx, void *job_id)
     int rc = st_job_get(app->jobs, id, &job, &se) == 0 ? train_and_publish(app, &rcx, &job, why, sizeof why) : -1;
     if (rc < 0 && !why[0])
         snprintf(why, sizeof why, "the job could not be read: %s", se.msg);
+    char job_name[sizeof job.adapter_name];
+    snprintf(job_name, sizeof job_name, "%s", job.adapter_name);
     st_job_clear(&job);
     const unsigned running = ST_JOB_BIT(ST_JOB_RUNNING);
     if (rc == 0) {
+        /* A cached older version of the name is dropped, so the next request loads this one. */
+        app_adapter_forget(app, job_name);
         st_job_transition(app->jobs, id, running, ST_JOB_SUCCEEDED, NULL, &se);
-        /* TODO(adapters merge): drop a cached older version from the registry here
-         * (app_adapter_forget), so /generate?adapter=NAME serves the new weights at once. */
         srv_log(SRV_LOG_INFO, "training job succeeded", "job=%s", id);
     } else if (rc > 0 && atomic_load(&slot->cancel)) {
         st_job_transition(app->jobs, id, running, ST_JOB_CANCELLED, NULL, &se);

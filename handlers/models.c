@@ -8,6 +8,7 @@
 #include "log.h"
 
 #define BATCH_TOKENS 16384 /* tokens gathered into one batched forward pass */
+#define GEN_BATCH_COST 64  /* decode steps (1 each) or prefill tokens gathered into one batch */
 
 typedef struct {
     const tok_encoding *seqs;
@@ -126,6 +127,14 @@ void app_load_models(struct app *app)
                 continue;
             }
             pthread_mutex_init(&m->step, NULL);
+            if (!(m->batcher = srv_batcher_create(app_generate_jobs, m, GEN_BATCH_COST))) {
+                snprintf(m->error, sizeof m->error, "cannot start the generator's batching thread");
+                atomic_store_explicit(&m->state, APP_MODEL_FAILED, memory_order_release);
+                srv_log(SRV_LOG_ERROR, "model failed to load", "role=%s dir=\"%s\" error=\"%s\"",
+                        app_role_names[r], m->dir, m->error);
+                continue;
+            }
+            app_adapters_init(app);
         }
         if (r != APP_GENERATOR && enc_has_weights(m->dir)) {
             mdl_error merr;
@@ -149,6 +158,7 @@ void app_load_models(struct app *app)
 
 void app_unload_models(struct app *app)
 {
+    app_adapters_deinit(app);
     for (int r = 0; r < APP_N_ROLES; r++) {
         srv_batcher_destroy(app->models[r].batcher);
         app->models[r].batcher = NULL;

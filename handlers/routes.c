@@ -29,6 +29,10 @@ const srv_route app_routes[] = {
     {"GET", "/jobs/{id}/events", h_jobs_events, SRV_ROUTE_NO_BODY},
     {"POST", "/jobs/{id}/cancel", h_jobs_cancel, SRV_ROUTE_NO_BODY},
     {"POST", "/datasets", h_datasets_post, SRV_ROUTE_JSONL},
+    {"GET", "/adapters", h_adapters_list, SRV_ROUTE_NO_BODY},
+    {"POST", "/adapters", h_adapters_post, 0},
+    {"GET", "/adapters/{name}", h_adapters_get, SRV_ROUTE_NO_BODY},
+    {"DELETE", "/adapters/{name}", h_adapters_delete, SRV_ROUTE_NO_BODY},
 };
 
 const size_t app_n_routes = sizeof app_routes / sizeof app_routes[0];

@@ -22,21 +22,32 @@
 #define KEY_PREFIX "base_model.model.transformer.h."
 #define PATH_MAX_BYTES 1024
 
+/* Is every '/'-separated component of `relpath` a plain name (not empty, ".", ".." or too
+ * long)? Checked whole before any filesystem call. */
+static int plain_relpath(const char *relpath, size_t n)
+{
+    if (n == 0 || n == PATH_MAX_BYTES || relpath[0] == '/')
+        return 0;
+    for (const char *p = relpath;; p++) {
+        size_t len = strcspn(p, "/");
+        if (len == 0 || len > 255 || (p[0] == '.' && (len == 1 || (len == 2 && p[1] == '.'))))
+            return 0;
+        p += len;
+        if (!*p)
+            return 1;
+    }
+}
+
 /* Opens `relpath` below root_fd as a directory into *out, never following a symlink. */
 static int open_beneath(int root_fd, const char *relpath, int *out, mdl_error *err)
 {
-    size_t n = strnlen(relpath, PATH_MAX_BYTES);
-    if (n == 0 || n == PATH_MAX_BYTES || relpath[0] == '/')
-        return mdl_fail(err, MDL_EINPUT, "'%.80s' is not a relative path inside the adapters directory", relpath);
+    if (!plain_relpath(relpath, strnlen(relpath, PATH_MAX_BYTES)))
+        return mdl_fail(err, MDL_EINPUT,
+                        "'%.80s' is not a relative path of plain names inside the adapters directory", relpath);
     int cur = root_fd;
     for (const char *p = relpath; *p;) {
         size_t len = strcspn(p, "/");
         char comp[256];
-        if (len == 0 || len >= sizeof comp || (p[0] == '.' && (len == 1 || (len == 2 && p[1] == '.')))) {
-            if (cur != root_fd)
-                close(cur);
-            return mdl_fail(err, MDL_EINPUT, "'%.80s': empty, '.' and '..' components are not allowed", relpath);
-        }
         memcpy(comp, p, len);
         comp[len] = '\0';
         int next = openat(cur, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);

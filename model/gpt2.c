@@ -251,6 +251,74 @@ int gpt2_forward(const gpt2_model *m, gpt2_cache *kc, const int32_t *ids, size_t
     return gpt2_forward_adapter(m, NULL, kc, ids, T, logits, all_logits, err);
 }
 
+int gpt2_decode_batch(const gpt2_model *m, const adp_adapter *const *ads, gpt2_cache *const *kcs, const int32_t *ids,
+                      size_t B, float *logits, mdl_error *err)
+{
+    const gpt2_config *c = &m->cfg;
+    size_t C = c->n_embd, I = c->n_inner, V = c->vocab, D = C / c->n_head, R = 0, Tmax = 0;
+    for (size_t b = 0; b < B; b++) {
+        const adp_adapter *a = ads ? ads[b] : NULL;
+        if (kcs[b]->len + 1 > kcs[b]->capacity)
+            return mdl_fail(err, MDL_EINPUT, "row %zu: %zu positions are over the context of %zu", b, kcs[b]->len + 1,
+                            kcs[b]->capacity);
+        if (ids[b] < 0 || (size_t)ids[b] >= V)
+            return mdl_fail(err, MDL_EINPUT, "row %zu: token id %d is outside the vocabulary (%zu)", b, ids[b], V);
+        if (a && adp_check_base(a, c, err))
+            return MDL_EINPUT;
+        R = adp_max_rank(a) > R ? adp_max_rank(a) : R;
+        Tmax = kcs[b]->len + 1 > Tmax ? kcs[b]->len + 1 : Tmax;
+    }
+    if (B == 0)
+        return 0;
+    /* Scratch: x, h [B,C]; qkv [B,3C]; ctx [B,C]; mlp [B,I]; scores [Tmax]; lora [R]. */
+    float *x = malloc((B * (6 * C + I) + Tmax + R) * sizeof(float));
+    if (!x)
+        return mdl_fail(err, MDL_ENOMEM, "out of memory for a batch of %zu", B);
+    float *h = x + B * C, *qkv = h + B * C, *ctx = qkv + 3 * B * C, *mlp = ctx + B * C, *scores = mlp + B * I,
+          *lr = scores + Tmax;
+    for (size_t b = 0; b < B; b++) {
+        const float *w = m->wte + (size_t)ids[b] * C, *p = m->wpe + kcs[b]->len * C;
+        for (size_t i = 0; i < C; i++)
+            x[b * C + i] = w[i] + p[i];
+    }
+    const adp_lora *lo;
+    /* Row b's delta for module mod: in[b, in] -> out[b, out]. */
+#define LORA_ROWS(mod, in, in_w, out, out_w) \
+    for (size_t b = 0; ads && b < B; b++) \
+        if ((lo = adp_lora_at(ads[b], l, mod)) != NULL) \
+    adp_lora_add(lo, (in) + b * (in_w), (out) + b * (out_w), 1, lr)
+    for (size_t l = 0; l < c->n_layer; l++) {
+        const gpt2_block *bl = &m->block[l];
+        k_layernorm(x, bl->ln1_g, bl->ln1_b, h, B, C, c->ln_eps);
+        k_conv1d(h, bl->attn_w, bl->attn_b, qkv, B, 3 * C, C);
+        LORA_ROWS(ADP_ATTN_C_ATTN, h, C, qkv, 3 * C);
+        for (size_t b = 0; b < B; b++) {
+            gpt2_cache *kc = kcs[b];
+            float *K = kc->k + l * kc->capacity * C, *Vc = kc->v + l * kc->capacity * C;
+            memcpy(K + kc->len * C, qkv + b * 3 * C + C, C * sizeof(float));
+            memcpy(Vc + kc->len * C, qkv + b * 3 * C + 2 * C, C * sizeof(float));
+            k_attention_cached(qkv + b * 3 * C, 3 * C, K, Vc, C, 1, kc->len + 1, c->n_head, D, ctx + b * C, scores);
+        }
+        k_conv1d(ctx, bl->aproj_w, bl->aproj_b, h, B, C, C);
+        LORA_ROWS(ADP_ATTN_C_PROJ, ctx, C, h, C);
+        k_add(x, h, B * C);
+        k_layernorm(x, bl->ln2_g, bl->ln2_b, h, B, C, c->ln_eps);
+        k_conv1d(h, bl->fc_w, bl->fc_b, mlp, B, I, C);
+        LORA_ROWS(ADP_MLP_C_FC, h, C, mlp, I);
+        k_gelu_tanh(mlp, B * I);
+        k_conv1d(mlp, bl->mproj_w, bl->mproj_b, h, B, C, I);
+        LORA_ROWS(ADP_MLP_C_PROJ, mlp, I, h, C);
+        k_add(x, h, B * C);
+    }
+#undef LORA_ROWS
+    for (size_t b = 0; b < B; b++)
+        kcs[b]->len++;
+    k_layernorm(x, m->lnf_g, m->lnf_b, h, B, C, c->ln_eps);
+    k_linear(h, m->lm_head, NULL, logits, B, V, C);
+    free(x);
+    return 0;
+}
+
 int gpt2_begin(const gpt2_model *m, const adp_adapter *a, gpt2_cache *kc, mdl_error *err)
 {
     const gpt2_config *c = &m->cfg;

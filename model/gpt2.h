@@ -51,6 +51,15 @@ int gpt2_forward(const gpt2_model *m, gpt2_cache *c, const int32_t *ids, size_t 
 int gpt2_forward_adapter(const gpt2_model *m, const struct adp_adapter *a, gpt2_cache *c, const int32_t *ids,
                          size_t T, float *logits, float *all_logits, mdl_error *err);
 
+/* One decode step for B sequences at once: token ids[b] after the cached positions of
+ * caches[b], with adapters[b] (adapters may be NULL, or hold NULL entries: the base model).
+ * Every weight is read once for the whole batch; each row gets its own adapter's LoRA
+ * deltas and attends over its own cache. Writes logits[B, vocab]. Checks every row first:
+ * MDL_EINPUT (and nothing is changed) when any id is out of range, any cache is full, or an
+ * adapter does not fit the model. */
+int gpt2_decode_batch(const gpt2_model *m, const struct adp_adapter *const *adapters, gpt2_cache *const *caches,
+                      const int32_t *ids, size_t B, float *logits, mdl_error *err);
+
 /* Starts a sequence on an empty cache for an adapter: prefix tuning puts its per-layer keys
  * and values in the first num_virtual_tokens positions; prompt tuning runs its virtual
  * token embeddings through the network into those positions; LoRA and NULL do nothing.

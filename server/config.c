@@ -32,6 +32,8 @@ static const opt_spec opts[] = {
     {"reranker", S(reranker_dir), NULL, 0, 0, "cross-encoder model directory"},
     {"generator", S(generator_dir), NULL, 0, 0, "GPT-2 model directory"},
     {"adapters-dir", S(adapters_dir), NULL, 0, 0, "PEFT adapters directory (default DATA_DIR/adapters)"},
+    {"adapter-cache-bytes", L(adapter_cache_bytes), "1073741824", 1, 1L << 40,
+     "memory for loaded adapters; the least recently used are unloaded above it"},
     {"api-key", S(api_key), NULL, 0, 0, "require 'Authorization: Bearer KEY' on every route but /health"},
     {"api-key-file", S(api_key_file), NULL, 0, 0, "file with accepted API keys, one per line"},
     {"threads", L(threads), "0", 0, 1024, "compute threads (0 = number of cores)"},

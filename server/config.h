@@ -25,6 +25,7 @@ typedef struct {
     long max_body_bytes, max_batch, max_input_tokens, max_concurrent;
     long max_connections, max_connections_per_ip;
     long timeout_s, shutdown_timeout_s;
+    long adapter_cache_bytes;
     char adapters_buf[4096];     /* storage for the derived adapters_dir */
 } srv_config;
 
