@@ -358,7 +358,7 @@ static const char *const error_types[][2] = {
     {"missing_field", "Validation"},   {"invalid_type", "Validation"},    {"out_of_range", "Validation"},
     {"invalid_value", "Validation"},   {"empty_input", "Empty"},          {"tokenizer_error", "Tokenizer"},
     {"overloaded", "Overloaded"},      {"internal_error", "Backend"},     {"model_not_loaded", "Unhealthy"},
-    {"shutting_down", "Unhealthy"},    {"out_of_memory", "Backend"},
+    {"shutting_down", "Unhealthy"},    {"out_of_memory", "Backend"},      {"conflict", "Validation"},
 };
 
 static const char *error_type_of(const char *code)
