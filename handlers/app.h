@@ -99,8 +99,8 @@ int app_encode(srv_req *req, app_model *m, const char *query, const char **texts
                const char *pointer, int is_list, int truncate, tok_direction dir, float *out, size_t *tokens);
 
 /* Opens the jobs store, fails jobs a previous process left running, removes half-written
- * adapters, starts --train-workers workers and queues the jobs still queued. 0 or -1
- * (logged). Call after the models have loaded. */
+ * adapters, starts --train-workers workers and queues the jobs still queued (they wait
+ * for the generator to load). 0 or -1 (logged). Call before the daemon starts. */
 int app_train_start(struct app *app);
 /* Starts stopping: a running job stops at its next step, event streams end. Call before
  * draining the daemon. */

@@ -290,6 +290,9 @@ static int on_step(void *ctx, const trn_progress *p)
 static int train_and_publish(struct app *app, run_ctx *rcx, const st_job *job, char *why, size_t cap)
 {
     app_model *g = &app->models[APP_GENERATOR];
+    while (atomic_load_explicit(&g->state, memory_order_acquire) == APP_MODEL_LOADING &&
+           !atomic_load(&app->train->stopping))
+        usleep(100000); /* after a restart, queued jobs wait for the model */
     if (atomic_load_explicit(&g->state, memory_order_acquire) != APP_MODEL_READY || !g->gpt) {
         snprintf(why, cap, "no generator model is loaded");
         return -1;
@@ -441,7 +444,7 @@ int app_train_submit(struct app *app, const char *id)
     return 0;
 }
 
-int app_train_start(struct app *app)
+int app_train_start(struct app *app) /* before the models load and the daemon starts */
 {
     const srv_config *cfg = app->cfg;
     st_error se;

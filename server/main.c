@@ -63,6 +63,13 @@ static int serve(const srv_config *cfg)
                 cfg->data_dir, serr.msg);
         return 1;
     }
+    /* Jobs before the daemon: /jobs answers from the first request, and queued jobs wait in
+     * their workers for the generator to load. */
+    if (app_train_start(&app) != 0) {
+        app_train_stop(&app);
+        st_close(app.db);
+        return 1;
+    }
     srv_daemon_config dc = {
         .listen = cfg->listen,
         .http_threads = (unsigned)cfg->http_threads,
@@ -79,6 +86,7 @@ static int serve(const srv_config *cfg)
         srv_daemon_start(app.daemon, &derr) != 0) {
         srv_log(SRV_LOG_ERROR, "cannot start the HTTP server", "error=\"%s\"", derr.msg);
         srv_daemon_destroy(app.daemon);
+        app_train_stop(&app);
         st_close(app.db);
         return 1;
     }
@@ -96,8 +104,6 @@ static int serve(const srv_config *cfg)
     for (int r = 0; r < APP_N_ROLES; r++)
         if (atomic_load(&app.models[r].state) == APP_MODEL_FAILED)
             rc = 1;
-    if (rc == 0 && app_train_start(&app) != 0)
-        rc = 1;
 
     if (rc == 0) {
         int sig = 0;

@@ -284,7 +284,7 @@ int st_job_transition(st_jobs *j, const char *id, unsigned from, st_job_status t
         if (from & ST_JOB_BIT(s))
             n += (size_t)snprintf(in + n, sizeof in - n, "%s'%s'", n ? ", " : "", status_names[s]);
     snprintf(sql, sizeof sql,
-             "UPDATE jobs SET status = ?, error = coalesce(?, error)%s%s WHERE id = ? AND status IN (%s)",
+             "UPDATE jobs SET status = ?, error = coalesce(?, error)%s%s WHERE id = ? AND status IN (%s) RETURNING id",
              to == ST_JOB_RUNNING ? ", started_at = " NOW : "",
              to >= ST_JOB_SUCCEEDED ? ", finished_at = " NOW : "", in);
     sqlite3_stmt *st;
@@ -296,11 +296,15 @@ int st_job_transition(st_jobs *j, const char *id, unsigned from, st_job_status t
     else
         sqlite3_bind_null(st, 2);
     sqlite3_bind_text(st, 3, id, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
+    /* RETURNING says whether this statement changed the row; sqlite3_changes() could be
+     * another thread's on the shared connection. */
+    int rc = sqlite3_step(st), changed = rc == SQLITE_ROW;
+    while (rc == SQLITE_ROW)
+        rc = sqlite3_step(st);
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE)
         return db_fail(j, err, "updating a job");
-    return sqlite3_changes(j->conn) ? 0 : ST_JOB_STALE;
+    return changed ? 0 : ST_JOB_STALE;
 }
 
 int st_job_progress(st_jobs *j, const char *id, long step, long total_steps, double epoch, const char *metrics_json,
@@ -373,15 +377,16 @@ int st_jobs_recover(st_jobs *j, const char *reason, size_t *n, st_error *err)
 {
     *n = 0;
     sqlite3_stmt *st;
-    if (prepare(j, "UPDATE jobs SET status = 'failed', error = ?, finished_at = " NOW " WHERE status = 'running'", &st,
-                err))
+    if (prepare(j, "UPDATE jobs SET status = 'failed', error = ?, finished_at = " NOW " WHERE status = 'running' RETURNING id",
+                &st, err))
         return -1;
     sqlite3_bind_text(st, 1, reason, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        (*n)++;
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE)
         return db_fail(j, err, "recovering jobs");
-    *n = (size_t)sqlite3_changes(j->conn);
     return 0;
 }
 
