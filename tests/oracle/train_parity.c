@@ -1,7 +1,8 @@
 /*
  * train_parity.c — adapter gradients against torch autograd (tests/reference/gpt2_grad_oracle.py)
  * on a random GPT-2 checkpoint: LoRA on every module, LoRA with rsLoRA on one layer, prompt
- * tuning and prefix tuning, each under SFT cross-entropy (completion-only) and the DPO
+ * tuning and prefix tuning (plain, and with prefix_projection's MLP, whose parameters get
+ * the gradients), each under SFT cross-entropy (completion-only) and the DPO
  * losses sigmoid (with label smoothing), ipo and hinge, the reference being the base model.
  * Every gradient tensor within 1e-4 relative error (2-norm), the loss and every token log-prob
  * within 1e-5, and central finite differences on the largest gradient entries within 2%.
@@ -23,6 +24,7 @@
 #include "gpt2_train.h"
 #include "optim.h"
 #include "safetensors.h"
+#include "train.h"
 #include "train_loss.h"
 
 #define TOL_GRAD 1e-4
@@ -35,14 +37,17 @@ typedef struct {
     const char *name;
     adp_type type;
     unsigned targets;
-    int rslora, one_layer;
+    int rslora, one_layer, projection;
 } adapter_case;
 
+#define PROJ_H 16 /* encoder_hidden_size of the projection case */
+
 static const adapter_case adapters[] = {
-    {"lora", ADP_LORA, ADP_ALL_MODULES, 0, 0},
-    {"lora-rs", ADP_LORA, ADP_MODULE_BIT(ADP_ATTN_C_ATTN) | ADP_MODULE_BIT(ADP_MLP_C_PROJ), 1, 1},
-    {"prompt", ADP_PROMPT_TUNING, 0, 0, 0},
-    {"prefix", ADP_PREFIX_TUNING, 0, 0, 0},
+    {"lora", ADP_LORA, ADP_ALL_MODULES, 0, 0, 0},
+    {"lora-rs", ADP_LORA, ADP_MODULE_BIT(ADP_ATTN_C_ATTN) | ADP_MODULE_BIT(ADP_MLP_C_PROJ), 1, 1, 0},
+    {"prompt", ADP_PROMPT_TUNING, 0, 0, 0, 0},
+    {"prefix", ADP_PREFIX_TUNING, 0, 0, 0, 0},
+    {"prefix-proj", ADP_PREFIX_TUNING, 0, 0, 0, 1},
 };
 static const char *const losses[] = {"sft", "sigmoid", "ipo", "hinge"};
 
@@ -109,7 +114,21 @@ typedef struct {
     double loss;
     adp_adapter *a;
     size_t B;
+    float *theta, *dtheta; /* the projection MLP's parameters and their gradient */
 } result;
+
+/* The projection's tensors (PEFT's PrefixEncoder names) as offsets into theta. */
+static const float *proj_view(const result *r, const float *base, const char *name, size_t L)
+{
+    size_t nvt = r->a->cfg.num_virtual_tokens, C = r->a->n_embd, H = PROJ_H, O = 2 * L * C;
+    size_t off[5] = {0, nvt * C, nvt * C + H * C, nvt * C + H * C + H, nvt * C + H * C + H + O * H};
+    static const char *const names[5] = {"embedding.weight", "transform.0.weight", "transform.0.bias",
+                                         "transform.2.weight", "transform.2.bias"};
+    for (int i = 0; i < 5; i++)
+        if (!strcmp(name, names[i]))
+            return base + off[i];
+    return NULL;
+}
 
 static void compare(const result *r, const char *label)
 {
@@ -140,7 +159,9 @@ static void compare(const result *r, const char *label)
         /* The tensor's place in our weight buffer, through the adapter's own views. */
         const float *mine = NULL;
         const adp_adapter *a = r->a;
-        if (a->cfg.type != ADP_LORA) {
+        if (r->dtheta) {
+            mine = proj_view(r, r->dtheta, t->name, a->n_layer);
+        } else if (a->cfg.type != ADP_LORA) {
             mine = r->grad + (a->prompt - a->weights);
         } else {
             for (size_t l = 0; l < a->n_layer && !mine; l++)
@@ -357,6 +378,14 @@ int main(int argc, char **argv)
             }
             for (size_t i = 0; i < r->a->n_weights; i++)
                 r->a->weights[i] = (float)((uniform() * 2 - 1) * (ac->type == ADP_LORA ? 0.3 : 0.5));
+            size_t L = cfg->n_layer, C = cfg->n_embd, n_theta = trn_prefix_mlp_size(3, C, PROJ_H, L);
+            if (ac->projection) { /* the prefix is the MLP's output */
+                r->theta = malloc(n_theta * sizeof(float));
+                r->dtheta = calloc(n_theta, sizeof(float));
+                for (size_t i = 0; i < n_theta; i++)
+                    r->theta[i] = (float)((uniform() * 2 - 1) * 0.4);
+                trn_prefix_mlp_forward(r->theta, 3, C, PROJ_H, L, r->a->prompt);
+            }
             snprintf(r->dir, sizeof r->dir, "%s/adapter-%s-%s", argv[1], ac->name, losses[li]);
             snprintf(r->out, sizeof r->out, "%s/grad.safetensors", r->dir);
             mkdir(r->dir, 0755);
@@ -383,14 +412,31 @@ int main(int argc, char **argv)
             r->grad = calloc(r->a->n_weights, sizeof(float));
             r->loss = loss_of(tr, r->a, &bt, (int)li, ref, r->grad, r->logp);
             finite_differences(tr, r, &bt, (int)li, ref, label);
+            char proj[800] = "";
+            if (ac->projection) {
+                trn_prefix_mlp_backward(r->theta, 3, C, PROJ_H, L, r->grad, r->dtheta);
+                static const char *const pn[5] = {"embedding.weight", "transform.0.weight", "transform.0.bias",
+                                                  "transform.2.weight", "transform.2.bias"};
+                const uint64_t shapes[5][2] = {{3, C}, {PROJ_H, C}, {PROJ_H, 0}, {2 * L * C, PROJ_H}, {2 * L * C, 0}};
+                sft_write_tensor wt[5];
+                for (int k = 0; k < 5; k++)
+                    wt[k] = (sft_write_tensor){pn[k], shapes[k][1] ? 2u : 1u, {shapes[k][0], shapes[k][1]},
+                                               proj_view(r, r->theta, pn[k], L)};
+                snprintf(proj, sizeof proj, "%s/projection.safetensors", r->dir);
+                if (sft_write_file(proj, wt, 5, &e) != 0) {
+                    fprintf(stderr, "FAIL %s: %s\n", label, e.msg);
+                    failures++;
+                }
+            }
             if (ai == 0 && li == 0)
                 accumulation(tr, r, &bt);
             /* the request */
             fprintf(f, "{\"dir\": \"%s\", \"out\": \"%s\", \"adapter\": {\"type\": \"%s\", \"file\": "
                         "\"%s/adapter_model.safetensors\", \"r\": 4, \"lora_alpha\": %g, \"use_rslora\": %s, "
-                        "\"num_virtual_tokens\": 3, \"targets\": [",
+                        "\"num_virtual_tokens\": 3, %s%s%s\"targets\": [",
                     base_dir, r->out, adp_type_name(ac->type), r->dir, (double)c.lora_alpha,
-                    ac->rslora ? "true" : "false");
+                    ac->rslora ? "true" : "false", proj[0] ? "\"projection\": {\"file\": \"" : "", proj,
+                    proj[0] ? "\"}, " : "");
             for (int mod = 0, first = 1; mod < ADP_N_MODULES; mod++)
                 if (ac->targets & ADP_MODULE_BIT(mod)) {
                     fprintf(f, "%s\"%s\"", first ? "" : ", ", adp_module_name((adp_module)mod));
@@ -436,6 +482,8 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < NA * NL; i++) {
         adp_free(res[i].a);
         free(res[i].grad);
+        free(res[i].theta);
+        free(res[i].dtheta);
     }
     gpt2t_free(tr);
     gpt2_free(m);
