@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -570,6 +571,16 @@ static void remove_flat_dir(const char *dir)
     rmdir(dir);
 }
 
+/* Fault injection for the kill -9 tests: RAGD_TEST_CRASH_AT=N kills the process at stage N
+ * of a publish (1: temp directory made, nothing written; 2: files written, not fsynced;
+ * 3: fsynced, not renamed; 4: renamed, the job not yet marked done). */
+static void crash_point(int stage)
+{
+    const char *at = getenv("RAGD_TEST_CRASH_AT");
+    if (at && at[0] == '0' + stage && at[1] == 0)
+        raise(SIGKILL);
+}
+
 int trn_publish(const adp_adapter *a, const char *root, const char *name, const char *tag, const char *base_model,
                 mdl_error *err)
 {
@@ -584,7 +595,9 @@ int trn_publish(const adp_adapter *a, const char *root, const char *name, const 
     remove_flat_dir(tmp);
     if (mkdir(tmp, 0755) != 0)
         return mdl_fail(err, MDL_EIO, "%s: %s", tmp, strerror(errno));
+    crash_point(1);
     int rc = adp_save(a, tmp, base_model, err);
+    crash_point(2);
     static const char *const files[] = {"adapter_config.json", "adapter_model.safetensors"};
     for (size_t i = 0; i < 2 && !rc; i++) {
         snprintf(path, sizeof path, "%s/%s", tmp, files[i]);
@@ -593,6 +606,7 @@ int trn_publish(const adp_adapter *a, const char *root, const char *name, const 
     }
     if (!rc && fsync_path(tmp, O_RDONLY | O_DIRECTORY) != 0)
         rc = mdl_fail(err, MDL_EIO, "%s: %s", tmp, strerror(errno));
+    crash_point(3);
     if (!rc) {
         struct stat st;
         if (lstat(dst, &st) == 0) {
@@ -606,6 +620,7 @@ int trn_publish(const adp_adapter *a, const char *root, const char *name, const 
     if (!rc && fsync_path(root, O_RDONLY | O_DIRECTORY) != 0)
         rc = mdl_fail(err, MDL_EIO, "%s: %s", root, strerror(errno));
     remove_flat_dir(tmp);
+    crash_point(4);
     return rc;
 }
 

@@ -100,7 +100,8 @@ int trn_evaluate(const gpt2_model *m, const adp_adapter *a, const adp_adapter *r
  * directory root/.name.tmp-TAG (every file and the directory fsynced), renamed over
  * root/name (an existing adapter is swapped out with RENAME_EXCHANGE and removed), and the
  * parent fsynced. A crash at any point leaves either the old adapter or the new one whole,
- * plus at most a hidden temporary that trn_sweep removes. */
+ * plus at most a hidden temporary that trn_sweep removes. (Tests kill the process at each
+ * stage with RAGD_TEST_CRASH_AT=1..4; see train.c.) */
 int trn_publish(const adp_adapter *a, const char *root, const char *name, const char *tag, const char *base_model,
                 mdl_error *err);
 /* Removes temporaries left in root by a publish that did not finish. Returns how many. */

@@ -347,6 +347,45 @@ static void test_kill_restart(void)
     free(id);
 }
 
+/* kill -9 at each stage of publishing an adapter (RAGD_TEST_CRASH_AT, see model/train.c):
+ * before anything is written, after the write, after the fsync, after the rename. After a
+ * restart the job is failed, never running; no temporary is left; the name holds either
+ * nothing (stages 1-3) or the whole new adapter, which /generate serves (stage 4). */
+static void test_kill_during_publish(void)
+{
+    for (int stage = 1; stage <= 4; stage++) {
+        it_stop(&srv);
+        char env_crash[32], name[16], body[512], path[128];
+        snprintf(env_crash, sizeof env_crash, "RAGD_TEST_CRASH_AT=%d", stage);
+        const char *env[] = {env_crash, NULL};
+        const char *args[] = {"--generator", ckpt, "--data-dir", data_dir, "--train-workers", "1", "--threads", "1", NULL};
+        CU_ASSERT_EQUAL_FATAL(it_start(&srv, args, env), 0);
+        snprintf(name, sizeof name, "crash%d", stage);
+        snprintf(body, sizeof body,
+                 "{\"adapter_name\":\"%s\",\"data\":[{\"text\":\".ab\"}],\"hyperparameters\":{\"epochs\":2}}", name);
+        char *id = submit("/finetune", body, 202);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(id);
+        CU_ASSERT_EQUAL(it_wait_exit(&srv, 30000), 0); /* it killed itself while publishing */
+        it_stop(&srv);
+        CU_ASSERT_EQUAL_FATAL(it_start(&srv, args, NULL), 0);
+        snprintf(path, sizeof path, "/jobs/%s", id);
+        it_response r = it_get(&srv, path);
+        CU_ASSERT_STRING_EQUAL(str_or_empty(json_string_value(json_object_get(r.json, "status"))), "failed");
+        it_free(&r);
+        char tmp[192];
+        struct stat sb;
+        snprintf(tmp, sizeof tmp, "%s/adapters/.%s.tmp-%s", data_dir, name, id);
+        CU_ASSERT_NOT_EQUAL(stat(tmp, &sb), 0);
+        snprintf(path, sizeof path, "/generate?adapter=%s", name);
+        r = it_post(&srv, path, "{\"inputs\":\".\",\"parameters\":{\"max_new_tokens\":2,\"temperature\":0}}");
+        if (r.status != (stage == 4 ? 200 : 404))
+            fprintf(stderr, "stage %d: /generate answered %ld: %.200s\n", stage, r.status, r.body);
+        CU_ASSERT_EQUAL(r.status, stage == 4 ? 200 : 404);
+        it_free(&r);
+        free(id);
+    }
+}
+
 void cu_register(void)
 {
     char *d = it_testdata("checkpoints/gpt2-names-makemore");
@@ -363,4 +402,5 @@ void cu_register(void)
     CU_add_test(s, "DPO from a dataset, metrics, events", test_dpo_events_dataset);
     CU_add_test(s, "cancel, 409 per name, 429 when full", test_cancel_conflict_queue);
     CU_add_test(s, "kill -9 and restart", test_kill_restart);
+    CU_add_test(s, "kill -9 at each stage of publishing", test_kill_during_publish);
 }
