@@ -387,10 +387,11 @@ static void run_job(void *ctx, void *job_id)
             slot = &t->slots[i];
     snprintf(slot->id, sizeof slot->id, "%s", id);
     atomic_store(&slot->cancel, 0);
-    set_threads(app, ++t->running);
+    size_t now_running = ++t->running;
     t->seq++;
     pthread_cond_broadcast(&t->cv);
     pthread_mutex_unlock(&t->mu);
+    set_threads(app, now_running);
 
     srv_log(SRV_LOG_INFO, "training job started", "job=%s", id);
     st_job job;
@@ -420,10 +421,11 @@ static void run_job(void *ctx, void *job_id)
     }
     pthread_mutex_lock(&t->mu);
     slot->id[0] = 0;
-    set_threads(app, --t->running);
+    now_running = --t->running;
     t->seq++;
     pthread_cond_broadcast(&t->cv);
     pthread_mutex_unlock(&t->mu);
+    set_threads(app, now_running);
     free(id);
 }
 
