@@ -41,6 +41,8 @@ typedef struct {
     char error[320];          /* why loading failed (state FAILED) */
 } app_model;
 
+struct app_train; /* train_jobs.h */
+typedef struct st_jobs st_jobs;
 #define APP_ADAPTER_PATH_MAX 256 /* a registered adapter's path below --adapters-dir */
 
 typedef struct app_adapters app_adapters;
@@ -71,6 +73,8 @@ struct app {
     const srv_config *cfg;
     srv_daemon *daemon;
     st_db *db;
+    st_jobs *jobs;            /* training jobs (set by app_train_start) */
+    struct app_train *train;  /* the training workers; NULL until started */
     app_model models[APP_N_ROLES];
     app_adapters adapters;
     time_t started_at;
@@ -125,6 +129,16 @@ int app_upsert(srv_req *req, struct app *app, app_doc_shape shape, size_t *n, si
 /* A stored document as JSON: id, then text and metadata when present, vector when asked.
  * NULL when out of memory. */
 json_t *app_record_json(const st_record *r, int with_vector);
+/* Opens the jobs store, fails jobs a previous process left running, removes half-written
+ * adapters, starts --train-workers workers and queues the jobs still queued (they wait
+ * for the generator to load). 0 or -1 (logged). Call before the daemon starts. */
+int app_train_start(struct app *app);
+/* Starts stopping: a running job stops at its next step, event streams end. Call before
+ * draining the daemon. */
+void app_train_quiesce(struct app *app);
+/* Stops the workers: a running job stops at its next step and is queued again for the next
+ * start. Closes the jobs store. */
+void app_train_stop(struct app *app);
 /* The generator's batch runner (ctx: its app_model): prefills one by one, then every
  * pending decode step in one gpt2_decode_batch. */
 void app_generate_jobs(void *ctx, void **items, size_t n);
@@ -179,6 +193,13 @@ void h_document_delete(srv_req *req, void *app);
 void h_search(srv_req *req, void *app);
 void h_points_upsert(srv_req *req, void *app);
 void h_points_query(srv_req *req, void *app);
+void h_finetune(srv_req *req, void *app);
+void h_dpo(srv_req *req, void *app);
+void h_jobs_list(srv_req *req, void *app);
+void h_jobs_get(srv_req *req, void *app);
+void h_jobs_events(srv_req *req, void *app);
+void h_jobs_cancel(srv_req *req, void *app);
+void h_datasets_post(srv_req *req, void *app);
 void h_adapters_list(srv_req *req, void *app);
 void h_adapters_get(srv_req *req, void *app);
 void h_adapters_post(srv_req *req, void *app);

@@ -39,6 +39,8 @@ static const opt_spec opts[] = {
     {"threads", L(threads), "0", 0, 1024, "compute threads (0 = number of cores)"},
     {"http-threads", L(http_threads), "4", 1, 256, "HTTP worker threads"},
     {"train-workers", L(train_workers), "1", 0, 64, "training job worker threads"},
+    {"max-queued-jobs", L(max_queued_jobs), "16", 1, 1 << 16, "training jobs waiting for a worker before 429"},
+    {"max-dataset-rows", L(max_dataset_rows), "100000", 1, 100000, "most rows in one training request or dataset"},
     {"max-body-bytes", L(max_body_bytes), "2097152", 1024, 1L << 34, "largest request body accepted (413 above)"},
     {"max-batch", L(max_batch), "32", 1, 1 << 20, "most texts or id lists in one request (413 above)"},
     {"max-input-tokens", L(max_input_tokens), "8192", 1, 1 << 24, "most tokens in one input (413 above)"},

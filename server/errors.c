@@ -10,6 +10,7 @@ static const srv_err_info table[SRV_E_COUNT] = {
     [SRV_E_PAYLOAD_TOO_LARGE] = {413, "Validation", "payload_too_large"},
     [SRV_E_BATCH_TOO_LARGE] = {413, "Validation", "batch_too_large"},
     [SRV_E_INPUT_TOO_LONG] = {413, "Validation", "input_too_long"},
+    [SRV_E_CONFLICT] = {409, "Validation", "conflict"},
     [SRV_E_UNSUPPORTED_MEDIA_TYPE] = {415, "Validation", "unsupported_media_type"},
     [SRV_E_MISSING_FIELD] = {422, "Validation", "missing_field"},
     [SRV_E_INVALID_TYPE] = {422, "Validation", "invalid_type"},

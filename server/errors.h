@@ -16,6 +16,7 @@ typedef enum {
     SRV_E_PAYLOAD_TOO_LARGE,      /* 413 body over --max-body-bytes */
     SRV_E_BATCH_TOO_LARGE,        /* 413 more inputs than --max-batch */
     SRV_E_INPUT_TOO_LONG,         /* 413 more tokens than --max-input-tokens */
+    SRV_E_CONFLICT,               /* 409 the resource is being written by someone else */
     SRV_E_UNSUPPORTED_MEDIA_TYPE, /* 415 */
     SRV_E_MISSING_FIELD,          /* 422 */
     SRV_E_INVALID_TYPE,           /* 422 */

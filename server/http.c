@@ -74,13 +74,20 @@ static enum MHD_Result count_headers(void *cls, enum MHD_ValueKind kind, const c
     return MHD_YES;
 }
 
-static int is_json_type(const char *ct)
+static int is_type(const char *ct, const char *want)
 {
-    static const char want[] = "application/json";
-    if (!ct || strncasecmp(ct, want, sizeof want - 1) != 0)
+    size_t n = strlen(want);
+    if (!ct || strncasecmp(ct, want, n) != 0)
         return 0;
-    char next = ct[sizeof want - 1];
+    char next = ct[n];
     return next == '\0' || next == ';' || next == ' ';
+}
+
+static int is_json_type(const char *ct) { return is_type(ct, "application/json"); }
+
+static int is_jsonl_type(const char *ct)
+{
+    return is_json_type(ct) || is_type(ct, "application/jsonl") || is_type(ct, "application/x-ndjson");
 }
 
 /* Checks that need only the headers. Queues an error and returns 1 when the request is
@@ -135,7 +142,12 @@ static int reject_early(srv_req *req)
                         d->cfg.max_concurrent);
         return 1;
     }
-    if (!(rt->flags & SRV_ROUTE_NO_BODY) &&
+    if ((rt->flags & SRV_ROUTE_JSONL) && !is_jsonl_type(srv_req_header(req, "Content-Type"))) {
+        srv_reply_error(req, SRV_E_UNSUPPORTED_MEDIA_TYPE, NULL,
+                        "send the body as JSON Lines with 'Content-Type: application/jsonl'");
+        return 1;
+    }
+    if (!(rt->flags & (SRV_ROUTE_NO_BODY | SRV_ROUTE_JSONL)) &&
         !is_json_type(srv_req_header(req, "Content-Type"))) {
         srv_reply_error(req, SRV_E_UNSUPPORTED_MEDIA_TYPE, NULL,
                         "send the body as JSON with 'Content-Type: application/json'");

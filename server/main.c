@@ -64,6 +64,13 @@ static int serve(const srv_config *cfg)
                 cfg->data_dir, serr.msg);
         return 1;
     }
+    /* Jobs before the daemon: /jobs answers from the first request, and queued jobs wait in
+     * their workers for the generator to load. */
+    if (app_train_start(&app) != 0) {
+        app_train_stop(&app);
+        st_close(app.db);
+        return 1;
+    }
     srv_daemon_config dc = {
         .listen = cfg->listen,
         .http_threads = (unsigned)cfg->http_threads,
@@ -80,6 +87,7 @@ static int serve(const srv_config *cfg)
         srv_daemon_start(app.daemon, &derr) != 0) {
         srv_log(SRV_LOG_ERROR, "cannot start the HTTP server", "error=\"%s\"", derr.msg);
         srv_daemon_destroy(app.daemon);
+        app_train_stop(&app);
         st_close(app.db);
         return 1;
     }
@@ -110,10 +118,12 @@ static int serve(const srv_config *cfg)
     } else {
         srv_log_msg(SRV_LOG_ERROR, "a configured model failed to load; stopping");
     }
+    app_train_quiesce(&app);
     long left = srv_daemon_drain(app.daemon, (unsigned)cfg->shutdown_timeout_s);
     if (left > 0)
         srv_log(SRV_LOG_WARN, "drain deadline passed", "in_flight=%ld", left);
     srv_daemon_destroy(app.daemon);
+    app_train_stop(&app);
     app_unload_models(&app);
     st_close(app.db);
     srv_log_msg(SRV_LOG_INFO, "stopped");

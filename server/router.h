@@ -20,6 +20,7 @@ enum {
     SRV_ROUTE_PUBLIC = 1u << 0,   /* no API key needed (health) */
     SRV_ROUTE_OPENAI = 1u << 1,   /* errors in OpenAI's shape */
     SRV_ROUTE_NO_BODY = 1u << 2,  /* GET-like: no JSON body expected */
+    SRV_ROUTE_JSONL = 1u << 3,    /* the body is JSON Lines (application/jsonl, x-ndjson or json) */
 };
 
 typedef struct {

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "jobs.h"
 #include "store_internal.h"
 
 #define BUSY_TIMEOUT_MS 5000
@@ -54,6 +55,9 @@ static const char *const migrations[] = {
     "  record BLOB NOT NULL,"
     "  PRIMARY KEY (collection_id, label)"
     ") STRICT;",
+
+    /* 3: training jobs, their step metrics, uploaded datasets (store/jobs.c) */
+    st_jobs_schema_sql,
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 

@@ -359,7 +359,7 @@ static const char *const error_types[][2] = {
     {"invalid_value", "Validation"},   {"empty_input", "Empty"},          {"tokenizer_error", "Tokenizer"},
     {"overloaded", "Overloaded"},      {"internal_error", "Backend"},     {"model_not_loaded", "Unhealthy"},
     {"shutting_down", "Unhealthy"},    {"out_of_memory", "Backend"},      {"already_exists", "Validation"},
-    {"store_busy", "Overloaded"},      {"storage_full", "Backend"},
+    {"store_busy", "Overloaded"},      {"storage_full", "Backend"},       {"conflict", "Validation"},
 };
 
 static const char *error_type_of(const char *code)
