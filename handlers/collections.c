@@ -24,7 +24,7 @@ void app_store_error(srv_req *req, const st_error *err, const char *field)
         srv_reply_error(req, SRV_E_NOT_FOUND, NULL, "%s", err->msg);
         return;
     case ST_ERR_EXISTS:
-        srv_reply_error(req, SRV_E_CONFLICT, field, "%s", err->msg);
+        srv_reply_error(req, SRV_E_EXISTS, field, "%s", err->msg);
         return;
     case ST_ERR_INVALID:
         srv_reply_error(req, SRV_E_INVALID_VALUE, field, "%s", err->msg);

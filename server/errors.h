@@ -12,11 +12,11 @@ typedef enum {
     SRV_E_UNAUTHORIZED,           /* 401 */
     SRV_E_NOT_FOUND,              /* 404 unknown route or resource */
     SRV_E_METHOD_NOT_ALLOWED,     /* 405 */
-    SRV_E_CONFLICT,               /* 409 the resource exists already */
+    SRV_E_EXISTS,                 /* 409 the resource exists already */
+    SRV_E_CONFLICT,               /* 409 the resource is being written, or the action is too late */
     SRV_E_PAYLOAD_TOO_LARGE,      /* 413 body over --max-body-bytes */
     SRV_E_BATCH_TOO_LARGE,        /* 413 more inputs than --max-batch */
     SRV_E_INPUT_TOO_LONG,         /* 413 more tokens than --max-input-tokens */
-    SRV_E_CONFLICT,               /* 409 the resource is being written by someone else */
     SRV_E_UNSUPPORTED_MEDIA_TYPE, /* 415 */
     SRV_E_MISSING_FIELD,          /* 422 */
     SRV_E_INVALID_TYPE,           /* 422 */
