@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -361,13 +362,10 @@ static int train_and_publish(struct app *app, run_ctx *rcx, const st_job *job, c
     return rc;
 }
 
-/* BLAS threads while `running` jobs train: what is left of --threads, at least 1. */
-static void set_threads(struct app *app, size_t running)
-{
-    long all = app->cfg->threads > 0 ? app->cfg->threads : sysconf(_SC_NPROCESSORS_ONLN);
-    long n = running ? all - (long)running : all;
-    k_set_threads((int)(n > 0 ? n : 1));
-}
+/* Training yields the CPU to serving: its kernels run on the job's worker thread alone (the
+ * compute workers stay with serving) at a lower priority, so a request preempts it and
+ * training uses what serving leaves. */
+#define TRAIN_NICE 10
 
 static void run_job(void *ctx, void *job_id)
 {
@@ -387,11 +385,12 @@ static void run_job(void *ctx, void *job_id)
             slot = &t->slots[i];
     snprintf(slot->id, sizeof slot->id, "%s", id);
     atomic_store(&slot->cancel, 0);
-    size_t now_running = ++t->running;
+    t->running++;
     t->seq++;
     pthread_cond_broadcast(&t->cv);
     pthread_mutex_unlock(&t->mu);
-    set_threads(app, now_running);
+    k_this_thread_alone(1);
+    setpriority(PRIO_PROCESS, (id_t)gettid(), TRAIN_NICE);
 
     srv_log(SRV_LOG_INFO, "training job started", "job=%s", id);
     st_job job;
@@ -421,11 +420,10 @@ static void run_job(void *ctx, void *job_id)
     }
     pthread_mutex_lock(&t->mu);
     slot->id[0] = 0;
-    now_running = --t->running;
+    t->running--;
     t->seq++;
     pthread_cond_broadcast(&t->cv);
     pthread_mutex_unlock(&t->mu);
-    set_threads(app, now_running);
     free(id);
 }
 
