@@ -3,12 +3,12 @@
  * PEFT directories is in adapter_io.c. */
 #include "adapter.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "gpt2_impl.h"
+#include "kernels.h"
 
 static const char *const type_names[ADP_N_TYPES] = {"LORA", "PROMPT_TUNING", "PREFIX_TUNING"};
 static const char *const module_names[ADP_N_MODULES] = {"attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"};
@@ -174,10 +174,8 @@ int adp_create(const gpt2_config *base, const adp_config *cfg, adp_adapter **out
 void adp_lora_add(const adp_lora *lo, const float *x, float *y, size_t T, float *scratch)
 {
     /* scratch[T, r] = x[T, in] · Aᵀ;  y[T, out] += scaling · scratch · Bᵀ */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)lo->r, (int)lo->in, 1.0f, x, (int)lo->in, lo->A,
-                (int)lo->in, 0.0f, scratch, (int)lo->r);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)lo->out, (int)lo->r, lo->scaling, scratch,
-                (int)lo->r, lo->B, (int)lo->r, 1.0f, y, (int)lo->out);
+    k_gemm(0, 1, T, lo->r, lo->in, 1.0f, x, lo->in, lo->A, lo->in, 0.0f, scratch, lo->r);
+    k_gemm(0, 1, T, lo->out, lo->r, lo->scaling, scratch, lo->r, lo->B, lo->r, 1.0f, y, lo->out);
 }
 
 size_t adp_max_rank(const adp_adapter *a)

@@ -10,7 +10,6 @@
  */
 #include "gpt2_train.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,21 +108,6 @@ static int grow(void **buf, size_t *cap, size_t n, size_t sz)
     return 0;
 }
 
-static void gemm(int ta, int tb, size_t M, size_t N, size_t K, float alpha, const float *A, size_t lda,
-                 const float *Bm, size_t ldb, float beta, float *Cm, size_t ldc)
-{
-    if (M == 0 || N == 0)
-        return;
-    if (K == 0) {
-        for (size_t i = 0; i < M; i++)
-            for (size_t j = 0; j < N; j++)
-                Cm[i * ldc + j] = beta == 0.0f ? 0.0f : Cm[i * ldc + j] * beta;
-        return;
-    }
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)M, (int)N, (int)K,
-                alpha, A, (int)lda, Bm, (int)ldb, beta, Cm, (int)ldc);
-}
-
 /* ---- layernorm and gelu_new, forward and backward ---- */
 
 /* y[R,H] = LN(x) with the mean and 1/std of every row saved. */
@@ -210,8 +194,8 @@ static void lora_forward(gpt2t *t, const adp_lora *lo, size_t l, int mod, const 
         dropout_apply(u, drop, R * lo->in, t->dropout, t->seed, l, mod);
         x = drop;
     }
-    gemm(0, 1, R, lo->r, lo->in, 1.0f, x, lo->in, lo->A, lo->in, 0.0f, z, lo->r);
-    gemm(0, 1, R, lo->out, lo->r, lo->scaling, z, lo->r, lo->B, lo->r, 1.0f, y, lo->out);
+    k_gemm(0, 1, R, lo->r, lo->in, 1.0f, x, lo->in, lo->A, lo->in, 0.0f, z, lo->r);
+    k_gemm(0, 1, R, lo->out, lo->r, lo->scaling, z, lo->r, lo->B, lo->r, 1.0f, y, lo->out);
 }
 
 /* With dy[R,out]: gB += s·dyᵀ·z; dz = s·dy·B; gA += dzᵀ·drop(u); du += drop'(dz·A). */
@@ -221,13 +205,13 @@ static void lora_backward(gpt2t *t, const adp_lora *lo, size_t l, int mod, const
     size_t R = t->R;
     const float *w0 = t->a->weights;
     float *gA = grad + (lo->A - w0), *gB = grad + (lo->B - w0);
-    gemm(1, 0, lo->out, lo->r, R, lo->scaling, dy, lo->out, z, lo->r, 1.0f, gB, lo->r);
-    gemm(0, 0, R, lo->r, lo->out, lo->scaling, dy, lo->out, lo->B, lo->r, 0.0f, dz, lo->r);
+    k_gemm(1, 0, lo->out, lo->r, R, lo->scaling, dy, lo->out, z, lo->r, 1.0f, gB, lo->r);
+    k_gemm(0, 0, R, lo->r, lo->out, lo->scaling, dy, lo->out, lo->B, lo->r, 0.0f, dz, lo->r);
     if (t->dropout > 0.0f) {
         dropout_apply(u, drop, R * lo->in, t->dropout, t->seed, l, mod);
-        gemm(1, 0, lo->r, lo->in, R, 1.0f, dz, lo->r, drop, lo->in, 1.0f, gA, lo->in);
+        k_gemm(1, 0, lo->r, lo->in, R, 1.0f, dz, lo->r, drop, lo->in, 1.0f, gA, lo->in);
         /* d drop(u)/du is the same mask and scale: apply it to a vector of ones' worth. */
-        gemm(0, 0, R, lo->in, lo->r, 1.0f, dz, lo->r, lo->A, lo->in, 0.0f, drop, lo->in);
+        k_gemm(0, 0, R, lo->in, lo->r, 1.0f, dz, lo->r, lo->A, lo->in, 0.0f, drop, lo->in);
         float scale = 1.0f / (1.0f - t->dropout);
         uint64_t key = mix64(t->seed ^ mix64(((uint64_t)l << 8) | (uint64_t)mod));
         for (size_t i = 0; i < R * lo->in; i++) {
@@ -235,8 +219,8 @@ static void lora_backward(gpt2t *t, const adp_lora *lo, size_t l, int mod, const
             du[i] += r >= t->dropout ? drop[i] * scale : 0.0f;
         }
     } else {
-        gemm(1, 0, lo->r, lo->in, R, 1.0f, dz, lo->r, u, lo->in, 1.0f, gA, lo->in);
-        gemm(0, 0, R, lo->in, lo->r, 1.0f, dz, lo->r, lo->A, lo->in, 1.0f, du, lo->in);
+        k_gemm(1, 0, lo->r, lo->in, R, 1.0f, dz, lo->r, u, lo->in, 1.0f, gA, lo->in);
+        k_gemm(0, 0, R, lo->in, lo->r, 1.0f, dz, lo->r, lo->A, lo->in, 1.0f, du, lo->in);
     }
 }
 
@@ -268,14 +252,14 @@ static void attn_forward(gpt2t *t, size_t l, act_block *k, float *Kc, float *Vc)
         gather_kv(t, l, b, k->qkv, Kc, Vc);
         for (size_t h = 0; h < NH; h++) {
             float *S = k->att + ((b * NH + h) * Tp) * Tk;
-            gemm(0, 1, Lq, nk, D, scale, k->qkv + row0 * 3 * C + h * D, 3 * C, Kc + h * D, C, 0.0f, S, Tk);
+            k_gemm(0, 1, Lq, nk, D, scale, k->qkv + row0 * 3 * C + h * D, 3 * C, Kc + h * D, C, 0.0f, S, Tk);
             for (size_t i = 0; i < Lq; i++) {
                 size_t n = t->npre + i + 1;
                 k_softmax_rows(S + i * Tk, NULL, 1, n);
                 if (n < nk)
                     memset(S + i * Tk + n, 0, (nk - n) * sizeof(float));
             }
-            gemm(0, 0, Lq, D, nk, 1.0f, S, Tk, Vc + h * D, C, 0.0f, k->ctx + row0 * C + h * D, C);
+            k_gemm(0, 0, Lq, D, nk, 1.0f, S, Tk, Vc + h * D, C, 0.0f, k->ctx + row0 * C + h * D, C);
         }
         if (Lq < Tp)
             memset(k->ctx + (row0 + Lq) * C, 0, (Tp - Lq) * C * sizeof(float));
@@ -299,8 +283,8 @@ static void attn_backward(gpt2t *t, size_t l, const act_block *k, const float *d
         for (size_t h = 0; h < NH; h++) {
             const float *P = k->att + ((b * NH + h) * Tp) * Tk, *dO = dctx + row0 * C + h * D;
             const float *Q = k->qkv + row0 * 3 * C + h * D;
-            gemm(0, 1, Lq, nk, D, 1.0f, dO, C, Vc + h * D, C, 0.0f, dP, nk);      /* dP = dO·Vᵀ */
-            gemm(1, 0, nk, D, Lq, 1.0f, P, Tk, dO, C, 1.0f, dVc + h * D, C);      /* dV = Pᵀ·dO */
+            k_gemm(0, 1, Lq, nk, D, 1.0f, dO, C, Vc + h * D, C, 0.0f, dP, nk);      /* dP = dO·Vᵀ */
+            k_gemm(1, 0, nk, D, Lq, 1.0f, P, Tk, dO, C, 1.0f, dVc + h * D, C);      /* dV = Pᵀ·dO */
             for (size_t i = 0; i < Lq; i++) {                                      /* dS = P⊙(dP − Σ P·dP) */
                 const float *p = P + i * Tk;
                 float *d = dP + i * nk, dot = 0.0f;
@@ -312,8 +296,8 @@ static void attn_backward(gpt2t *t, size_t l, const act_block *k, const float *d
                 for (size_t j = n; j < nk; j++)
                     d[j] = 0.0f;
             }
-            gemm(0, 0, Lq, D, nk, 1.0f, dP, nk, Kc + h * D, C, 1.0f, dqkv + row0 * 3 * C + h * D, 3 * C); /* dQ */
-            gemm(1, 0, nk, D, Lq, 1.0f, dP, nk, Q, 3 * C, 1.0f, dKc + h * D, C);                        /* dK */
+            k_gemm(0, 0, Lq, D, nk, 1.0f, dP, nk, Kc + h * D, C, 1.0f, dqkv + row0 * 3 * C + h * D, 3 * C); /* dQ */
+            k_gemm(1, 0, nk, D, Lq, 1.0f, dP, nk, Q, 3 * C, 1.0f, dKc + h * D, C);                        /* dK */
         }
         for (size_t j = 0; j < t->npre; j++) {
             float *g = grad + (t->a->prompt - t->a->weights) + j * 2 * L * C;
@@ -556,7 +540,7 @@ int gpt2t_backward(gpt2t *t, const float *dlogp, float *grad, mdl_error *err)
         z[t->tgt[n]] += w;
     }
     if (N)
-        gemm(0, 0, N, C, V, 1.0f, t->probs, V, m->lm_head, C, 0.0f, dh, C);
+        k_gemm(0, 0, N, C, V, 1.0f, t->probs, V, m->lm_head, C, 0.0f, dh, C);
     memset(dsmall, 0, R * C * sizeof(float));
     for (size_t n = 0; n < N; n++)
         k_add(dsmall + t->rows[n] * C, dh + n * C, C);
@@ -568,20 +552,20 @@ int gpt2t_backward(gpt2t *t, const float *dlogp, float *grad, mdl_error *err)
         const gpt2_block *w = &m->block[l];
         const adp_lora *lo;
         /* MLP: dx is d(block output) = d(mlp output). */
-        gemm(0, 1, R, NI, C, 1.0f, dx, C, w->mproj_w, C, 0.0f, dbig, NI);
+        k_gemm(0, 1, R, NI, C, 1.0f, dx, C, w->mproj_w, C, 0.0f, dbig, NI);
         if ((lo = adp_lora_at(a, l, ADP_MLP_C_PROJ)))
             lora_backward(t, lo, l, ADP_MLP_C_PROJ, k->fcact, dx, k->z[ADP_MLP_C_PROJ], dbig, grad, dz, drop);
         gelu_backward(k->fcpre, dbig, R * NI);
-        gemm(0, 1, R, C, NI, 1.0f, dbig, NI, w->fc_w, NI, 0.0f, dsmall, C);
+        k_gemm(0, 1, R, C, NI, 1.0f, dbig, NI, w->fc_w, NI, 0.0f, dsmall, C);
         if ((lo = adp_lora_at(a, l, ADP_MLP_C_FC)))
             lora_backward(t, lo, l, ADP_MLP_C_FC, k->ln2, dbig, k->z[ADP_MLP_C_FC], dsmall, grad, dz, drop);
         ln_backward(dsmall, k->xmid, k->mu2, k->rs2, w->ln2_g, dx, R, C);
         /* Attention: dx is now d(xmid). */
-        gemm(0, 1, R, C, C, 1.0f, dx, C, w->aproj_w, C, 0.0f, dsmall, C);
+        k_gemm(0, 1, R, C, C, 1.0f, dx, C, w->aproj_w, C, 0.0f, dsmall, C);
         if ((lo = adp_lora_at(a, l, ADP_ATTN_C_PROJ)))
             lora_backward(t, lo, l, ADP_ATTN_C_PROJ, k->ctx, dx, k->z[ADP_ATTN_C_PROJ], dsmall, grad, dz, drop);
         attn_backward(t, l, k, dsmall, dbig, grad, &sv);
-        gemm(0, 1, R, C, 3 * C, 1.0f, dbig, 3 * C, w->attn_w, 3 * C, 0.0f, dsmall, C);
+        k_gemm(0, 1, R, C, 3 * C, 1.0f, dbig, 3 * C, w->attn_w, 3 * C, 0.0f, dsmall, C);
         if ((lo = adp_lora_at(a, l, ADP_ATTN_C_ATTN)))
             lora_backward(t, lo, l, ADP_ATTN_C_ATTN, k->ln1, dbig, k->z[ADP_ATTN_C_ATTN], dsmall, grad, dz, drop);
         ln_backward(dsmall, k->xin, k->mu1, k->rs1, w->ln1_g, dx, R, C);

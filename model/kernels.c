@@ -174,61 +174,124 @@ float *k_workspace(int slot, size_t n)
 }
 
 /* ---- matrix products ----
- * A product is split across the threads by rows of x when there are enough of them, else by
- * output columns (so a one-row decode step shares its weight reads). The bias is written
- * into y first and the product added onto it (beta = 1): one pass over y instead of two. */
-typedef struct {
-    const float *x, *w, *b;
-    float *y;
-    size_t M, N, K;
-    int conv; /* w is [K,N] (Conv1D) instead of [N,K] (Linear) */
-    int by_rows;
-} product;
+ * Every product goes through gemm_part. It is split across the threads by rows of C when
+ * there are enough of them, else by columns (so a one-row decode step shares its weight
+ * reads). A bias is written into C first and the product added onto it (beta = 1): one pass
+ * over C instead of two. Single rows go through sgemv: OpenBLAS runs a one-row sgemm as a
+ * full GEMM, 2-3x slower on wide outputs (BENCHMARKING.md). A few rows against weights in
+ * memory go through row loops that read each weight once for all rows, where sgemm would
+ * first copy the whole matrix into its packed layout (more than doubling a decode step's
+ * memory traffic). */
+#define FEW_ROWS 8  /* rows up to which the row loops beat sgemm */
+#define COL_BLOCK 512 /* output columns kept in L1 while the weight rows stream past */
 
-static void product_part(void *vctx, size_t lo, size_t hi)
+typedef struct {
+    int ta, tb;
+    size_t M, N, K;
+    float alpha, beta;
+    const float *a, *b, *bias;
+    size_t lda, ldb, ldc;
+    float *c;
+    int by_rows;
+} gemm_args;
+
+/* c[M,N] += a[M,K] · b[K,N] (b row-major, as Conv1D weights), M small. */
+static KERNEL void rows_kn(const float *a, size_t lda, const float *b, size_t ldb, float *c, size_t ldc, size_t M,
+                           size_t N, size_t K)
 {
-    const product *p = vctx;
-    size_t M = p->by_rows ? hi - lo : p->M, n = p->by_rows ? p->N : hi - lo;
-    size_t r0 = p->by_rows ? lo : 0, c0 = p->by_rows ? 0 : lo;
-    const float *x = p->x + r0 * p->K;
-    float *y = p->y + r0 * p->N + c0;
-    const float *w = p->conv ? p->w + c0 : p->w + c0 * p->K;
-    float beta = 0.0f;
-    if (p->b) {
-        for (size_t i = 0; i < M; i++)
-            memcpy(y + i * p->N, p->b + c0, n * sizeof(float));
-        beta = 1.0f;
+    for (size_t n0 = 0; n0 < N; n0 += COL_BLOCK) {
+        size_t nn = N - n0 < COL_BLOCK ? N - n0 : COL_BLOCK;
+        for (size_t k = 0; k < K; k++) {
+            const float *bk = b + k * ldb + n0;
+            for (size_t m = 0; m < M; m++) {
+                float av = a[m * lda + k], *cm = c + m * ldc + n0;
+                for (size_t n = 0; n < nn; n++)
+                    cm[n] += av * bk[n];
+            }
+        }
     }
-    int ldw = (int)(p->conv ? p->N : p->K);
-    /* OpenBLAS runs a one-row sgemm as a full GEMM, 2-3x slower than sgemv on wide outputs
-     * (BENCHMARKING.md), so single rows go through sgemv. */
-    if (M == 1 && p->conv)
-        cblas_sgemv(CblasRowMajor, CblasTrans, (int)p->K, (int)n, 1.0f, w, ldw, x, 1, beta, y, 1);
-    else if (M == 1)
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)n, (int)p->K, 1.0f, w, ldw, x, 1, beta, y, 1);
-    else
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, p->conv ? CblasNoTrans : CblasTrans, (int)M, (int)n, (int)p->K,
-                    1.0f, x, (int)p->K, w, ldw, beta, y, (int)p->N);
 }
 
-static void run_product(product *p)
+/* c[M,N] += a[M,K] · b[N,K]ᵀ (nn.Linear weights), M small: each weight row meets every row
+ * of a while it is in L1. Eight partial sums per dot product, so it vectorizes. */
+static KERNEL void rows_nk(const float *a, size_t lda, const float *b, size_t ldb, float *c, size_t ldc, size_t M,
+                           size_t N, size_t K)
 {
-    size_t threads = (size_t)k_threads();
-    p->by_rows = p->M >= 16 * threads;
-    if (p->by_rows)
-        k_parallel(p->M, grain_for(p->M, 16, 2), product_part, p);
-    else /* columns in multiples of 64 keep each part's rows of w aligned and whole */
-        k_parallel(p->N, (grain_for(p->N, 256, 1) + 63) & ~(size_t)63, product_part, p);
+    for (size_t n = 0; n < N; n++) {
+        const float *bn = b + n * ldb;
+        for (size_t m = 0; m < M; m++) {
+            const float *am = a + m * lda;
+            float acc[8] = {0};
+            size_t k = 0;
+            for (; k + 8 <= K; k += 8)
+                for (size_t j = 0; j < 8; j++)
+                    acc[j] += am[k + j] * bn[k + j];
+            float sum = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+            for (; k < K; k++)
+                sum += am[k] * bn[k];
+            c[m * ldc + n] += sum;
+        }
+    }
+}
+
+static void gemm_part(void *vctx, size_t lo, size_t hi)
+{
+    const gemm_args *g = vctx;
+    size_t M = g->by_rows ? hi - lo : g->M, N = g->by_rows ? g->N : hi - lo, K = g->K;
+    size_t r0 = g->by_rows ? lo : 0, c0 = g->by_rows ? 0 : lo;
+    const float *a = g->a + (g->ta ? r0 : r0 * g->lda), *b = g->b + (g->tb ? c0 * g->ldb : c0);
+    float *c = g->c + r0 * g->ldc + c0, beta = g->beta;
+    if (g->bias) {
+        for (size_t i = 0; i < M; i++)
+            memcpy(c + i * g->ldc, g->bias + c0, N * sizeof(float));
+        beta = 1.0f;
+    }
+    if (K == 0 || (!g->ta && g->alpha == 1.0f && M > 1 && M <= FEW_ROWS)) {
+        if (beta != 1.0f)
+            for (size_t i = 0; i < M; i++)
+                for (size_t j = 0; j < N; j++)
+                    c[i * g->ldc + j] = beta == 0.0f ? 0.0f : c[i * g->ldc + j] * beta;
+        if (K && g->tb)
+            rows_nk(a, g->lda, b, g->ldb, c, g->ldc, M, N, K);
+        else if (K)
+            rows_kn(a, g->lda, b, g->ldb, c, g->ldc, M, N, K);
+    } else if (M == 1) {
+        int inca = g->ta ? (int)g->lda : 1;
+        if (g->tb) /* b is [N,K] */
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)N, (int)K, g->alpha, b, (int)g->ldb, a, inca, beta, c, 1);
+        else /* b is [K,N] */
+            cblas_sgemv(CblasRowMajor, CblasTrans, (int)K, (int)N, g->alpha, b, (int)g->ldb, a, inca, beta, c, 1);
+    } else {
+        cblas_sgemm(CblasRowMajor, g->ta ? CblasTrans : CblasNoTrans, g->tb ? CblasTrans : CblasNoTrans, (int)M, (int)N,
+                    (int)K, g->alpha, a, (int)g->lda, b, (int)g->ldb, beta, c, (int)g->ldc);
+    }
+}
+
+static void run_gemm(gemm_args *g)
+{
+    if (g->M == 0 || g->N == 0)
+        return;
+    g->by_rows = g->M >= 16 * (size_t)k_threads();
+    if (g->by_rows)
+        k_parallel(g->M, grain_for(g->M, 16, 2), gemm_part, g);
+    else /* columns in multiples of 64 keep each part's rows of b aligned and whole */
+        k_parallel(g->N, (grain_for(g->N, 256, 1) + 63) & ~(size_t)63, gemm_part, g);
+}
+
+void k_gemm(int ta, int tb, size_t M, size_t N, size_t K, float alpha, const float *a, size_t lda, const float *b,
+            size_t ldb, float beta, float *c, size_t ldc)
+{
+    run_gemm(&(gemm_args){ta, tb, M, N, K, alpha, beta, a, b, NULL, lda, ldb, ldc, c, 0});
 }
 
 void k_linear(const float *x, const float *w, const float *b, float *y, size_t M, size_t N, size_t K)
 {
-    run_product(&(product){x, w, b, y, M, N, K, 0, 0});
+    run_gemm(&(gemm_args){0, 1, M, N, K, 1.0f, 0.0f, x, w, b, K, K, N, y, 0});
 }
 
 void k_conv1d(const float *x, const float *w, const float *b, float *y, size_t M, size_t N, size_t K)
 {
-    run_product(&(product){x, w, b, y, M, N, K, 1, 0});
+    run_gemm(&(gemm_args){0, 0, M, N, K, 1.0f, 0.0f, x, w, b, K, N, N, y, 0});
 }
 
 /* ---- elementwise ---- */

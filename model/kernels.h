@@ -36,6 +36,11 @@ void k_parallel(size_t n, size_t grain, k_range_fn fn, void *ctx);
 enum { K_WS_KERNEL, K_WS_FORWARD, K_WS_CALLER, K_WS_SLOTS };
 float *k_workspace(int slot, size_t n);
 
+/* c[M,N] = alpha · op(a) · op(b) + beta · c, row-major, op(a) = aᵀ when ta (a is [K,M]),
+ * op(b) = bᵀ when tb (b is [N,K]); lda/ldb/ldc are row strides. As cblas_sgemm, on the
+ * compute threads. */
+void k_gemm(int ta, int tb, size_t M, size_t N, size_t K, float alpha, const float *a, size_t lda, const float *b,
+            size_t ldb, float beta, float *c, size_t ldc);
 /* y[M,N] = x[M,K] · w[N,K]ᵀ (+ b[N] when b != NULL): nn.Linear's layout. */
 void k_linear(const float *x, const float *w, const float *b, float *y, size_t M, size_t N, size_t K);
 /* y[M,N] = x[M,K] · w[K,N] (+ b[N]): GPT-2's Conv1D layout. */

@@ -1,7 +1,6 @@
 /* train.c — SFT and DPO of a PEFT adapter: data, initialization and the step loop (see train.h). */
 #include "train.h"
 
-#include <cblas.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -215,18 +214,14 @@ int trn_prefix_mlp_backward(const float *theta, size_t nvt, size_t C, size_t H, 
     for (size_t t = 0; t < nvt; t++)
         k_add(db2, dprompt + t * O, O);
     /* dW2[O,H] += dPᵀ·hid; dh[nvt,H] = dP·W2 */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)O, (int)H, (int)nvt, 1.0f, dprompt, (int)O, hid, (int)H,
-                1.0f, dW2, (int)H);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nvt, (int)H, (int)O, 1.0f, dprompt, (int)O, W2, (int)H,
-                0.0f, dh, (int)H);
+    k_gemm(1, 0, O, H, nvt, 1.0f, dprompt, O, hid, H, 1.0f, dW2, H);
+    k_gemm(0, 0, nvt, H, O, 1.0f, dprompt, O, W2, H, 0.0f, dh, H);
     for (size_t i = 0; i < nvt * H; i++)
         dh[i] *= 1.0f - hid[i] * hid[i];
     for (size_t t = 0; t < nvt; t++)
         k_add(db1, dh + t * H, H);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)H, (int)C, (int)nvt, 1.0f, dh, (int)H, E, (int)C, 1.0f,
-                dW1, (int)C);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nvt, (int)C, (int)H, 1.0f, dh, (int)H, W1, (int)C,
-                1.0f, dE, (int)C);
+    k_gemm(1, 0, H, C, nvt, 1.0f, dh, H, E, C, 1.0f, dW1, C);
+    k_gemm(0, 0, nvt, C, H, 1.0f, dh, H, W1, C, 1.0f, dE, C);
     free(hid);
     return 0;
 }

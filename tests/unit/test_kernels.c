@@ -34,8 +34,8 @@ static float max_diff(const float *a, const float *b, size_t n)
     return m;
 }
 
-static const size_t shapes[][3] = {{1, 7, 5},    {1, 384, 384}, {1, 1000, 64}, {3, 5, 7},
-                                   {3, 700, 33}, {17, 33, 65},  {64, 96, 128}, {200, 40, 24}};
+static const size_t shapes[][3] = {{1, 7, 5},    {1, 384, 384}, {1, 1000, 64}, {3, 5, 7},   {3, 700, 33},
+                                   {8, 600, 40}, {17, 33, 65},  {64, 96, 128}, {200, 40, 24}};
 
 static void test_matmuls(void)
 {
@@ -52,6 +52,40 @@ static void test_matmuls(void)
         }
         free(x), free(w), free(b), free(y), free(r);
     }
+}
+
+/* k_gemm with every transpose, strides wider than the rows, alpha and beta, and row counts
+ * that take each path (sgemv, the row loops, sgemm; split by columns and by rows). */
+static void test_gemm(void)
+{
+    static const size_t dims[][3] = {{1, 9, 7}, {3, 70, 33}, {8, 300, 16}, {9, 5, 64}, {40, 37, 12}, {4, 6, 0}};
+    static const float ab[][2] = {{1.0f, 0.0f}, {0.5f, 1.0f}, {1.0f, -2.0f}};
+    for (size_t d = 0; d < sizeof dims / sizeof dims[0]; d++)
+        for (int t = 0; t < 4; t++)
+            for (size_t v = 0; v < sizeof ab / sizeof ab[0]; v++) {
+                size_t M = dims[d][0], N = dims[d][1], K = dims[d][2], pad = 3;
+                int ta = t & 1, tb = t >> 1;
+                size_t lda = (ta ? M : K) + pad, ldb = (tb ? K : N) + pad, ldc = N + pad;
+                float *a = rnd((ta ? K : M) * lda + 1), *b = rnd((tb ? N : K) * ldb + 1), *c = rnd(M * ldc);
+                double *want = malloc(M * N * sizeof *want);
+                for (size_t i = 0; i < M; i++)
+                    for (size_t j = 0; j < N; j++) {
+                        double acc = 0;
+                        for (size_t k = 0; k < K; k++)
+                            acc += (double)(ta ? a[k * lda + i] : a[i * lda + k]) * (tb ? b[j * ldb + k] : b[k * ldb + j]);
+                        want[i * N + j] = ab[v][0] * acc + (ab[v][1] == 0.0f ? 0.0 : ab[v][1] * c[i * ldc + j]);
+                    }
+                k_gemm(ta, tb, M, N, K, ab[v][0], a, lda, b, ldb, ab[v][1], c, ldc);
+                double worst = 0;
+                for (size_t i = 0; i < M; i++)
+                    for (size_t j = 0; j < N; j++)
+                        worst = fmax(worst, fabs(c[i * ldc + j] - want[i * N + j]));
+                if (worst >= 1e-4)
+                    fprintf(stderr, "gemm M=%zu N=%zu K=%zu ta=%d tb=%d alpha=%g beta=%g: %g\n", M, N, K, ta, tb,
+                            ab[v][0], ab[v][1], worst);
+                CU_ASSERT(worst < 1e-4);
+                free(a), free(b), free(c), free(want);
+            }
 }
 
 static void test_layernorm(void)
@@ -224,6 +258,7 @@ void cu_register(void)
     for (size_t i = 0; i < 2; i++) {
         CU_pSuite s = CU_add_suite(suites[i].name, suites[i].init, one_thread);
         CU_add_test(s, "linear and conv1d", test_matmuls);
+        CU_add_test(s, "general products", test_gemm);
         CU_add_test(s, "layernorm", test_layernorm);
         CU_add_test(s, "gelu", test_gelu);
         CU_add_test(s, "gelu over a long range", test_gelu_long);
