@@ -19,7 +19,7 @@
 
 void app_store_error(srv_req *req, const st_error *err, const char *field)
 {
-    switch (err->code) {
+    switch (st_error_kind(err)) {
     case ST_ERR_NOT_FOUND:
         srv_reply_error(req, SRV_E_NOT_FOUND, NULL, "%s", err->msg);
         return;
@@ -32,22 +32,17 @@ void app_store_error(srv_req *req, const st_error *err, const char *field)
     case ST_ERR_NOMEM:
         srv_reply_error(req, SRV_E_OUT_OF_MEMORY, NULL, "out of memory");
         return;
-    }
-    switch (err->code & 0xff) { /* SQLite's primary result code */
-    case 5:  /* SQLITE_BUSY */
-    case 6:  /* SQLITE_LOCKED */
+    case ST_ERR_BUSY:
         srv_reply_error(req, SRV_E_STORE_BUSY, NULL, "the database is busy; retry shortly (nothing was written)");
         return;
-    case 7:  /* SQLITE_NOMEM */
-        srv_reply_error(req, SRV_E_OUT_OF_MEMORY, NULL, "out of memory");
-        return;
-    case 13: /* SQLITE_FULL */
+    case ST_ERR_FULL:
         srv_reply_error(req, SRV_E_STORAGE_FULL, NULL, "the disk is full (nothing was written)");
         return;
+    default:
+        srv_log(SRV_LOG_ERROR, "store failure", "request_id=%s code=%d error=\"%s\"", srv_req_id(req), err->code,
+                err->msg);
+        srv_reply_error(req, SRV_E_INTERNAL, NULL, "internal error");
     }
-    srv_log(SRV_LOG_ERROR, "store failure", "request_id=%s code=%d error=\"%s\"", srv_req_id(req), err->code,
-            err->msg);
-    srv_reply_error(req, SRV_E_INTERNAL, NULL, "internal error");
 }
 
 int app_parse_vector(srv_req *req, json_t *arr, unsigned dim, int cosine, const char *pointer, float *out)

@@ -21,6 +21,23 @@ int st_name_valid(const char *name, size_t len)
     return 1;
 }
 
+int st_error_kind(const st_error *err)
+{
+    if (err->code < 0)
+        return err->code == -1 ? ST_ERR_IO : err->code;
+    switch (err->code & 0xff) { /* the primary result code of an extended one */
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        return ST_ERR_BUSY;
+    case SQLITE_FULL:
+        return ST_ERR_FULL;
+    case SQLITE_NOMEM:
+        return ST_ERR_NOMEM;
+    default:
+        return ST_ERR_IO;
+    }
+}
+
 /* ------------------------------------------------------------------ the registry */
 
 st_coll *st__coll_get(st_db *db, const char *name, st_error *err)

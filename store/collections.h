@@ -34,7 +34,15 @@ enum {
     ST_ERR_EXISTS = -3,    /* a collection of that name exists */
     ST_ERR_INVALID = -4,   /* the caller broke a documented precondition */
     ST_ERR_NOMEM = -5,
+    ST_ERR_BUSY = -6,      /* (st_error_kind only) the database stayed locked past the busy timeout */
+    ST_ERR_FULL = -7,      /* (st_error_kind only) the disk is full */
+    ST_ERR_IO = -8,        /* (st_error_kind only) any other database failure */
 };
+
+/* What a failure means to a caller: the code when it is one of ours, else the SQLite code
+ * folded into ST_ERR_BUSY, ST_ERR_FULL, ST_ERR_NOMEM or ST_ERR_IO. In every case the write
+ * that failed left nothing behind. */
+int st_error_kind(const st_error *err);
 
 typedef enum { ST_COSINE, ST_DOT, ST_L2 } st_distance;
 extern const char *const st_distance_names[]; /* "cosine", "dot", "l2"; NULL-terminated */

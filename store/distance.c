@@ -160,21 +160,27 @@ float dist_score(dist_metric m, const float *a, const float *b, size_t n)
 
 int dist_prepare(dist_metric m, float *v, size_t n)
 {
-    double ss = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!isfinite(v[i]))
-            return -1;
-        ss += (double)v[i] * v[i];
-    }
+    /* Squares of finite floats summed in double cannot overflow (n ≤ 2^32 terms of at most
+     * 2^256), so the sum is finite exactly when every element is: one test at the end. The
+     * norm is taken in double, so vectors whose float32 sum of squares would overflow (or
+     * underflow) still normalize; only a true zero is refused. */
+    double s[4] = {0, 0, 0, 0};
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4)
+        for (int j = 0; j < 4; j++)
+            s[j] += (double)v[i + j] * v[i + j];
+    for (; i < n; i++)
+        s[0] += (double)v[i] * v[i];
+    double ss = (s[0] + s[1]) + (s[2] + s[3]);
+    if (!isfinite(ss))
+        return -1;
     if (m != DIST_COSINE)
         return 0;
-    /* The norm is taken in double, so vectors whose float32 sum of squares would overflow
-     * (or underflow) are still normalized; only a true zero is refused. */
-    double norm = sqrt(ss);
-    if (!(norm > 0))
+    if (!(ss > 0))
         return -1;
-    for (size_t i = 0; i < n; i++)
-        v[i] = (float)(v[i] / norm);
+    double inv = 1.0 / sqrt(ss);
+    for (i = 0; i < n; i++)
+        v[i] = (float)(v[i] * inv);
     return 0;
 }
 

@@ -419,6 +419,22 @@ static void test_index_load_and_rebuild(void)
     st_close(db);
 }
 
+static void test_error_kinds(void)
+{
+    static const struct {
+        int code, kind;
+    } cases[] = {
+        {ST_ERR_NOT_FOUND, ST_ERR_NOT_FOUND}, {ST_ERR_EXISTS, ST_ERR_EXISTS}, {ST_ERR_INVALID, ST_ERR_INVALID},
+        {ST_ERR_NOMEM, ST_ERR_NOMEM},         {-1, ST_ERR_IO},                 {SQLITE_BUSY, ST_ERR_BUSY},
+        {SQLITE_BUSY_SNAPSHOT, ST_ERR_BUSY},  {SQLITE_LOCKED, ST_ERR_BUSY},    {SQLITE_FULL, ST_ERR_FULL},
+        {SQLITE_NOMEM, ST_ERR_NOMEM},         {SQLITE_IOERR_FSYNC, ST_ERR_IO}, {SQLITE_CORRUPT, ST_ERR_IO},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        st_error e = {.code = cases[i].code};
+        CU_ASSERT_EQUAL(st_error_kind(&e), cases[i].kind);
+    }
+}
+
 static void test_filters(void)
 {
     static const struct {
@@ -498,5 +514,6 @@ void cu_register(void)
     CU_add_test(s, "a failed batch leaves nothing", test_failed_batch_leaves_nothing);
     CU_add_test(s, "search, filters, reopen", test_search_and_reopen);
     CU_add_test(s, "index loads from its records, or is rebuilt", test_index_load_and_rebuild);
+    CU_add_test(s, "error kinds", test_error_kinds);
     CU_add_test(s, "filters", test_filters);
 }
