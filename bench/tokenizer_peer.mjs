@@ -1,48 +1,87 @@
-// The peer for bench/tokenizer_bench: @huggingface/tokenizers (JS) and js-tiktoken on the
-// same paragraphs, median of 5 runs; then ragd's figures and the ratios, as JSON.
-//   usage: node bench/tokenizer_peer.mjs BUILD_DIR [SHARED_DIR]   (after npm ci in tests/parity)
+// tokenizer_peer.mjs — the peers of bench/tokenizer_bench, on the same texts cut the same way:
+// moby_dick.txt paragraph by paragraph (cut after every "\n\n", the blank line kept with the
+// paragraph before it) and sotu.jsonl one whole speech per call. Single thread, median of RUNS
+// runs, no special tokens added. Prints one JSON line per (tokenizer, corpus, peer).
+//   hf-js        @huggingface/tokenizers (pure JS) on tokenizer.json
+//   tiktoken-js  js-tiktoken, gpt2 ranks (GPT-2 only)
+//   hf-rust      npm `tokenizers` (Hugging Face's Rust library through napi): one encodeBatch
+//                call over all the texts, held to one thread (RAYON_NUM_THREADS=1,
+//                TOKENIZERS_PARALLELISM=false); the stored truncation of tokenizer.json is removed
+// The packages come from tests/parity (npm ci --prefix tests/parity).
+//   usage: node bench/tokenizer_peer.mjs SHARED_DIR [RUNS]
 import { createRequire } from "node:module";
-import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 
-const here = path.dirname(new URL(import.meta.url).pathname);
+const here = path.dirname(fileURLToPath(import.meta.url));
+process.env.RAYON_NUM_THREADS = "1"; // before the Rust library starts its thread pool
+process.env.TOKENIZERS_PARALLELISM = "false";
 const require = createRequire(path.join(here, "..", "tests", "parity", "package.json"));
-const { Tokenizer } = require("@huggingface/tokenizers");
-const { getEncoding } = require("js-tiktoken");
-const build = process.argv[2] || "build";
-const shared = process.argv[3] || path.join(here, "..", "..", "shared");
-const text = fs.readFileSync(path.join(shared, "testdata", "text", "moby_dick.txt"), "utf8");
-const bytes = Buffer.byteLength(text);
-const paras = text.split(/(?<=\n\n)/);
-
-function median(fn) {
-  const runs = [];
-  for (let r = 0; r < 5; r++) {
-    const t0 = process.hrtime.bigint();
-    fn();
-    runs.push(Number(process.hrtime.bigint() - t0) / 1e9);
-  }
-  return runs.sort((a, b) => a - b)[2];
+let hf, tiktoken, rust;
+try {
+  hf = require("@huggingface/tokenizers");
+  tiktoken = require("js-tiktoken");
+  rust = require("tokenizers");
+} catch (e) {
+  console.error(`tokenizer_peer: peers not installed (run: npm ci --prefix tests/parity): ${e.message}`);
+  process.exit(1);
 }
-function load(name) {
-  const d = path.join(shared, "testdata", "tokenizers", name);
-  return new Tokenizer(JSON.parse(fs.readFileSync(path.join(d, "tokenizer.json"))),
-                       JSON.parse(fs.readFileSync(path.join(d, "tokenizer_config.json"))));
-}
-const peers = {
-  "gpt2": { "hf-js": load("gpt2"), "tiktoken-js": getEncoding("gpt2") },
-  "bert-base-uncased": { "hf-js": load("bert-base-uncased") },
+const shared = process.argv[2] || path.join(here, "..", "..", "shared");
+const runs = Number(process.argv[3] || 5);
+const textdir = path.join(shared, "testdata", "text");
+const corpora = {
+  moby_dick: paragraphs(fs.readFileSync(path.join(textdir, "moby_dick.txt"), "utf8")),
+  sotu: fs.readFileSync(path.join(textdir, "sotu.jsonl"), "utf8").split("\n").filter((l) => l.trim())
+    .map((l) => JSON.parse(l).text),
 };
-const ours = execFileSync(path.join(build, "bench", "tokenizer_bench"), [shared], { encoding: "utf8" })
-  .trim().split("\n").map((l) => JSON.parse(l));
-for (const o of ours) {
-  for (const [peer, tok] of Object.entries(peers[o.tokenizer])) {
-    const secs = median(() => {
-      for (const p of paras) peer === "tiktoken-js" ? tok.encode(p, "all") : tok.encode(p, { add_special_tokens: false });
-    });
-    const mbps = bytes / secs / 1e6;
-    console.log(JSON.stringify({ bench: "tokenizer", tokenizer: o.tokenizer, ragd_mb_per_s: o.mb_per_s,
-      peer, peer_mb_per_s: +mbps.toFixed(2), ratio: +(o.mb_per_s / mbps).toFixed(2) }));
+
+// Cut after every "\n\n", scanning on from the cut (tokenizer_bench.c cuts the same way).
+function paragraphs(text) {
+  const out = [];
+  for (let p = 0; p < text.length; ) {
+    const at = text.indexOf("\n\n", p);
+    const end = at < 0 ? text.length : at + 2;
+    out.push(text.slice(p, end));
+    p = end;
+  }
+  return out;
+}
+
+async function median(fn) {
+  const times = [];
+  let tokens = 0;
+  for (let r = 0; r < runs; r++) {
+    const t0 = process.hrtime.bigint();
+    tokens = await fn();
+    times.push(Number(process.hrtime.bigint() - t0) / 1e9);
+  }
+  times.sort((a, b) => a - b);
+  return { seconds: times[Math.floor(runs / 2)], tokens };
+}
+
+for (const name of ["gpt2", "bert-base-uncased"]) {
+  const dir = path.join(shared, "testdata", "tokenizers", name);
+  const json = fs.readFileSync(path.join(dir, "tokenizer.json"), "utf8");
+  const config = JSON.parse(fs.readFileSync(path.join(dir, "tokenizer_config.json"), "utf8"));
+  const peers = { "hf-js": new hf.Tokenizer(JSON.parse(json), config), "hf-rust": rust.Tokenizer.fromString(json) };
+  peers["hf-rust"].disableTruncation(); // gpt2's tokenizer.json stores max_length 50
+  peers["hf-rust"].disablePadding();
+  if (name === "gpt2") peers["tiktoken-js"] = tiktoken.getEncoding("gpt2");
+  // Each returns the token count of all texts.
+  const encoders = {
+    "hf-js": (texts) => texts.reduce((n, t) => n + peers["hf-js"].encode(t, { add_special_tokens: false }).ids.length, 0),
+    "tiktoken-js": (texts) => texts.reduce((n, t) => n + peers["tiktoken-js"].encode(t, "all").length, 0),
+    "hf-rust": async (texts) => (await peers["hf-rust"].encodeBatch(texts, { addSpecialTokens: false }))
+      .reduce((n, e) => n + e.getIds().length, 0),
+  };
+  for (const [corpus, texts] of Object.entries(corpora)) {
+    const bytes = texts.reduce((n, t) => n + Buffer.byteLength(t), 0);
+    for (const peer of Object.keys(peers)) {
+      const enc = encoders[peer];
+      const { seconds, tokens } = await median(() => enc(texts));
+      console.log(JSON.stringify({ tokenizer: name, corpus, peer, texts: texts.length, bytes, tokens, seconds,
+        mb_per_s: bytes / seconds / 1e6 }));
+    }
   }
 }

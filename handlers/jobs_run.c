@@ -361,20 +361,13 @@ static int train_and_publish(struct app *app, run_ctx *rcx, const st_job *job, c
     return rc;
 }
 
-/* BLAS threads while `running` jobs train: what is left of --threads, at least 1. */
-static void set_threads(struct app *app, size_t running)
-{
-    long all = app->cfg->threads > 0 ? app->cfg->threads : sysconf(_SC_NPROCESSORS_ONLN);
-    long n = running ? all - (long)running : all;
-    k_set_threads((int)(n > 0 ? n : 1));
-}
-
 static void run_job(void *ctx, void *job_id)
 {
     struct app *app = ctx;
     struct app_train *t = app->train;
     char *id = job_id;
     st_error se;
+    k_this_thread_alone(1); /* training never takes the compute threads serving uses */
     if (st_job_transition(app->jobs, id, ST_JOB_BIT(ST_JOB_QUEUED), ST_JOB_RUNNING, NULL, &se) != 0) {
         free(id); /* cancelled while queued (or gone) */
         bump(t);
@@ -387,11 +380,10 @@ static void run_job(void *ctx, void *job_id)
             slot = &t->slots[i];
     snprintf(slot->id, sizeof slot->id, "%s", id);
     atomic_store(&slot->cancel, 0);
-    size_t now_running = ++t->running;
+    t->running++;
     t->seq++;
     pthread_cond_broadcast(&t->cv);
     pthread_mutex_unlock(&t->mu);
-    set_threads(app, now_running);
 
     srv_log(SRV_LOG_INFO, "training job started", "job=%s", id);
     st_job job;
@@ -421,11 +413,10 @@ static void run_job(void *ctx, void *job_id)
     }
     pthread_mutex_lock(&t->mu);
     slot->id[0] = 0;
-    now_running = --t->running;
+    t->running--;
     t->seq++;
     pthread_cond_broadcast(&t->cv);
     pthread_mutex_unlock(&t->mu);
-    set_threads(app, now_running);
     free(id);
 }
 

@@ -213,11 +213,12 @@ int bert_forward(const bert_model *m, const bert_batch *in, float *hidden, mdl_e
             return mdl_fail(err, MDL_EINPUT, "token type id %d is outside 0..%zu", in->type_ids[i],
                             c->type_vocab - 1);
     }
-    /* Scratch: qkv [M,3H], ctx [M,H], tmp [M,H], inter [M,I], scores [T,T]. */
-    float *qkv = malloc((M * (5 * H + I) + T * T) * sizeof(float));
+    /* Scratch: qkv [M,3H], ctx [M,H], tmp [M,H], inter [M,I]; kept by the thread for its next
+     * batch, so large batches do not fault in fresh pages every time. */
+    float *qkv = k_workspace(K_WS_FORWARD, M * (5 * H + I));
     if (!qkv)
         return mdl_fail(err, MDL_ENOMEM, "out of memory for a batch of %zu x %zu tokens", B, T);
-    float *ctx = qkv + 3 * M * H, *tmp = ctx + M * H, *inter = tmp + M * H, *scores = inter + M * I;
+    float *ctx = qkv + 3 * M * H, *tmp = ctx + M * H, *inter = tmp + M * H;
     float *x = hidden;
 
     /* Embeddings: word + type first, then position, then LayerNorm (FORMATS §2.3 step 1). */
@@ -235,24 +236,18 @@ int bert_forward(const bert_model *m, const bert_batch *in, float *hidden, mdl_e
     for (size_t l = 0; l < c->layers; l++) {
         const bert_layer *y = &m->layer[l];
         k_linear(x, y->qkv_w, y->qkv_b, qkv, M, 3 * H, H);
-        for (size_t b = 0; b < B; b++) {
-            const float *q = qkv + b * T * 3 * H;
-            k_attention(q, q + H, q + 2 * H, 3 * H, in->mask ? in->mask + b * T : NULL, 0, T, c->heads, D,
-                        ctx + b * T * H, scores);
-        }
+        if (k_attention(qkv, qkv + H, qkv + 2 * H, 3 * H, in->mask, 0, B, T, c->heads, D, ctx))
+            return mdl_fail(err, MDL_ENOMEM, "out of memory for attention over %zu tokens", T);
         k_linear(ctx, y->ao_w, y->ao_b, tmp, M, H, H);
-        k_add(tmp, x, M * H);
-        k_layernorm(tmp, y->ln1_g, y->ln1_b, x, M, H, c->ln_eps);
+        k_add_layernorm(tmp, x, y->ln1_g, y->ln1_b, x, M, H, c->ln_eps);
         k_linear(x, y->in_w, y->in_b, inter, M, I, H);
         if (c->act == BERT_GELU_ERF)
             k_gelu_erf(inter, M * I);
         else
             k_gelu_tanh(inter, M * I);
         k_linear(inter, y->out_w, y->out_b, tmp, M, H, I);
-        k_add(tmp, x, M * H);
-        k_layernorm(tmp, y->ln2_g, y->ln2_b, x, M, H, c->ln_eps);
+        k_add_layernorm(tmp, x, y->ln2_g, y->ln2_b, x, M, H, c->ln_eps);
     }
-    free(qkv);
     return 0;
 }
 

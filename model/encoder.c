@@ -7,6 +7,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "kernels.h"
+
 #define TOKENS_PER_CHUNK 8192 /* padded tokens per forward pass: bounds scratch memory */
 
 struct enc_model {
@@ -326,7 +328,7 @@ static int run_chunks(const enc_model *m, const tok_encoding *seqs, size_t n, em
         }
         int32_t *ids = calloc(B * T, sizeof *ids), *types = calloc(B * T, sizeof *types);
         unsigned char *mask = calloc(B * T, 1);
-        float *hidden = malloc(B * T * H * sizeof(float));
+        float *hidden = k_workspace(K_WS_CALLER, B * T * H); /* kept for the thread's next batch */
         if (!ids || !types || !mask || !hidden)
             rc = mdl_fail(err, MDL_ENOMEM, "out of memory for a batch of %zu x %zu tokens", B, T);
         for (size_t b = 0; b < B && !rc; b++) {
@@ -342,7 +344,7 @@ static int run_chunks(const enc_model *m, const tok_encoding *seqs, size_t n, em
             rc = bert_forward(m->bert, &batch, hidden, err);
         for (size_t b = 0; b < B && !rc; b++)
             emit(m, hidden + b * T * H, order[start + b].len, order[start + b].idx, ctx);
-        free(ids), free(types), free(mask), free(hidden);
+        free(ids), free(types), free(mask);
         start += B;
     }
     free(order);

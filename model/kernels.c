@@ -2,7 +2,10 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Elementwise kernels are compiled twice, for x86-64-v3 (AVX2, FMA) and for the baseline,
@@ -14,58 +17,221 @@
 #define KERNEL
 #endif
 
-void k_set_threads(int n) { openblas_set_num_threads(n); }
+/* ---- compute threads ----
+ * OpenBLAS always runs single-threaded here: its own workers spin for a long while after each
+ * call and would fight ours for the cores. Parallelism is ours: k_parallel hands out chunks of
+ * a range to `threads - 1` sleeping workers and the caller. One parallel region runs at a time;
+ * a caller that finds the workers busy (another model's pass) runs its range alone, so the
+ * threads in use never exceed the configured count plus one per concurrent model. */
+static struct {
+    pthread_mutex_t region;   /* held by the caller whose range the workers run */
+    pthread_mutex_t m;
+    pthread_cond_t go, done;
+    pthread_t *workers;
+    atomic_int n_workers;
+    int active, stop;
+    unsigned long generation;
+    k_range_fn fn;
+    void *ctx;
+    size_t n, grain;
+    atomic_size_t next;
+} pool = {.region = PTHREAD_MUTEX_INITIALIZER, .m = PTHREAD_MUTEX_INITIALIZER, .go = PTHREAD_COND_INITIALIZER,
+          .done = PTHREAD_COND_INITIALIZER};
 
-/* OpenBLAS runs a one-row sgemm as a full GEMM, 2-3x slower than sgemv on wide outputs
- * (BENCHMARKING.md), so single rows go through sgemv. */
-static void add_bias(float *y, const float *b, size_t M, size_t N)
+static void run_range(void)
 {
-    if (!b)
+    for (;;) {
+        size_t lo = atomic_fetch_add(&pool.next, pool.grain);
+        if (lo >= pool.n)
+            return;
+        pool.fn(pool.ctx, lo, lo + pool.grain < pool.n ? lo + pool.grain : pool.n);
+    }
+}
+
+static void *worker(void *arg)
+{
+    (void)arg;
+    unsigned long seen = 0;
+    pthread_mutex_lock(&pool.m);
+    for (;;) {
+        while (pool.generation == seen && !pool.stop)
+            pthread_cond_wait(&pool.go, &pool.m);
+        if (pool.stop)
+            break;
+        seen = pool.generation;
+        pthread_mutex_unlock(&pool.m);
+        run_range();
+        pthread_mutex_lock(&pool.m);
+        if (--pool.active == 0)
+            pthread_cond_signal(&pool.done);
+    }
+    pthread_mutex_unlock(&pool.m);
+    return NULL;
+}
+
+static void stop_workers(void)
+{
+    pthread_mutex_lock(&pool.m);
+    pool.stop = 1;
+    pthread_cond_broadcast(&pool.go);
+    pthread_mutex_unlock(&pool.m);
+    for (int i = 0; i < atomic_load(&pool.n_workers); i++)
+        pthread_join(pool.workers[i], NULL);
+    free(pool.workers);
+    pool.workers = NULL;
+    atomic_store(&pool.n_workers, 0);
+    pool.stop = 0;
+}
+
+int k_set_threads(int n)
+{
+    openblas_set_num_threads(1);
+    pthread_mutex_lock(&pool.region);
+    stop_workers();
+    int rc = 0;
+    int started = 0;
+    if (n > 1 && (pool.workers = calloc((size_t)n - 1, sizeof *pool.workers)) != NULL)
+        while (started < n - 1 && pthread_create(&pool.workers[started], NULL, worker, NULL) == 0)
+            started++;
+    atomic_store(&pool.n_workers, started);
+    if (started < n - 1)
+        rc = -1;
+    pthread_mutex_unlock(&pool.region);
+    return rc;
+}
+
+static _Thread_local int alone;
+
+void k_this_thread_alone(int on) { alone = on; }
+
+int k_threads(void) { return alone ? 1 : atomic_load(&pool.n_workers) + 1; }
+
+void k_parallel(size_t n, size_t grain, k_range_fn fn, void *ctx)
+{
+    if (grain == 0)
+        grain = 1;
+    if (n <= grain || alone || atomic_load(&pool.n_workers) == 0 || pthread_mutex_trylock(&pool.region) != 0) {
+        if (n)
+            fn(ctx, 0, n);
         return;
-    for (size_t i = 0; i < M; i++)
-        for (size_t j = 0; j < N; j++)
-            y[i * N + j] += b[j];
+    }
+    pthread_mutex_lock(&pool.m);
+    pool.fn = fn, pool.ctx = ctx, pool.n = n, pool.grain = grain;
+    atomic_store(&pool.next, 0);
+    pool.active = atomic_load(&pool.n_workers);
+    pool.generation++;
+    pthread_cond_broadcast(&pool.go);
+    pthread_mutex_unlock(&pool.m);
+    run_range();
+    pthread_mutex_lock(&pool.m);
+    while (pool.active)
+        pthread_cond_wait(&pool.done, &pool.m);
+    pthread_mutex_unlock(&pool.m);
+    pthread_mutex_unlock(&pool.region);
+}
+
+/* A chunk size that gives every thread about `per_thread` chunks of at least `min` items. */
+static size_t grain_for(size_t n, size_t min, size_t per_thread)
+{
+    size_t g = n / ((size_t)k_threads() * per_thread);
+    return g < min ? min : g;
+}
+
+/* Per-thread scratch, grown on demand and freed when its thread exits. */
+static pthread_key_t ws_key;
+static pthread_once_t ws_once = PTHREAD_ONCE_INIT;
+
+typedef struct {
+    float *data[K_WS_SLOTS];
+    size_t cap[K_WS_SLOTS];
+} workspace;
+
+static void ws_free(void *p)
+{
+    workspace *w = p;
+    for (int i = 0; i < K_WS_SLOTS; i++)
+        free(w->data[i]);
+    free(w);
+}
+
+static void ws_create(void) { pthread_key_create(&ws_key, ws_free); }
+
+float *k_workspace(int slot, size_t n)
+{
+    pthread_once(&ws_once, ws_create);
+    workspace *w = pthread_getspecific(ws_key);
+    if (!w && ((w = calloc(1, sizeof *w)) == NULL || pthread_setspecific(ws_key, w) != 0)) {
+        free(w);
+        return NULL;
+    }
+    if (w->cap[slot] < n) {
+        float *g = realloc(w->data[slot], n * sizeof(float));
+        if (!g)
+            return NULL;
+        w->data[slot] = g, w->cap[slot] = n;
+    }
+    return w->data[slot];
+}
+
+/* ---- matrix products ----
+ * A product is split across the threads by rows of x when there are enough of them, else by
+ * output columns (so a one-row decode step shares its weight reads). The bias is written
+ * into y first and the product added onto it (beta = 1): one pass over y instead of two. */
+typedef struct {
+    const float *x, *w, *b;
+    float *y;
+    size_t M, N, K;
+    int conv; /* w is [K,N] (Conv1D) instead of [N,K] (Linear) */
+    int by_rows;
+} product;
+
+static void product_part(void *vctx, size_t lo, size_t hi)
+{
+    const product *p = vctx;
+    size_t M = p->by_rows ? hi - lo : p->M, n = p->by_rows ? p->N : hi - lo;
+    size_t r0 = p->by_rows ? lo : 0, c0 = p->by_rows ? 0 : lo;
+    const float *x = p->x + r0 * p->K;
+    float *y = p->y + r0 * p->N + c0;
+    const float *w = p->conv ? p->w + c0 : p->w + c0 * p->K;
+    float beta = 0.0f;
+    if (p->b) {
+        for (size_t i = 0; i < M; i++)
+            memcpy(y + i * p->N, p->b + c0, n * sizeof(float));
+        beta = 1.0f;
+    }
+    int ldw = (int)(p->conv ? p->N : p->K);
+    /* OpenBLAS runs a one-row sgemm as a full GEMM, 2-3x slower than sgemv on wide outputs
+     * (BENCHMARKING.md), so single rows go through sgemv. */
+    if (M == 1 && p->conv)
+        cblas_sgemv(CblasRowMajor, CblasTrans, (int)p->K, (int)n, 1.0f, w, ldw, x, 1, beta, y, 1);
+    else if (M == 1)
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)n, (int)p->K, 1.0f, w, ldw, x, 1, beta, y, 1);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, p->conv ? CblasNoTrans : CblasTrans, (int)M, (int)n, (int)p->K,
+                    1.0f, x, (int)p->K, w, ldw, beta, y, (int)p->N);
+}
+
+static void run_product(product *p)
+{
+    size_t threads = (size_t)k_threads();
+    p->by_rows = p->M >= 16 * threads;
+    if (p->by_rows)
+        k_parallel(p->M, grain_for(p->M, 16, 2), product_part, p);
+    else /* columns in multiples of 64 keep each part's rows of w aligned and whole */
+        k_parallel(p->N, (grain_for(p->N, 256, 1) + 63) & ~(size_t)63, product_part, p);
 }
 
 void k_linear(const float *x, const float *w, const float *b, float *y, size_t M, size_t N, size_t K)
 {
-    if (M == 1)
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)N, (int)K, 1.0f, w, (int)K, x, 1, 0.0f, y, 1);
-    else
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)N, (int)K, 1.0f, x, (int)K, w,
-                    (int)K, 0.0f, y, (int)N);
-    add_bias(y, b, M, N);
+    run_product(&(product){x, w, b, y, M, N, K, 0, 0});
 }
 
 void k_conv1d(const float *x, const float *w, const float *b, float *y, size_t M, size_t N, size_t K)
 {
-    if (M == 1)
-        cblas_sgemv(CblasRowMajor, CblasTrans, (int)K, (int)N, 1.0f, w, (int)N, x, 1, 0.0f, y, 1);
-    else
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)M, (int)N, (int)K, 1.0f, x, (int)K, w,
-                    (int)N, 0.0f, y, (int)N);
-    add_bias(y, b, M, N);
+    run_product(&(product){x, w, b, y, M, N, K, 1, 0});
 }
 
-KERNEL void k_layernorm(const float *x, const float *g, const float *b, float *y, size_t rows, size_t H, float eps)
-{
-    for (size_t r = 0; r < rows; r++) {
-        const float *xr = x + r * H;
-        float *yr = y + r * H;
-        float mean = 0.0f, var = 0.0f;
-        for (size_t i = 0; i < H; i++)
-            mean += xr[i];
-        mean /= (float)H;
-        for (size_t i = 0; i < H; i++) {
-            float d = xr[i] - mean;
-            var += d * d;
-        }
-        var /= (float)H;
-        float inv = 1.0f / sqrtf(var + eps);
-        for (size_t i = 0; i < H; i++)
-            yr[i] = (xr[i] - mean) * inv * g[i] + b[i];
-    }
-}
+/* ---- elementwise ---- */
 
 /* exp(x) in float, written without calls or branches so loops around it vectorize:
  * x = n·ln2 + r with |r| ≤ ln2/2 (Cody-Waite), e^r by a degree-6 polynomial, 2^n through the
@@ -95,13 +261,70 @@ static inline float erf_approx(float x)
     return copysignf(y, x);
 }
 
-KERNEL void k_gelu_erf(float *x, size_t n)
+/* LayerNorm of rows of x (+ res when res != NULL) into y; y may equal x or res. */
+static KERNEL void layernorm_rows(const float *x, const float *res, const float *g, const float *b, float *y,
+                                  size_t rows, size_t H, float eps)
+{
+    for (size_t r = 0; r < rows; r++) {
+        const float *xr = x + r * H;
+        float *yr = y + r * H;
+        if (res) {
+            const float *rr = res + r * H;
+            for (size_t i = 0; i < H; i++)
+                yr[i] = xr[i] + rr[i];
+            xr = yr;
+        }
+        float mean = 0.0f, var = 0.0f;
+        for (size_t i = 0; i < H; i++)
+            mean += xr[i];
+        mean /= (float)H;
+        for (size_t i = 0; i < H; i++) {
+            float d = xr[i] - mean;
+            var += d * d;
+        }
+        var /= (float)H;
+        float inv = 1.0f / sqrtf(var + eps);
+        for (size_t i = 0; i < H; i++)
+            yr[i] = (xr[i] - mean) * inv * g[i] + b[i];
+    }
+}
+
+typedef struct {
+    const float *x, *res, *g, *b;
+    float *y;
+    size_t H;
+    float eps;
+} norm_args;
+
+static void layernorm_part(void *vctx, size_t lo, size_t hi)
+{
+    const norm_args *a = vctx;
+    layernorm_rows(a->x + lo * a->H, a->res ? a->res + lo * a->H : NULL, a->g, a->b, a->y + lo * a->H, hi - lo,
+                   a->H, a->eps);
+}
+
+/* Rows per chunk so that a chunk is at least ~16k floats of work. */
+static size_t row_grain(size_t rows, size_t H) { return grain_for(rows, H >= 16384 ? 1 : 16384 / H, 2); }
+
+void k_layernorm(const float *x, const float *g, const float *b, float *y, size_t rows, size_t H, float eps)
+{
+    k_parallel(rows, row_grain(rows, H), layernorm_part, &(norm_args){x, NULL, g, b, y, H, eps});
+}
+
+void k_add_layernorm(const float *x, const float *res, const float *g, const float *b, float *y, size_t rows,
+                     size_t H, float eps)
+{
+    k_parallel(rows, row_grain(rows, H), layernorm_part, &(norm_args){x, res, g, b, y, H, eps});
+}
+
+
+static KERNEL void gelu_erf_range(float *x, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         x[i] = 0.5f * x[i] * (1.0f + erf_approx(x[i] * (float)M_SQRT1_2));
 }
 
-KERNEL void k_gelu_tanh(float *x, size_t n)
+static KERNEL void gelu_tanh_range(float *x, size_t n)
 {
     const float c = 0.7978845608028654f; /* sqrt(2/pi) */
     for (size_t i = 0; i < n; i++) {
@@ -112,6 +335,12 @@ KERNEL void k_gelu_tanh(float *x, size_t n)
         x[i] = 0.5f * v * (1.0f + th);
     }
 }
+
+static void gelu_erf_part(void *x, size_t lo, size_t hi) { gelu_erf_range((float *)x + lo, hi - lo); }
+static void gelu_tanh_part(void *x, size_t lo, size_t hi) { gelu_tanh_range((float *)x + lo, hi - lo); }
+
+void k_gelu_erf(float *x, size_t n) { k_parallel(n, grain_for(n, 16384, 2), gelu_erf_part, x); }
+void k_gelu_tanh(float *x, size_t n) { k_parallel(n, grain_for(n, 16384, 2), gelu_tanh_part, x); }
 
 KERNEL void k_add(float *y, const float *x, size_t n)
 {
@@ -143,26 +372,70 @@ KERNEL void k_softmax_rows(float *x, const unsigned char *keep, size_t rows, siz
     }
 }
 
-void k_attention(const float *q, const float *k, const float *v, size_t ld, const unsigned char *keep,
-                 int causal, size_t T, size_t heads, size_t D, float *out, float *scratch)
+/* ---- attention ---- */
+
+/* One head of one sequence. kt: [D, T] scratch for the keys transposed, so that each query's
+ * scores are D passes of s[j] += q[d]·kt[d][j] over contiguous memory; s: [T] scratch. */
+static KERNEL void attend_head(const float *q, const float *k, const float *v, size_t ld, const unsigned char *keep,
+                               int causal, size_t T, size_t D, float *out, size_t ldo, float *kt, float *s)
 {
     const float scale = 1.0f / sqrtf((float)D);
-    const size_t H = heads * D;
-    for (size_t h = 0; h < heads; h++) {
-        /* scores[T,T] = q_h · k_hᵀ * scale */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)T, (int)D, scale, q + h * D, (int)ld,
-                    k + h * D, (int)ld, 0.0f, scratch, (int)T);
-        for (size_t i = 0; i < T; i++) {
-            /* Causal rows only see keys 0..i: softmax over the prefix, zero the rest. */
-            size_t n = causal ? i + 1 : T;
-            k_softmax_rows(scratch + i * T, keep, 1, n);
-            if (n < T)
-                memset(scratch + i * T + n, 0, (T - n) * sizeof(float));
+    for (size_t j = 0; j < T; j++)
+        for (size_t d = 0; d < D; d++)
+            kt[d * T + j] = k[j * ld + d];
+    for (size_t i = 0; i < T; i++) {
+        size_t n = causal ? i + 1 : T;
+        const float *qi = q + i * ld;
+        memset(s, 0, n * sizeof *s);
+        for (size_t d = 0; d < D; d++) {
+            const float qd = qi[d] * scale, *kd = kt + d * T;
+            for (size_t j = 0; j < n; j++)
+                s[j] += qd * kd[j];
         }
-        /* out_h[T,D] = P[T,T] · v_h[T,D] */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, (int)D, (int)T, 1.0f, scratch, (int)T,
-                    v + h * D, (int)ld, 0.0f, out + h * D, (int)H);
+        k_softmax_rows(s, keep, 1, n);
+        float *o = out + i * ldo;
+        memset(o, 0, D * sizeof *o);
+        for (size_t j = 0; j < n; j++) {
+            const float p = s[j], *vj = v + j * ld;
+            if (p != 0.0f)
+                for (size_t d = 0; d < D; d++)
+                    o[d] += p * vj[d];
+        }
     }
+}
+
+typedef struct {
+    const float *q, *k, *v;
+    size_t ld;
+    const unsigned char *keep;
+    int causal;
+    size_t T, heads, D;
+    float *out;
+    atomic_int failed;
+} attn_args;
+
+static void attention_part(void *vctx, size_t lo, size_t hi)
+{
+    attn_args *a = vctx;
+    float *kt = k_workspace(K_WS_KERNEL, a->T * (a->D + 1));
+    if (!kt) {
+        atomic_store(&a->failed, 1);
+        return;
+    }
+    for (size_t u = lo; u < hi; u++) {
+        size_t b = u / a->heads, h = u % a->heads, row = b * a->T, col = h * a->D;
+        attend_head(a->q + row * a->ld + col, a->k + row * a->ld + col, a->v + row * a->ld + col, a->ld,
+                    a->keep ? a->keep + row : NULL, a->causal, a->T, a->D, a->out + row * a->heads * a->D + col,
+                    a->heads * a->D, kt, kt + a->T * a->D);
+    }
+}
+
+int k_attention(const float *q, const float *k, const float *v, size_t ld, const unsigned char *keep, int causal,
+                size_t B, size_t T, size_t heads, size_t D, float *out)
+{
+    attn_args a = {q, k, v, ld, keep, causal, T, heads, D, out, 0};
+    k_parallel(B * heads, 1, attention_part, &a);
+    return atomic_load(&a.failed) ? -1 : 0;
 }
 
 void k_attention_cached(const float *q, size_t ldq, const float *k, const float *v, size_t ldkv, size_t Tq,

@@ -58,18 +58,22 @@ size_t tu_encode(uint32_t cp, char *out)
     return 4;
 }
 
-tu_category tu_category_of(uint32_t cp)
+/* The value of the range holding cp, in ranges that cover 0..0x10FFFF in order. */
+static unsigned range_value(const tu_range *r, unsigned n, uint32_t cp)
 {
-    unsigned lo = 0, hi = tu_n_categories;
+    unsigned lo = 0, hi = n;
     while (lo + 1 < hi) {
         unsigned mid = (lo + hi) / 2;
-        if (tu_categories[mid].first <= cp)
+        if (r[mid].first <= cp)
             lo = mid;
         else
             hi = mid;
     }
-    return (tu_category)tu_categories[lo].cat;
+    return r[lo].cat;
 }
+
+tu_category tu_category_of(uint32_t cp) { return (tu_category)range_value(tu_categories, tu_n_categories, cp); }
+unsigned tu_bert_class(uint32_t cp) { return range_value(tu_bert_classes, tu_n_bert_classes, cp); }
 
 int tu_is_letter(uint32_t cp)
 {
@@ -83,14 +87,6 @@ int tu_is_number(uint32_t cp)
     return c >= TU_ND && c <= TU_NO;
 }
 
-int tu_is_punct(uint32_t cp)
-{
-    tu_category c = tu_category_of(cp);
-    return c >= TU_PC && c <= TU_PO;
-}
-
-int tu_is_other(uint32_t cp) { return tu_category_of(cp) <= TU_CO; }
-int tu_is_mark_nonspacing(uint32_t cp) { return tu_category_of(cp) == TU_MN; }
 
 int tu_is_whitespace(uint32_t cp)
 {

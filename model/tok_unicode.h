@@ -26,8 +26,8 @@ typedef struct {
     uint32_t to[4];
 } tu_mapping;
 
-extern const tu_range tu_categories[];
-extern const unsigned tu_n_categories;
+extern const tu_range tu_categories[], tu_bert_classes[];
+extern const unsigned tu_n_categories, tu_n_bert_classes;
 extern const tu_mapping tu_lower[], tu_nfd[];
 extern const unsigned tu_n_lower, tu_n_nfd;
 
@@ -41,9 +41,12 @@ tu_category tu_category_of(uint32_t cp);
 int tu_is_letter(uint32_t cp);      /* L* */
 int tu_is_number(uint32_t cp);      /* N* */
 int tu_is_whitespace(uint32_t cp);  /* White_Space, as Rust's char::is_whitespace */
-int tu_is_punct(uint32_t cp);       /* P* */
-int tu_is_other(uint32_t cp);       /* C* */
-int tu_is_mark_nonspacing(uint32_t cp); /* Mn */
+
+/* The classes BERT's normalizer and pre-tokenizer use, as the Rust tokenizers see them: from
+ * the crate unicode_categories, whose tables are Unicode 8.0 (so code points assigned later
+ * are in none). "Other" is Cc, Cf or Co: never Cs (not a char in Rust) nor Cn. */
+enum { TU_BERT_OTHER = 1, TU_BERT_PUNCT = 2, TU_BERT_MN = 4 };
+unsigned tu_bert_class(uint32_t cp);
 
 /* Full lowercase (str.lower()): writes 1..3 code points to out, returns the count. */
 size_t tu_lower_full(uint32_t cp, uint32_t out[3]);

@@ -4,10 +4,15 @@
   - general categories as sorted ranges (every code point 0..0x10FFFF, Cn included);
   - full lowercase mappings (str.lower(), which can give up to 3 code points);
   - canonical decompositions (NFD of one code point; Hangul syllables are done
-    algorithmically in C and left out).
+    algorithmically in C and left out);
+  - the classes BertNormalizer and BertPreTokenizer take from the Rust crate
+    unicode_categories 0.1.1 ("other" = Cc|Cf|Co, punctuation P*, nonspacing mark Mn), whose
+    tables are Unicode 8.0: the same categories restricted to code points assigned by 8.0
+    (DerivedAge.txt), with the six whose category changed since then set back.
 
-usage: /usr/bin/python3 model/tok_unicode_gen.py > model/tok_unicode_data.c
+usage: /usr/bin/python3 model/tok_unicode_gen.py [DerivedAge.txt] > model/tok_unicode_data.c
 The data is Python's unicodedata (Unicode 14 on Debian 12); re-run to move versions.
+DerivedAge.txt comes with Debian's unicode-data (default /usr/share/unicode/DerivedAge.txt).
 """
 import sys
 import unicodedata
@@ -15,6 +20,34 @@ import unicodedata
 CATS = ["Cn", "Cc", "Cf", "Cs", "Co", "Lu", "Ll", "Lt", "Lm", "Lo", "Mn", "Mc", "Me", "Nd", "Nl",
         "No", "Pc", "Pd", "Ps", "Pe", "Pi", "Pf", "Po", "Sm", "Sc", "Sk", "So", "Zs", "Zl", "Zp"]
 MAX = 0x110000
+
+BERT_UNICODE = (8, 0)
+# Categories in Unicode 8.0 of the code points whose category changed after it.
+BERT_CHANGED = {0x166D: "Po", 0x111C9: "Po", 0x1734: "Mn", 0x1885: "Lo", 0x1886: "Lo", 0xA9BD: "Mc"}
+BERT_OTHER, BERT_PUNCT, BERT_MN = 1, 2, 4
+
+
+def assigned_by(path, version):
+    """Code points whose DerivedAge is `version` or earlier."""
+    cps = set()
+    for line in open(path):
+        line = line.split("#")[0].strip()
+        if not line:
+            continue
+        span, age = [x.strip() for x in line.split(";")]
+        if tuple(int(x) for x in age.split(".")) > version:
+            continue
+        a, _, b = span.partition("..")
+        cps.update(range(int(a, 16), int(b or a, 16) + 1))
+    return cps
+
+
+def bert_class(cp, old):
+    if cp not in old:
+        return 0
+    c = BERT_CHANGED.get(cp) or unicodedata.category(chr(cp))
+    return (BERT_OTHER if c in ("Cc", "Cf", "Co") else 0) | (BERT_PUNCT if c[0] == "P" else 0) | \
+        (BERT_MN if c == "Mn" else 0)
 
 
 def main():
@@ -60,7 +93,24 @@ def main():
     out.write("const tu_mapping tu_nfd[] = {\n")
     for cp, seq in decomp:
         out.write("  {0x%X, %d, {%s}},\n" % (cp, len(seq), ", ".join("0x%X" % x for x in seq)))
-    out.write("};\nconst unsigned tu_n_nfd = %d;\n" % len(decomp))
+    out.write("};\nconst unsigned tu_n_nfd = %d;\n\n" % len(decomp))
+
+    age = sys.argv[1] if len(sys.argv) > 1 else "/usr/share/unicode/DerivedAge.txt"
+    old = assigned_by(age, BERT_UNICODE)
+    ranges = []
+    start, cur = 0, bert_class(0, old)
+    for cp in range(1, MAX):
+        c = bert_class(cp, old)
+        if c != cur:
+            ranges.append((start, cp - 1, cur))
+            start, cur = cp, c
+    ranges.append((start, MAX - 1, cur))
+    out.write("/* BERT classes (Unicode %d.%d view): 1 other, 2 punctuation, 4 nonspacing mark. */\n"
+              % BERT_UNICODE)
+    out.write("const tu_range tu_bert_classes[] = {\n")
+    for a, b, c in ranges:
+        out.write("  {0x%X, 0x%X, %d},\n" % (a, b, c))
+    out.write("};\nconst unsigned tu_n_bert_classes = %d;\n" % len(ranges))
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ static int is_bert_punct(uint32_t cp)
 {
     if (cp < 0x80)
         return (cp >= 33 && cp <= 47) || (cp >= 58 && cp <= 64) || (cp >= 91 && cp <= 96) || (cp >= 123 && cp <= 126);
-    return tu_is_punct(cp);
+    return tu_bert_class(cp) & TU_BERT_PUNCT;
 }
 
 static int is_space(uint32_t cp) { return cp == ' ' || (cp >= 0x80 || cp < 0x20 ? tu_is_whitespace(cp) : 0); }
@@ -65,7 +65,7 @@ static int normalize(const tok_tokenizer *t, const char *text, size_t len, nstri
              * is category C* except \t \n \r. So \v, \f and U+0085 (Cc and White_Space) are
              * removed, not turned into spaces. */
             int tnr = cp == '\t' || cp == '\n' || cp == '\r';
-            if (cp == 0 || cp == 0xFFFD || (!tnr && tu_is_other(cp)))
+            if (cp == 0 || cp == 0xFFFD || (!tnr && (tu_bert_class(cp) & TU_BERT_OTHER)))
                 continue;
             if (tnr || tu_is_whitespace(cp))
                 cp = ' ';
@@ -79,7 +79,7 @@ static int normalize(const tok_tokenizer *t, const char *text, size_t len, nstri
         if (t->strip_accents)
             np = tu_decompose(cp, parts);
         for (size_t k = 0; k < np; k++) {
-            if (t->strip_accents && tu_is_mark_nonspacing(parts[k]))
+            if (t->strip_accents && (tu_bert_class(parts[k]) & TU_BERT_MN))
                 continue;
             uint32_t low[3];
             size_t nl = 1;

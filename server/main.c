@@ -55,7 +55,8 @@ static int serve(const srv_config *cfg)
         atomic_init(&app.models[r].state, app.models[r].dir ? APP_MODEL_LOADING : APP_MODEL_ABSENT);
     }
     /* Each model's batcher runs one forward pass at a time, on every compute thread. */
-    k_set_threads((int)cfg->threads);
+    if (k_set_threads((int)cfg->threads) != 0)
+        srv_log(SRV_LOG_WARN, "fewer compute threads than asked", "threads=%ld", cfg->threads);
 
     st_error serr;
     if (st_open(cfg->data_dir, &app.db, &serr) != 0) {

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "encoder.h"
+#include "kernels.h"
 
 #define TOL 1e-5 /* measured ~2e-6; a wrong GELU moves normalized embeddings by ~5e-5 */
 
@@ -154,6 +155,12 @@ int main(int argc, char **argv)
     if (argc != 3) {
         fprintf(stderr, "usage: encoder_parity CHECKPOINTS_DIR ORACLE_PY\n");
         return 2;
+    }
+    /* Three compute threads on any machine, so products, attention and the elementwise
+     * kernels run split across threads, as they do in the daemon. */
+    if (k_set_threads(3) != 0) {
+        fprintf(stderr, "encoder_parity: cannot start compute threads\n");
+        return 1;
     }
     char reqpath[600], resppath[600], cmd[2048];
     snprintf(reqpath, sizeof reqpath, "%s/oracle-requests.jsonl", argv[1]);

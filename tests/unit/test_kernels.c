@@ -34,7 +34,8 @@ static float max_diff(const float *a, const float *b, size_t n)
     return m;
 }
 
-static const size_t shapes[][3] = {{1, 7, 5}, {1, 384, 384}, {3, 5, 7}, {17, 33, 65}, {64, 96, 128}};
+static const size_t shapes[][3] = {{1, 7, 5},    {1, 384, 384}, {1, 1000, 64}, {3, 5, 7},
+                                   {3, 700, 33}, {17, 33, 65},  {64, 96, 128}, {200, 40, 24}};
 
 static void test_matmuls(void)
 {
@@ -55,16 +56,21 @@ static void test_matmuls(void)
 
 static void test_layernorm(void)
 {
-    size_t rows = 5, H = 384;
+    size_t rows = 300, H = 384;
     float *x = rnd(rows * H), *g = rnd(H), *b = rnd(H), *y = rnd(rows * H), *r = rnd(rows * H);
     for (size_t i = 0; i < H; i++)
         x[i] = 1000.0f + x[i]; /* a large mean must not cost precision */
     kref_layernorm(x, g, b, r, rows, H, 1e-12f);
     k_layernorm(x, g, b, y, rows, H, 1e-12f);
     CU_ASSERT(max_diff(y, r, rows * H) < 1e-3f);
+    float *half = rnd(rows * H), *rest = malloc(rows * H * sizeof *rest);
+    for (size_t i = 0; i < rows * H; i++)
+        rest[i] = x[i] - half[i];
+    k_add_layernorm(half, rest, g, b, rest, rows, H, 1e-12f); /* the residual sum, into res */
+    CU_ASSERT(max_diff(rest, r, rows * H) < 1e-3f);
     k_layernorm(x, g, b, x, rows, H, 1e-12f); /* in place */
     CU_ASSERT(max_diff(x, r, rows * H) < 1e-3f);
-    free(x), free(g), free(b), free(y), free(r);
+    free(x), free(g), free(b), free(y), free(r), free(half), free(rest);
 }
 
 static void test_gelu(void)
@@ -94,27 +100,32 @@ static void test_softmax(void)
     CU_ASSERT(y[0] == 0 && y[3] == 0);
 }
 
+/* A batch of sequences with padded keys, against the per-sequence reference. */
 static void test_attention(void)
 {
-    static const size_t cfg[][3] = {{1, 2, 4}, {7, 3, 8}, {33, 12, 32}, {16, 12, 64}};
+    static const size_t cfg[][4] = {{1, 1, 2, 4}, {1, 7, 3, 8}, {3, 33, 12, 32}, {2, 16, 12, 64}, {5, 5, 1, 3}};
     for (size_t c = 0; c < sizeof cfg / sizeof cfg[0]; c++) {
-        size_t T = cfg[c][0], heads = cfg[c][1], D = cfg[c][2], H = heads * D, ld = 3 * H;
-        float *qkv = rnd(T * ld), *o = rnd(T * H), *r = rnd(T * H), *scratch = rnd(T * T);
-        unsigned char *keep = malloc(T);
-        for (size_t j = 0; j < T; j++)
-            keep[j] = j + 2 < T || j == 0; /* the last keys are padding */
+        size_t B = cfg[c][0], T = cfg[c][1], heads = cfg[c][2], D = cfg[c][3], H = heads * D, ld = 3 * H;
+        float *qkv = rnd(B * T * ld), *o = rnd(B * T * H), *r = rnd(B * T * H);
+        unsigned char *keep = malloc(B * T);
+        for (size_t b = 0; b < B; b++)
+            for (size_t j = 0; j < T; j++)
+                keep[b * T + j] = j + b + 1 < T || j == 0; /* the last b keys of sequence b are padding */
         for (int causal = 0; causal < 2; causal++)
             for (int masked = 0; masked < 2; masked++) {
                 const unsigned char *m = masked ? keep : NULL;
-                k_attention(qkv, qkv + H, qkv + 2 * H, ld, m, causal, T, heads, D, o, scratch);
-                kref_attention(qkv, qkv + H, qkv + 2 * H, ld, m, causal, T, heads, D, r);
-                float d = max_diff(o, r, T * H);
+                CU_ASSERT(k_attention(qkv, qkv + H, qkv + 2 * H, ld, m, causal, B, T, heads, D, o) == 0);
+                for (size_t b = 0; b < B; b++) {
+                    const float *q = qkv + b * T * ld;
+                    kref_attention(q, q + H, q + 2 * H, ld, m ? m + b * T : NULL, causal, T, heads, D, r + b * T * H);
+                }
+                float d = max_diff(o, r, B * T * H);
                 if (d >= 1e-5f)
-                    fprintf(stderr, "attention T=%zu heads=%zu D=%zu causal=%d masked=%d: %g\n", T, heads, D,
-                            causal, masked, d);
+                    fprintf(stderr, "attention B=%zu T=%zu heads=%zu D=%zu causal=%d masked=%d: %g\n", B, T, heads,
+                            D, causal, masked, d);
                 CU_ASSERT(d < 1e-5f);
             }
-        free(qkv), free(o), free(r), free(scratch), free(keep);
+        free(qkv), free(o), free(r), free(keep);
     }
 }
 
@@ -137,13 +148,89 @@ static void test_attention_cached(void)
     free(qkv), free(full), free(step), free(scratch), free(kc), free(vc);
 }
 
+/* GELU over a range long enough to be split across threads, against the scalar formulas. */
+static void test_gelu_long(void)
+{
+    size_t n = 100003;
+    float *a = rnd(n), *t = malloc(n * sizeof *t);
+    for (size_t i = 0; i < n; i++)
+        a[i] *= 6.0f, t[i] = a[i];
+    double *x = malloc(n * sizeof *x);
+    for (size_t i = 0; i < n; i++)
+        x[i] = a[i];
+    k_gelu_erf(a, n);
+    k_gelu_tanh(t, n);
+    double worst = 0;
+    for (size_t i = 0; i < n; i++) {
+        worst = fmax(worst, fabs(a[i] - 0.5 * x[i] * (1 + erf(x[i] / sqrt(2.0)))));
+        worst = fmax(worst, fabs(t[i] - 0.5 * x[i] * (1 + tanh(sqrt(2 / M_PI) * (x[i] + 0.044715 * x[i] * x[i] * x[i])))));
+    }
+    CU_ASSERT(worst < 5e-6);
+    free(a), free(t), free(x);
+}
+
+/* Each chunk of a parallel range is run exactly once, whatever the grain. */
+static void count_part(void *ctx, size_t lo, size_t hi)
+{
+    unsigned char *seen = ctx;
+    for (size_t i = lo; i < hi; i++)
+        seen[i]++;
+}
+
+static void test_parallel(void)
+{
+    static const size_t cases[][2] = {{0, 1}, {1, 1}, {7, 1}, {1000, 3}, {1000, 999}, {1000, 1000}, {4096, 64}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        size_t n = cases[c][0];
+        unsigned char *seen = calloc(n + 1, 1);
+        k_parallel(n, cases[c][1], count_part, seen);
+        size_t wrong = 0;
+        for (size_t i = 0; i < n; i++)
+            wrong += seen[i] != 1;
+        CU_ASSERT(wrong == 0 && seen[n] == 0);
+        free(seen);
+    }
+}
+
+/* A thread that runs alone gets the whole range in one call, on itself. */
+static void whole_part(void *ctx, size_t lo, size_t hi)
+{
+    size_t *calls = ctx;
+    calls[0]++, calls[1] = lo, calls[2] = hi;
+}
+
+static void test_alone(void)
+{
+    size_t calls[3] = {0};
+    k_this_thread_alone(1);
+    CU_ASSERT_EQUAL(k_threads(), 1);
+    k_parallel(1000, 1, whole_part, calls);
+    CU_ASSERT(calls[0] == 1 && calls[1] == 0 && calls[2] == 1000);
+    k_this_thread_alone(0);
+    CU_ASSERT(k_threads() >= 1);
+}
+
+/* The suites run single-threaded, then again on three compute threads (so that products are
+ * split by rows and by columns, and attention by heads, with uneven last chunks). */
+static int one_thread(void) { return k_set_threads(1); }
+static int three_threads(void) { return k_set_threads(3) || k_threads() != 3; }
+
 void cu_register(void)
 {
-    CU_pSuite s = CU_add_suite("kernels", NULL, NULL);
-    CU_add_test(s, "linear and conv1d", test_matmuls);
-    CU_add_test(s, "layernorm", test_layernorm);
-    CU_add_test(s, "gelu", test_gelu);
-    CU_add_test(s, "softmax", test_softmax);
-    CU_add_test(s, "attention", test_attention);
-    CU_add_test(s, "attention over a KV cache", test_attention_cached);
+    static const struct {
+        const char *name;
+        int (*init)(void);
+    } suites[] = {{"kernels, one thread", one_thread}, {"kernels, three threads", three_threads}};
+    for (size_t i = 0; i < 2; i++) {
+        CU_pSuite s = CU_add_suite(suites[i].name, suites[i].init, one_thread);
+        CU_add_test(s, "linear and conv1d", test_matmuls);
+        CU_add_test(s, "layernorm", test_layernorm);
+        CU_add_test(s, "gelu", test_gelu);
+        CU_add_test(s, "gelu over a long range", test_gelu_long);
+        CU_add_test(s, "softmax", test_softmax);
+        CU_add_test(s, "parallel ranges", test_parallel);
+        CU_add_test(s, "a thread alone", test_alone);
+        CU_add_test(s, "attention", test_attention);
+        CU_add_test(s, "attention over a KV cache", test_attention_cached);
+    }
 }
