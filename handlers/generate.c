@@ -12,6 +12,7 @@
 
 #include "app.h"
 #include "json_util.h"
+#include "log.h"
 #include "sampler.h"
 #include "validate.h"
 
@@ -152,7 +153,19 @@ void app_generate_jobs(void *ctx, void **items, size_t n_jobs)
         if (!job->rc)
             job->rc = gpt2_forward_adapter(m->gpt, s->a, s->kc, job->ids, job->n, s->logits, NULL, &me);
     }
-    /* The decode steps together: each weight is read once for all of them. */
+    /* The decode steps together: each weight is read once for all of them; rows with the same
+     * adapter side by side share its LoRA products. */
+    for (size_t i = 1; i < B; i++)
+        for (size_t k = i; k > 0 && (uintptr_t)ads[k - 1] > (uintptr_t)ads[k]; k--) {
+            const adp_adapter *ta = ads[k];
+            ads[k] = ads[k - 1], ads[k - 1] = ta;
+            gpt2_cache *tc = kcs[k];
+            kcs[k] = kcs[k - 1], kcs[k - 1] = tc;
+            int32_t ti = ids[k];
+            ids[k] = ids[k - 1], ids[k - 1] = ti;
+            gen_job *tj = decode[k];
+            decode[k] = decode[k - 1], decode[k - 1] = tj;
+        }
     int rc = B ? gpt2_decode_batch(m->gpt, ads, kcs, ids, B, logits, &me) : 0;
     for (size_t b = 0; b < B; b++) {
         decode[b]->rc = rc;
@@ -275,13 +288,21 @@ static int gen_step(gen_session *s, int32_t *id)
     return gen_forward(s, id, 1, 0) == 0 ? 1 : -1;
 }
 
-/* Runs a session to its end and decodes the text. Returns 0, or -1 after replying. */
+#define GONE_CHECK_EVERY 4 /* tokens between checks that the client is still there */
+
+/* Runs a session to its end and decodes the text. Returns 0, or -1 after replying (or when
+ * the client went away, which cancels the generation). */
 static int gen_run(srv_req *req, gen_session *s)
 {
     int32_t id;
     int rc;
     while ((rc = gen_step(s, &id)) > 0)
-        ;
+        if (s->n % GONE_CHECK_EVERY == 0 && srv_req_client_gone(req)) {
+            srv_log(SRV_LOG_INFO, "generation cancelled: the client went away", "request_id=%s generated=%zu",
+                    srv_req_id(req), s->n);
+            srv_reply_error(req, SRV_E_BAD_REQUEST, NULL, "the client closed the connection");
+            return -1;
+        }
     if (rc < 0 || gen_decode(s) != 0) {
         srv_reply_error(req, SRV_E_INTERNAL, NULL, "generation failed");
         return -1;

@@ -251,6 +251,83 @@ int gpt2_forward(const gpt2_model *m, gpt2_cache *kc, const int32_t *ids, size_t
     return gpt2_forward_adapter(m, NULL, kc, ids, T, logits, all_logits, err);
 }
 
+/* A decode step of a few sequences multiplies a handful of rows by every weight matrix.
+ * OpenBLAS's sgemm first copies the whole weight matrix into its packed layout, which more
+ * than doubles the memory traffic a decode step is bound by; these loops read each weight
+ * once for all rows instead (compiled for AVX2 too, like kernels.c). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define ROWS_KERNEL __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define ROWS_KERNEL
+#endif
+#define SMALL_BATCH 8   /* rows up to which the loops below beat sgemm */
+#define COL_BLOCK 512   /* output columns kept in L1 while the weight rows stream past */
+
+/* y[M,N] = x[M,K] · w[K,N] + b[N] (Conv1D layout), M <= SMALL_BATCH. */
+ROWS_KERNEL static void conv1d_rows(const float *x, const float *w, const float *b, float *y, size_t M, size_t N,
+                                    size_t K)
+{
+    for (size_t n0 = 0; n0 < N; n0 += COL_BLOCK) {
+        size_t nn = N - n0 < COL_BLOCK ? N - n0 : COL_BLOCK;
+        for (size_t m = 0; m < M; m++)
+            for (size_t n = 0; n < nn; n++)
+                y[m * N + n0 + n] = b ? b[n0 + n] : 0.0f;
+        for (size_t k = 0; k < K; k++) {
+            const float *wk = w + k * N + n0;
+            for (size_t m = 0; m < M; m++) {
+                float xv = x[m * K + k], *ym = y + m * N + n0;
+                for (size_t n = 0; n < nn; n++)
+                    ym[n] += xv * wk[n];
+            }
+        }
+    }
+}
+
+/* y[M,N] = x[M,K] · w[N,K]ᵀ (nn.Linear layout, the lm_head), M <= SMALL_BATCH: each weight
+ * row meets every x row while it is in L1. Eight partial sums per row, so it vectorizes. */
+ROWS_KERNEL static void linear_rows(const float *x, const float *w, float *y, size_t M, size_t N, size_t K)
+{
+    for (size_t n = 0; n < N; n++) {
+        const float *wn = w + n * K;
+        for (size_t m = 0; m < M; m++) {
+            const float *xm = x + m * K;
+            float acc[8] = {0};
+            size_t k = 0;
+            for (; k + 8 <= K; k += 8)
+                for (size_t j = 0; j < 8; j++)
+                    acc[j] += xm[k + j] * wn[k + j];
+            float sum = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+            for (; k < K; k++)
+                sum += xm[k] * wn[k];
+            y[m * N + n] = sum;
+        }
+    }
+}
+
+/* The products of a decode batch: the loops above for a few rows, BLAS otherwise. */
+static void batch_conv1d(const float *x, const float *w, const float *b, float *y, size_t M, size_t N, size_t K)
+{
+    if (M > 1 && M <= SMALL_BATCH)
+        conv1d_rows(x, w, b, y, M, N, K);
+    else
+        k_conv1d(x, w, b, y, M, N, K);
+}
+
+/* Adds layer l's module-mod LoRA deltas of every row: out[B, out_w] += from in[B, in_w].
+ * Runs of neighbouring rows that share an adapter go through one pair of products.
+ * scratch: B * max rank floats. */
+static void lora_rows(const adp_adapter *const *ads, size_t B, size_t l, adp_module mod, const float *in, size_t in_w,
+                      float *out, size_t out_w, float *scratch)
+{
+    for (size_t b = 0, e; ads && b < B; b = e) {
+        for (e = b + 1; e < B && ads[e] == ads[b]; e++)
+            ;
+        const adp_lora *lo = adp_lora_at(ads[b], l, mod);
+        if (lo)
+            adp_lora_add(lo, in + b * in_w, out + b * out_w, e - b, scratch);
+    }
+}
+
 int gpt2_decode_batch(const gpt2_model *m, const adp_adapter *const *ads, gpt2_cache *const *kcs, const int32_t *ids,
                       size_t B, float *logits, mdl_error *err)
 {
@@ -270,8 +347,8 @@ int gpt2_decode_batch(const gpt2_model *m, const adp_adapter *const *ads, gpt2_c
     }
     if (B == 0)
         return 0;
-    /* Scratch: x, h [B,C]; qkv [B,3C]; ctx [B,C]; mlp [B,I]; scores [Tmax]; lora [R]. */
-    float *x = malloc((B * (6 * C + I) + Tmax + R) * sizeof(float));
+    /* Scratch: x, h [B,C]; qkv [B,3C]; ctx [B,C]; mlp [B,I]; scores [Tmax]; lora [B,R]. */
+    float *x = malloc((B * (6 * C + I + R) + Tmax) * sizeof(float));
     if (!x)
         return mdl_fail(err, MDL_ENOMEM, "out of memory for a batch of %zu", B);
     float *h = x + B * C, *qkv = h + B * C, *ctx = qkv + 3 * B * C, *mlp = ctx + B * C, *scores = mlp + B * I,
@@ -281,16 +358,11 @@ int gpt2_decode_batch(const gpt2_model *m, const adp_adapter *const *ads, gpt2_c
         for (size_t i = 0; i < C; i++)
             x[b * C + i] = w[i] + p[i];
     }
-    const adp_lora *lo;
-    /* Row b's delta for module mod: in[b, in] -> out[b, out]. */
-#define LORA_ROWS(mod, in, in_w, out, out_w) \
-    for (size_t b = 0; ads && b < B; b++) \
-        if ((lo = adp_lora_at(ads[b], l, mod)) != NULL) \
-    adp_lora_add(lo, (in) + b * (in_w), (out) + b * (out_w), 1, lr)
+#define LORA_ROWS(mod, in, in_w, out, out_w) lora_rows(ads, B, l, mod, in, in_w, out, out_w, lr)
     for (size_t l = 0; l < c->n_layer; l++) {
         const gpt2_block *bl = &m->block[l];
         k_layernorm(x, bl->ln1_g, bl->ln1_b, h, B, C, c->ln_eps);
-        k_conv1d(h, bl->attn_w, bl->attn_b, qkv, B, 3 * C, C);
+        batch_conv1d(h, bl->attn_w, bl->attn_b, qkv, B, 3 * C, C);
         LORA_ROWS(ADP_ATTN_C_ATTN, h, C, qkv, 3 * C);
         for (size_t b = 0; b < B; b++) {
             gpt2_cache *kc = kcs[b];
@@ -299,14 +371,14 @@ int gpt2_decode_batch(const gpt2_model *m, const adp_adapter *const *ads, gpt2_c
             memcpy(Vc + kc->len * C, qkv + b * 3 * C + 2 * C, C * sizeof(float));
             k_attention_cached(qkv + b * 3 * C, 3 * C, K, Vc, C, 1, kc->len + 1, c->n_head, D, ctx + b * C, scores);
         }
-        k_conv1d(ctx, bl->aproj_w, bl->aproj_b, h, B, C, C);
+        batch_conv1d(ctx, bl->aproj_w, bl->aproj_b, h, B, C, C);
         LORA_ROWS(ADP_ATTN_C_PROJ, ctx, C, h, C);
         k_add(x, h, B * C);
         k_layernorm(x, bl->ln2_g, bl->ln2_b, h, B, C, c->ln_eps);
-        k_conv1d(h, bl->fc_w, bl->fc_b, mlp, B, I, C);
+        batch_conv1d(h, bl->fc_w, bl->fc_b, mlp, B, I, C);
         LORA_ROWS(ADP_MLP_C_FC, h, C, mlp, I);
         k_gelu_tanh(mlp, B * I);
-        k_conv1d(mlp, bl->mproj_w, bl->mproj_b, h, B, C, I);
+        batch_conv1d(mlp, bl->mproj_w, bl->mproj_b, h, B, C, I);
         LORA_ROWS(ADP_MLP_C_PROJ, mlp, I, h, C);
         k_add(x, h, B * C);
     }
@@ -314,7 +386,10 @@ int gpt2_decode_batch(const gpt2_model *m, const adp_adapter *const *ads, gpt2_c
     for (size_t b = 0; b < B; b++)
         kcs[b]->len++;
     k_layernorm(x, m->lnf_g, m->lnf_b, h, B, C, c->ln_eps);
-    k_linear(h, m->lm_head, NULL, logits, B, V, C);
+    if (B > 1 && B <= SMALL_BATCH)
+        linear_rows(h, m->lm_head, logits, B, V, C);
+    else
+        k_linear(h, m->lm_head, NULL, logits, B, V, C);
     free(x);
     return 0;
 }

@@ -67,6 +67,9 @@ const char *srv_req_param(const srv_req *req, const char *name);
  * appears, so handlers can reject a repeated key. */
 const char *srv_req_query(const srv_req *req, const char *key, unsigned *count);
 const char *srv_req_header(const srv_req *req, const char *name);
+/* 1 when the client has closed (or half-closed) its connection while the handler runs, so
+ * long work for it can stop; 0 otherwise, and without a socket. Never blocks or reads. */
+int srv_req_client_gone(const srv_req *req);
 const char *srv_req_body(const srv_req *req, size_t *len);
 
 /* The body parsed as a JSON object (duplicate keys rejected). On failure a 400 is queued

@@ -1,11 +1,13 @@
 /* request.c — the request as handlers see it (accessors, the JSON body), the replies they
  * queue (JSON, bytes, errors, streams), and dispatch without a socket for tests. */
 #include <errno.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 #include "http_internal.h"
 #include "log.h"
@@ -215,6 +217,21 @@ const char *srv_req_query(const srv_req *req, const char *key, unsigned *count)
     if (count)
         *count = c.count;
     return c.first;
+}
+
+int srv_req_client_gone(const srv_req *req)
+{
+    const union MHD_ConnectionInfo *ci =
+        req->conn ? MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CONNECTION_FD) : NULL;
+    if (!ci)
+        return 0;
+    struct pollfd p = {ci->connect_fd, POLLIN | POLLRDHUP, 0};
+    if (poll(&p, 1, 0) <= 0)
+        return 0;
+    if (p.revents & (POLLRDHUP | POLLHUP | POLLERR))
+        return 1;
+    char c;
+    return (p.revents & POLLIN) && recv(ci->connect_fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
 }
 
 const char *srv_req_header(const srv_req *req, const char *name)

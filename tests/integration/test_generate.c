@@ -8,10 +8,12 @@
  * different adapters get the answers they get alone, also while the adapter they use is
  * deleted and reloaded. */
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -483,6 +485,38 @@ static void test_eviction(void)
     CU_ASSERT_EQUAL(it_stop(&small), 0);
 }
 
+/* A client that closes its side of the connection after sending the request: the
+ * generation stops at the next check (every 4 tokens), not after all 32. */
+static void test_client_gone(void)
+{
+    static const char body[] = "{\"inputs\":\"" PROMPT "\",\"parameters\":{\"max_new_tokens\":32}}";
+    char req[512];
+    int n = snprintf(req, sizeof req,
+                     "POST /generate?adapter=lora HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     "Content-Length: %zu\r\n\r\n%s",
+                     sizeof body - 1, body);
+    int fd = it_open(&srv, req, (size_t)n);
+    CU_ASSERT_FATAL(fd >= 0);
+    shutdown(fd, SHUT_WR);
+    char buf[2048];
+    size_t got = 0;
+    struct pollfd p = {fd, POLLIN, 0};
+    while (got + 1 < sizeof buf && poll(&p, 1, 5000) > 0) {
+        ssize_t r = recv(fd, buf + got, sizeof buf - 1 - got, 0);
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    buf[got] = '\0';
+    close(fd);
+    CU_ASSERT_TRUE(it_log_contains(&srv, "stderr.log", "generation cancelled: the client went away"));
+    CU_ASSERT_PTR_NULL(strstr(buf, "generated_text"));
+    /* The server goes on serving, with the same answers. */
+    json_t *ids = generate_ids(&srv, 1, 1, NULL);
+    CU_ASSERT_TRUE(matches(1, ids));
+    json_decref(ids);
+}
+
 void cu_register(void)
 {
     if (!cu_testdata("tokenizers/gpt2") || !cu_testdata("checkpoints/gpt2-names-makemore") ||
@@ -497,4 +531,5 @@ void cu_register(void)
     CU_add_test(s, "adapter files", test_bad_files);
     CU_add_test(s, "concurrent adapters with deletes and reloads", test_concurrent);
     CU_add_test(s, "LRU eviction under the byte budget", test_eviction);
+    CU_add_test(s, "a client that leaves cancels its generation", test_client_gone);
 }
