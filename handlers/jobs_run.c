@@ -373,6 +373,8 @@ static void run_job(void *ctx, void *job_id)
     struct app_train *t = app->train;
     char *id = job_id;
     st_error se;
+    k_this_thread_alone(1);
+    setpriority(PRIO_PROCESS, (id_t)gettid(), TRAIN_NICE);
     if (st_job_transition(app->jobs, id, ST_JOB_BIT(ST_JOB_QUEUED), ST_JOB_RUNNING, NULL, &se) != 0) {
         free(id); /* cancelled while queued (or gone) */
         bump(t);
@@ -389,8 +391,6 @@ static void run_job(void *ctx, void *job_id)
     t->seq++;
     pthread_cond_broadcast(&t->cv);
     pthread_mutex_unlock(&t->mu);
-    k_this_thread_alone(1);
-    setpriority(PRIO_PROCESS, (id_t)gettid(), TRAIN_NICE);
 
     srv_log(SRV_LOG_INFO, "training job started", "job=%s", id);
     st_job job;

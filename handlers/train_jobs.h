@@ -9,8 +9,8 @@
  * serves it by name. Cancel sets a flag the step callback reads. Every change bumps a
  * sequence number that /jobs/{id}/events waits on.
  *
- * While any job runs, BLAS gets max(1, threads - running jobs) threads (process-wide), so
- * training and serving together never ask for more threads than --threads.
+ * A job runs on its worker thread alone (k_this_thread_alone): its products never take the
+ * compute threads that serve requests, so --train-workers is exactly what training adds.
  */
 #ifndef RAGD_HANDLERS_TRAIN_JOBS_H
 #define RAGD_HANDLERS_TRAIN_JOBS_H

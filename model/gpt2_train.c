@@ -505,14 +505,22 @@ int gpt2t_forward(gpt2t *t, const adp_adapter *a, const gpt2t_batch *bt, int tra
         float *z = t->probs + n * V, max = -INFINITY;
         for (size_t v = 0; v < V; v++)
             max = z[v] > max ? z[v] : max;
+        /* one exp per entry: kept (training) as the unnormalized softmax, then scaled */
+        float zt = z[t->tgt[n]];
         double sum = 0.0;
-        for (size_t v = 0; v < V; v++)
-            sum += exp((double)(z[v] - max));
-        float lse = max + (float)log(sum);
-        logp[t->out_at[n]] = z[t->tgt[n]] - lse;
-        if (train)
+        if (train) {
+            for (size_t v = 0; v < V; v++) {
+                z[v] = expf(z[v] - max);
+                sum += z[v];
+            }
+            float inv = (float)(1.0 / sum);
             for (size_t v = 0; v < V; v++)
-                z[v] = expf(z[v] - lse);
+                z[v] *= inv;
+        } else {
+            for (size_t v = 0; v < V; v++)
+                sum += expf(z[v] - max);
+        }
+        logp[t->out_at[n]] = zt - (max + (float)log(sum));
     }
     t->trained = train != 0;
     return 0;

@@ -261,6 +261,16 @@ static void test_cancel_conflict_queue(void)
 {
     char b1[256], b2[256], b3[256], b4[256];
     char *a = submit("/finetune", long_job("long-a", b1, sizeof b1), 202);
+    char path[96];
+    snprintf(path, sizeof path, "/jobs/%s", a ? a : "none");
+    for (int i = 0; i < 400; i++) { /* until the worker has taken it */
+        it_response st = it_get(&srv, path);
+        int running = !strcmp(str_or_empty(json_string_value(json_object_get(st.json, "status"))), "running");
+        it_free(&st);
+        if (running)
+            break;
+        usleep(25000);
+    }
     /* One writer per adapter name. */
     it_response r = it_post(&srv, "/finetune", long_job("long-a", b2, sizeof b2));
     CU_ASSERT(it_is_error(&r, 409, "conflict", "/adapter_name"));
@@ -271,7 +281,6 @@ static void test_cancel_conflict_queue(void)
     r = it_post(&srv, "/finetune", long_job("long-d", b4, sizeof b4));
     CU_ASSERT(it_is_error(&r, 429, "overloaded", NULL));
     it_free(&r);
-    char path[96];
     char *ids[3] = {a, b, c};
     for (int i = 2; i >= 0; i--) { /* the queued ones first, then the running one */
         if (!ids[i])
