@@ -68,7 +68,7 @@ for data in sorted({r["data"] for r in rows}):
         ef, rec, qps = best["ragd", threads]
         out = {"bench": "ann", "data": data, "what": "qps at recall@10 >= 0.95", "threads": threads,
                "ragd": {"ef": ef, "recall": rec, "qps": qps}}
-        exact = [r["qps"] for r in rows if r["data"] == data and r["impl"] == "ragd-exact" and r["threads"] == threads]
+        exact = [r["qps"] for r in rows if r["data"] == data and r.get("impl") == "ragd-exact" and r["threads"] == threads]
         if exact:
             out["ragd_exact_qps"] = statistics.median(exact)
         for peer in ("faiss", "hnswlib"):
@@ -83,7 +83,7 @@ for data in sorted({r["data"] for r in rows}):
         for r in rows:
             if r["data"] == data and r.get("what") == what:
                 loads[r["impl"]].append(r["seconds"])
+        extra = {"threads": {impl: r.get("threads", 1) for impl, r in got.items()}} if what == "build" else {}
         print(json.dumps({"bench": "ann", "data": data, "what": what + " seconds",
-                          **{impl: statistics.median(v) for impl, v in loads.items()},
-                          "threads": {impl: r.get("threads", 1) for impl, r in got.items()}}))
+                          **{impl: statistics.median(v) for impl, v in loads.items()}, **extra}))
 PY
