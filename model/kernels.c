@@ -183,7 +183,6 @@ float *k_workspace(int slot, size_t n)
  * first copy the whole matrix into its packed layout (more than doubling a decode step's
  * memory traffic). */
 #define FEW_ROWS 8  /* rows up to which the row loops beat sgemm */
-#define COL_BLOCK 512 /* output columns kept in L1 while the weight rows stream past */
 
 typedef struct {
     int ta, tb;
@@ -195,43 +194,93 @@ typedef struct {
     int by_rows;
 } gemm_args;
 
-/* c[M,N] += a[M,K] · b[K,N] (b row-major, as Conv1D weights), M small. */
-static KERNEL void rows_kn(const float *a, size_t lda, const float *b, size_t ldb, float *c, size_t ldc, size_t M,
-                           size_t N, size_t K)
+/* c[M,N] += a[M,K] · b[K,N] (b row-major, as Conv1D weights) for M ≤ FEW_ROWS: eight
+ * columns at a time, their M sums kept in registers over the whole of K (M is a constant
+ * in each instance, see rows_kn), so each weight is loaded once and each row of a only as
+ * broadcasts. */
+typedef float v8f __attribute__((vector_size(32))); /* eight floats; GCC splits it where AVX is absent */
+
+static inline __attribute__((always_inline)) void rows_kn_m(const float *a, size_t lda, const float *b, size_t ldb,
+                                                             float *c, size_t ldc, size_t M, size_t N, size_t K)
 {
-    for (size_t n0 = 0; n0 < N; n0 += COL_BLOCK) {
-        size_t nn = N - n0 < COL_BLOCK ? N - n0 : COL_BLOCK;
+    size_t n0 = 0;
+    for (; n0 + 8 <= N; n0 += 8) {
+        v8f acc[FEW_ROWS];
+#pragma GCC unroll 8
+        for (size_t m = 0; m < M; m++)
+            memcpy(&acc[m], c + m * ldc + n0, sizeof acc[m]);
         for (size_t k = 0; k < K; k++) {
-            const float *bk = b + k * ldb + n0;
+            v8f w;
+            memcpy(&w, b + k * ldb + n0, sizeof w);
+#pragma GCC unroll 8
+            for (size_t m = 0; m < M; m++)
+                acc[m] += a[m * lda + k] * w;
+        }
+#pragma GCC unroll 8
+        for (size_t m = 0; m < M; m++)
+            memcpy(c + m * ldc + n0, &acc[m], sizeof acc[m]);
+    }
+    for (size_t k = 0; n0 < N && k < K; k++) /* the last N % 8 columns */
+        for (size_t m = 0; m < M; m++)
+            for (size_t n = n0; n < N; n++)
+                c[m * ldc + n] += a[m * lda + k] * b[k * ldb + n];
+}
+
+/* c[M,N] += a[M,K] · b[N,K]ᵀ (nn.Linear weights) for M ≤ FEW_ROWS: each weight row is loaded
+ * once, eight floats at a time, and meets every row of a (in L1) with its M partial sums in
+ * registers. */
+static inline __attribute__((always_inline)) void rows_nk_m(const float *a, size_t lda, const float *b, size_t ldb,
+                                                             float *c, size_t ldc, size_t M, size_t N, size_t K)
+{
+    for (size_t n = 0; n < N; n++) {
+        const float *bn = b + n * ldb;
+        v8f acc[FEW_ROWS];
+#pragma GCC unroll 8
+        for (size_t m = 0; m < M; m++)
+            acc[m] = (v8f){0};
+        size_t k = 0;
+        for (; k + 8 <= K; k += 8) {
+            v8f w;
+            memcpy(&w, bn + k, sizeof w);
+#pragma GCC unroll 8
             for (size_t m = 0; m < M; m++) {
-                float av = a[m * lda + k], *cm = c + m * ldc + n0;
-                for (size_t n = 0; n < nn; n++)
-                    cm[n] += av * bk[n];
+                v8f x;
+                memcpy(&x, a + m * lda + k, sizeof x);
+                acc[m] += x * w;
             }
+        }
+        for (size_t m = 0; m < M; m++) {
+            v8f v = acc[m];
+            float sum = ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
+            for (size_t t = k; t < K; t++)
+                sum += a[m * lda + t] * bn[t];
+            c[m * ldc + n] += sum;
         }
     }
 }
 
-/* c[M,N] += a[M,K] · b[N,K]ᵀ (nn.Linear weights), M small: each weight row meets every row
- * of a while it is in L1. Eight partial sums per dot product, so it vectorizes. */
+/* The instances of the row loops for each M, so that M is a constant inside them. */
+#define ROWS_DISPATCH(fn, M, ...) \
+    switch (M) { \
+    case 2: fn(__VA_ARGS__, 2, N, K); break; \
+    case 3: fn(__VA_ARGS__, 3, N, K); break; \
+    case 4: fn(__VA_ARGS__, 4, N, K); break; \
+    case 5: fn(__VA_ARGS__, 5, N, K); break; \
+    case 6: fn(__VA_ARGS__, 6, N, K); break; \
+    case 7: fn(__VA_ARGS__, 7, N, K); break; \
+    default: fn(__VA_ARGS__, 8, N, K); break; \
+    }
+
+static KERNEL void rows_kn(const float *a, size_t lda, const float *b, size_t ldb, float *c, size_t ldc, size_t M,
+                           size_t N, size_t K)
+{
+    ROWS_DISPATCH(rows_kn_m, M, a, lda, b, ldb, c, ldc)
+}
+
 static KERNEL void rows_nk(const float *a, size_t lda, const float *b, size_t ldb, float *c, size_t ldc, size_t M,
                            size_t N, size_t K)
 {
-    for (size_t n = 0; n < N; n++) {
-        const float *bn = b + n * ldb;
-        for (size_t m = 0; m < M; m++) {
-            const float *am = a + m * lda;
-            float acc[8] = {0};
-            size_t k = 0;
-            for (; k + 8 <= K; k += 8)
-                for (size_t j = 0; j < 8; j++)
-                    acc[j] += am[k + j] * bn[k + j];
-            float sum = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-            for (; k < K; k++)
-                sum += am[k] * bn[k];
-            c[m * ldc + n] += sum;
-        }
-    }
+    ROWS_DISPATCH(rows_nk_m, M, a, lda, b, ldb, c, ldc)
 }
 
 static void gemm_part(void *vctx, size_t lo, size_t hi)
