@@ -459,10 +459,11 @@ void h_jobs_cancel(srv_req *req, void *ctx)
         srv_reply_error(req, SRV_E_CONFLICT, NULL, "job %s has already %s", id, st_job_status_name(was));
         return;
     }
-    /* Queued: cancelled here (the worker skips it). Running: the worker stops at its next
-     * step; wait a little for it so the reply usually shows the final state. */
-    if (st_job_transition(app->jobs, id, ST_JOB_BIT(ST_JOB_QUEUED), ST_JOB_CANCELLED, NULL, &e) != 0) {
-        app_train_cancel(app, id);
+    /* Queued: cancelled here and taken out of the queue. Running: the worker stops at its
+     * next step; wait a little for it so the reply usually shows the final state. */
+    int was_queued = st_job_transition(app->jobs, id, ST_JOB_BIT(ST_JOB_QUEUED), ST_JOB_CANCELLED, NULL, &e) == 0;
+    app_train_cancel(app, id);
+    if (!was_queued) {
         unsigned long seen = 0;
         for (int i = 0; i < 50; i++) {
             if (st_job_get(app->jobs, id, &j, &e) == 0 && j.status != ST_JOB_RUNNING) {

@@ -237,9 +237,12 @@ unsigned long app_train_wait(struct app *app, unsigned long seen, int timeout_ms
     return s;
 }
 
+static int same_id(void *id, const void *job) { return !strcmp(id, job); }
+
 void app_train_cancel(struct app *app, const char *id)
 {
     struct app_train *t = app->train;
+    srv_jobq_remove(t->q, same_id, (void *)id); /* waiting: its place in the queue is free again */
     pthread_mutex_lock(&t->mu);
     for (size_t i = 0; i < MAX_WORKERS; i++)
         if (!strcmp(t->slots[i].id, id))

@@ -47,7 +47,7 @@ json_t *app_jsonl_rows(const char *data, size_t len, size_t max_rows, size_t *ba
 
 /* Queues job `id`. 0, or -1 when the queue is full. */
 int app_train_submit(struct app *app, const char *id);
-/* Asks a running job to stop at its next step. */
+/* Takes a waiting job out of the queue, or asks a running one to stop at its next step. */
 void app_train_cancel(struct app *app, const char *id);
 /* Waits until the jobs' change counter passes `seen` or timeout_ms passes; returns it. */
 unsigned long app_train_wait(struct app *app, unsigned long seen, int timeout_ms);

@@ -99,6 +99,25 @@ int srv_jobq_push(srv_jobq *q, void *job)
     return ok ? 0 : -1;
 }
 
+size_t srv_jobq_remove(srv_jobq *q, int (*match)(void *ctx, const void *job), void *ctx)
+{
+    pthread_mutex_lock(&q->mu);
+    size_t kept = 0, removed = 0;
+    for (size_t i = 0; i < q->count; i++) { /* compact the ring in place, keeping the order */
+        void *job = q->ring[(q->head + i) % q->capacity];
+        if (match(ctx, job)) {
+            if (q->drop)
+                q->drop(q->ctx, job);
+            removed++;
+        } else {
+            q->ring[(q->head + kept++) % q->capacity] = job;
+        }
+    }
+    q->count = kept;
+    pthread_mutex_unlock(&q->mu);
+    return removed;
+}
+
 void srv_jobq_stats(srv_jobq *q, size_t *queued, size_t *running)
 {
     pthread_mutex_lock(&q->mu);

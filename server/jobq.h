@@ -28,6 +28,10 @@ void srv_jobq_destroy(srv_jobq *q);
 /* Queues a job. 0, or -1 when the queue is full (the caller answers 429) or stopping. */
 int srv_jobq_push(srv_jobq *q, void *job);
 
+/* Takes every waiting job for which match(ctx, job) is true out of the queue and drops it
+ * (a job cancelled while it waits gives its place back at once). Returns how many. */
+size_t srv_jobq_remove(srv_jobq *q, int (*match)(void *ctx, const void *job), void *ctx);
+
 /* Jobs waiting and running, for /metrics and ETA. */
 void srv_jobq_stats(srv_jobq *q, size_t *queued, size_t *running);
 
