@@ -77,37 +77,7 @@ static int read_at(int dir_fd, const char *name, const char *label, size_t max, 
                         errno == ELOOP ? "a symbolic link (not followed)"
                         : errno == ENOENT ? "missing"
                                           : strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return mdl_fail(err, MDL_EIO, "%s: not a regular file", label);
-    }
-    if ((unsigned long long)st.st_size > max) {
-        close(fd);
-        return mdl_fail(err, MDL_EFORMAT, "%s: %lld bytes is over the limit of %zu", label, (long long)st.st_size, max);
-    }
-    size_t size = (size_t)st.st_size, got = 0;
-    uint8_t *buf = malloc(size + 1);
-    if (!buf) {
-        close(fd);
-        return mdl_fail(err, MDL_ENOMEM, "%s: out of memory for %zu bytes", label, size);
-    }
-    while (got < size) {
-        ssize_t r = read(fd, buf + got, size - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0) {
-            free(buf);
-            close(fd);
-            return mdl_fail(err, MDL_EIO, "%s: read failed at byte %zu (the file changed?)", label, got);
-        }
-        got += (size_t)r;
-    }
-    close(fd);
-    buf[size] = '\0';
-    *out = buf;
-    *len = size;
-    return 0;
+    return sft_read_fd(fd, label, max, out, len, err);
 }
 
 /* ---- adapter_config.json ---- */

@@ -285,28 +285,23 @@ int sft_parse(const uint8_t *buf, size_t len, const char *label, sft_set **out, 
     return 0;
 }
 
-/* Reads a whole regular file into a fresh buffer. */
-static int read_file(const char *path, uint8_t **out, size_t *len, mdl_error *err)
+int sft_read_fd(int fd, const char *label, size_t max, uint8_t **out, size_t *len, mdl_error *err)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0)
-        return mdl_fail(err, MDL_EIO, "%s: %s", path, strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         close(fd);
-        return mdl_fail(err, MDL_EIO, "%s: not a regular file", path);
+        return mdl_fail(err, MDL_EIO, "%s: not a regular file", label);
     }
-    if ((unsigned long long)st.st_size > MAX_FILE_BYTES) {
+    if ((unsigned long long)st.st_size > max) {
         close(fd);
-        return mdl_fail(err, MDL_EFORMAT, "%s: %lld bytes is too large", path, (long long)st.st_size);
+        return mdl_fail(err, MDL_EFORMAT, "%s: %lld bytes is over the limit of %zu", label, (long long)st.st_size, max);
     }
-    size_t size = (size_t)st.st_size;
-    uint8_t *buf = malloc(size ? size : 1);
+    size_t size = (size_t)st.st_size, got = 0;
+    uint8_t *buf = malloc(size + 1);
     if (!buf) {
         close(fd);
-        return mdl_fail(err, MDL_ENOMEM, "%s: out of memory for %zu bytes", path, size);
+        return mdl_fail(err, MDL_ENOMEM, "%s: out of memory for %zu bytes", label, size);
     }
-    size_t got = 0;
     while (got < size) {
         ssize_t r = read(fd, buf + got, size - got);
         if (r < 0 && errno == EINTR)
@@ -314,14 +309,24 @@ static int read_file(const char *path, uint8_t **out, size_t *len, mdl_error *er
         if (r <= 0) {
             free(buf);
             close(fd);
-            return mdl_fail(err, MDL_EIO, "%s: read failed at byte %zu", path, got);
+            return mdl_fail(err, MDL_EIO, "%s: read failed at byte %zu (the file changed?)", label, got);
         }
         got += (size_t)r;
     }
     close(fd);
+    buf[size] = '\0';
     *out = buf;
     *len = size;
     return 0;
+}
+
+/* Reads a whole regular file into a fresh buffer. */
+static int read_file(const char *path, uint8_t **out, size_t *len, mdl_error *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0)
+        return mdl_fail(err, MDL_EIO, "%s: %s", path, strerror(errno));
+    return sft_read_fd(fd, path, MAX_FILE_BYTES, out, len, err);
 }
 
 static int open_into(sft_set *set, const char *path, mdl_error *err)

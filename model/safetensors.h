@@ -51,6 +51,9 @@ int sft_parse(const uint8_t *buf, size_t len, const char *label, sft_set **out, 
 int sft_open_dir(const char *dir, const char *name, sft_set **out, mdl_error *err);
 /* Opens one file. */
 int sft_open_file(const char *path, sft_set **out, mdl_error *err);
+/* Reads the open regular file fd (at most `max` bytes) into a fresh NUL-terminated buffer,
+ * then closes fd. `label` names the file in errors. */
+int sft_read_fd(int fd, const char *label, size_t max, uint8_t **out, size_t *len, mdl_error *err);
 void sft_close(sft_set *s); /* accepts NULL */
 
 size_t sft_count(const sft_set *s);
