@@ -92,6 +92,20 @@ static int is_jsonl_type(const char *ct)
 
 /* Checks that need only the headers. Queues an error and returns 1 when the request is
  * rejected before its body is read. */
+/* A query argument whose percent-decoded name or value holds a NUL byte: C strings would cut
+ * it short, so a request could name one thing and be read as another. */
+static enum MHD_Result find_nul_arg(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size,
+                                    const char *value, size_t value_size)
+{
+    (void)kind;
+    int *found = cls;
+    if (memchr(key, 0, key_size) || (value && memchr(value, 0, value_size))) {
+        *found = 1;
+        return MHD_NO;
+    }
+    return MHD_YES;
+}
+
 static int reject_early(srv_req *req)
 {
     srv_daemon *d = req->d;
@@ -106,6 +120,12 @@ static int reject_early(srv_req *req)
         srv_reply_header(req, "Allow", allow);
         srv_reply_error(req, SRV_E_METHOD_NOT_ALLOWED, NULL, "%s is not allowed on %.200s; allowed: %s",
                         req->method, req->url, allow);
+        return 1;
+    }
+    int nul_arg = 0;
+    MHD_get_connection_values_n(req->conn, MHD_GET_ARGUMENT_KIND, find_nul_arg, &nul_arg);
+    if (nul_arg) {
+        srv_reply_error(req, SRV_E_BAD_REQUEST, NULL, "a query argument holds a NUL byte (%%00)");
         return 1;
     }
     header_counts hc = {0, 0, 0, NULL, 0};

@@ -272,7 +272,7 @@ static void test_bad_names(void)
     static const char *const bad[] = {"/generate?adapter=../x",          "/generate?adapter=%2Fetc",
                                       "/generate?adapter=a%2F..",        "/generate?adapter=%2e%2e%2f",
                                       "/generate?adapter=..",            "/generate?adapter=.hidden",
-                                      "/generate?adapter=a%5C..",
+                                      "/generate?adapter=a%5C..",        "/generate?adapter=lora%00x",
                                       "/generate?adapter=lora%20",       "/generate?adapter=lora&adapter=prompt"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         it_response r = it_post(&srv, bad[i], "{\"inputs\":\"hi\"}");
