@@ -384,13 +384,13 @@ int main(int argc, char **argv)
         prepare("synth-384", all, n + NQ, 384, argv[3]);
         free(all);
     } else if (argc == 5 && !strcmp(argv[1], "build")) {
-        build(argv[2], atoi(argv[3]), atoi(argv[4]));
+        build(argv[2], (int)strtol(argv[3], NULL, 10), (int)strtol(argv[4], NULL, 10));
     } else if (argc >= 5 && !strcmp(argv[1], "query")) {
         size_t efs[32];
         int n_ef = 0;
         for (int i = 4; i < argc && n_ef < 32; i++)
             efs[n_ef++] = strtoul(argv[i], NULL, 10);
-        query(argv[2], atoi(argv[3]), efs, n_ef);
+        query(argv[2], (int)strtol(argv[3], NULL, 10), efs, n_ef);
     } else {
         fprintf(stderr, "usage: ann_bench prepare glove FILE.json WORK [N] | prepare synth WORK [N]\n"
                         "       ann_bench build WORK M EFC | query WORK ROUND EF...\n");

@@ -120,7 +120,7 @@ int main(int argc, char **argv)
     port = (unsigned)strtoul(argv[1], NULL, 10);
     size_t n = argc > 2 ? strtoul(argv[2], NULL, 10) : 20000, dim = argc > 3 ? strtoul(argv[3], NULL, 10) : 384,
            batch = argc > 4 ? strtoul(argv[4], NULL, 10) : 256, texts = argc > 6 ? strtoul(argv[6], NULL, 10) : 2048;
-    int threads = argc > 5 ? atoi(argv[5]) : 4, efc = argc > 7 ? atoi(argv[7]) : 200;
+    int threads = argc > 5 ? (int)strtol(argv[5], NULL, 10) : 4, efc = argc > 7 ? (int)strtol(argv[7], NULL, 10) : 200;
     if (!n || !dim || !batch || threads < 1 || threads > 64)
         return 2;
     curl_global_init(CURL_GLOBAL_ALL);

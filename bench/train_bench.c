@@ -26,8 +26,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: train_bench GPT2_DIR THREADS\n");
         return 2;
     }
-    int threads = atoi(argv[2]) > 0 ? atoi(argv[2]) : 1;
-    k_set_threads(threads);
+    long threads = strtol(argv[2], NULL, 10);
+    if (threads < 1 || threads > 1024)
+        threads = 1;
+    k_set_threads((int)threads);
     gpt2_model *m;
     mdl_error e;
     if (gpt2_load(argv[1], &m, &e) != 0) {
@@ -76,7 +78,7 @@ int main(int argc, char **argv)
     }
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf("{\"impl\": \"ragd\", \"threads\": %d, \"step_s\": %.4f, \"tokens_per_s\": %.1f, \"peak_rss_mb\": %.1f, "
+    printf("{\"impl\": \"ragd\", \"threads\": %ld, \"step_s\": %.4f, \"tokens_per_s\": %.1f, \"peak_rss_mb\": %.1f, "
            "\"activation_mb\": %.1f, \"loss\": %.4f}\n",
            threads, median(runs, RUNS), B * T / median(runs, RUNS), (double)ru.ru_maxrss / 1024.0,
            (double)gpt2t_bytes(tr) / 1048576.0, loss);
