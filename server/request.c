@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 
 #include "http_internal.h"
+#include "json_util.h"
 #include "log.h"
 
 /* ---------------------------------------------------------------- replies */
@@ -28,6 +29,21 @@ void srv_reply_header(srv_req *req, const char *name, const char *value)
     req->headers[req->n_headers++][1] = v;
 }
 
+static const char oom_body[] = "{\"error\":\"out of memory\",\"error_type\":\"Backend\","
+                               "\"code\":\"out_of_memory\"}";
+
+/* The 503 out_of_memory reply when even the error body cannot be allocated: reply stays
+ * NULL and srv_queue_reply sends its static body. */
+static void reply_oom(srv_req *req)
+{
+    req->replied = 1;
+    req->status = 503;
+    req->reply = NULL;
+    req->reply_len = 0;
+    req->content_type = "application/json";
+    req->err_code = "out_of_memory";
+}
+
 void srv_reply_bytes(srv_req *req, unsigned status, const char *content_type, const void *data,
                      size_t len)
 {
@@ -35,15 +51,7 @@ void srv_reply_bytes(srv_req *req, unsigned status, const char *content_type, co
         return;
     char *copy = malloc(len ? len : 1);
     if (!copy) {
-        /* Keep running: a static body needs no allocation. */
-        static const char oom[] = "{\"error\":\"out of memory\",\"error_type\":\"Backend\","
-                                  "\"code\":\"out_of_memory\"}";
-        req->replied = 1;
-        req->status = 503;
-        req->reply = NULL;
-        req->reply_len = sizeof oom - 1;
-        req->content_type = "application/json";
-        req->err_code = "out_of_memory";
+        reply_oom(req); /* keep running: a static body needs no allocation */
         return;
     }
     memcpy(copy, data, len);
@@ -61,10 +69,12 @@ void srv_reply_json(srv_req *req, unsigned status, json_t *body)
         return;
     }
     /* 9 significant digits print every float32 exactly and keep embeddings short. */
-    char *text = body ? json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
+    char *text = body ? srv_json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
     json_decref(body);
     if (!text) {
-        srv_reply_error(req, SRV_E_OUT_OF_MEMORY, NULL, "out of memory while writing the response");
+        /* Not srv_reply_error: its body is JSON too, and while memory stays short each try
+         * would recurse into the next. */
+        reply_oom(req);
         return;
     }
     req->replied = 1;
@@ -143,8 +153,6 @@ static void stream_free(void *cls)
 
 enum MHD_Result srv_queue_reply(srv_req *req)
 {
-    static const char oom[] = "{\"error\":\"out of memory\",\"error_type\":\"Backend\","
-                              "\"code\":\"out_of_memory\"}";
     struct MHD_Response *r;
     if (req->stream_next) {
         stream *st = malloc(sizeof *st);
@@ -160,7 +168,7 @@ enum MHD_Result srv_queue_reply(srv_req *req)
     } else if (req->reply) {
         r = MHD_create_response_from_buffer(req->reply_len, req->reply, MHD_RESPMEM_MUST_FREE);
     } else {
-        r = MHD_create_response_from_buffer(sizeof oom - 1, (void *)oom, MHD_RESPMEM_PERSISTENT);
+        r = MHD_create_response_from_buffer(sizeof oom_body - 1, (void *)oom_body, MHD_RESPMEM_PERSISTENT);
     }
     if (!r)
         return MHD_NO;
@@ -256,7 +264,12 @@ json_t *srv_req_json(srv_req *req)
         srv_reply_error(req, SRV_E_INVALID_JSON, NULL, "the request body is empty; expected a JSON object");
         return NULL;
     }
-    json_t *j = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &e);
+    int oom;
+    json_t *j = srv_json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &e, &oom);
+    if (oom) {
+        srv_reply_error(req, SRV_E_OUT_OF_MEMORY, NULL, "out of memory while parsing the body");
+        return NULL;
+    }
     if (!j) {
         srv_reply_error(req, SRV_E_INVALID_JSON, NULL, "invalid JSON at byte %d: %s", e.position,
                         e.text);
@@ -355,13 +368,12 @@ int srv_dispatch_detached(const srv_route *routes, size_t n_routes, void *app,
         req->stream_done(req->stream_ctx);
         req->stream_next = NULL;
     }
-    static const char oom[] = "{\"error\":\"out of memory\"}";
     out->status = req->status;
-    out->body_len = req->reply ? req->reply_len : sizeof oom - 1;
+    out->body_len = req->reply ? req->reply_len : sizeof oom_body - 1;
     out->body = malloc(out->body_len + 1);
     int rc = out->body ? 0 : -1;
     if (out->body) {
-        memcpy(out->body, req->reply ? req->reply : oom, out->body_len);
+        memcpy(out->body, req->reply ? req->reply : oom_body, out->body_len);
         out->body[out->body_len] = '\0';
     }
     srv_req_free(req);
