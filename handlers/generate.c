@@ -469,7 +469,7 @@ static int stream_event(gen_stream *st, json_t *token, int last)
     json_t *ev = json_pack("{s:I, s:o*, s:o*, s:o*}", "index", (json_int_t)++st->index, "token", token,
                            "generated_text", last ? generated_text(st->s, st->prompt) : json_null(), "details",
                            last && st->details ? details_json(st->s, 0) : json_null());
-    char *text = ev ? json_dumps(ev, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
+    char *text = ev ? srv_json_dumps(ev, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
     json_decref(ev);
     if (!text)
         return -1;

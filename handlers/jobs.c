@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "adapter.h"
+#include "json_util.h"
 #include "train_jobs.h"
 #include "validate.h"
 
@@ -321,7 +322,8 @@ static void submit(srv_req *req, struct app *app, int dpo)
         ds_rows = app_jsonl_rows(text, len, (size_t)app->cfg->max_dataset_rows, &bad, why, sizeof why);
         free(text);
         if (!ds_rows) {
-            srv_reply_error(req, SRV_E_INTERNAL, NULL, "the stored dataset is unreadable");
+            srv_reply_error(req, bad == APP_JSONL_NOMEM ? SRV_E_OUT_OF_MEMORY : SRV_E_INTERNAL, NULL,
+                            bad == APP_JSONL_NOMEM ? "out of memory" : "the stored dataset is unreadable");
             return;
         }
     }
@@ -364,7 +366,7 @@ static void submit(srv_req *req, struct app *app, int dpo)
         return;
     }
     json_t *spec = app_job_spec_to_json(&s);
-    char *text = spec ? json_dumps(spec, JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
+    char *text = spec ? srv_json_dumps(spec, JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
     json_decref(spec);
     char id[ST_JOB_ID_MAX];
     st_error se;
@@ -520,7 +522,7 @@ static long events_next(void *ctx, char *buf, size_t cap)
             /* the state when the stream opens and when the job ends; a comment keeps the
              * connection alive while nothing happens */
             json_t *o = ev->sent_open && j.status < ST_JOB_SUCCEEDED ? NULL : job_json(ev->app, &j, 0);
-            char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+            char *text = o ? srv_json_dumps(o, JSON_COMPACT) : NULL;
             json_decref(o);
             len = text ? snprintf(buf, cap, "event: status\ndata: %s\n\n", text) : snprintf(buf, cap, ": waiting\n\n");
             free(text);
@@ -575,6 +577,10 @@ void h_datasets_post(srv_req *req, void *ctx)
     const char *body = srv_req_body(req, &len);
     char why[320];
     json_t *rows = app_jsonl_rows(body ? body : "", len, (size_t)app->cfg->max_dataset_rows, &bad, why, sizeof why);
+    if (!rows && bad == APP_JSONL_NOMEM) {
+        srv_reply_error(req, SRV_E_OUT_OF_MEMORY, NULL, "out of memory");
+        return;
+    }
     if (!rows) {
         char field[48];
         snprintf(field, sizeof field, "/%zu", bad);
@@ -603,7 +609,7 @@ void h_datasets_post(srv_req *req, void *ctx)
     char id[ST_JOB_ID_MAX];
     st_error e;
     if (st_dataset_put(app->jobs, body, len, n, id, &e) != 0) {
-        srv_reply_error(req, SRV_E_INTERNAL, NULL, "the dataset could not be stored");
+        app_store_error(req, &e, NULL); /* 503 out of memory or busy, 507 disk full, else 500 */
         return;
     }
     srv_reply_json(req, 201, json_pack("{s:s, s:s, s:I}", "id", id, "object", "dataset", "rows", (json_int_t)n));

@@ -13,6 +13,7 @@
 
 #include "adapter.h"
 #include "jobq.h"
+#include "json_util.h"
 #include "kernels.h"
 #include "log.h"
 #include "train_jobs.h"
@@ -184,15 +185,28 @@ json_t *app_jsonl_rows(const char *data, size_t len, size_t max_rows, size_t *ba
 {
     json_t *rows = json_array();
     size_t line = 0;
-    for (size_t at = 0; rows && at < len; line++) {
+    if (!rows) {
+        *bad_line = APP_JSONL_NOMEM;
+        snprintf(why, cap, "out of memory");
+        return NULL;
+    }
+    for (size_t at = 0; at < len; line++) {
         const char *nl = memchr(data + at, '\n', len - at);
         size_t end = nl ? (size_t)(nl - data) : len, n = end - at;
         while (n && (data[at + n - 1] == '\r' || data[at + n - 1] == ' '))
             n--;
         if (n) {
             json_error_t je;
-            json_t *o = json_loadb(data + at, n, JSON_REJECT_DUPLICATES, &je);
-            if (!json_is_object(o) || json_array_size(rows) >= max_rows) {
+            int oom;
+            json_t *o = srv_json_loadb(data + at, n, JSON_REJECT_DUPLICATES, &je, &oom);
+            if (oom || (o && json_array_append(rows, o) != 0)) {
+                *bad_line = APP_JSONL_NOMEM;
+                snprintf(why, cap, "out of memory");
+                json_decref(o);
+                json_decref(rows);
+                return NULL;
+            }
+            if (!json_is_object(o) || json_array_size(rows) > max_rows) {
                 snprintf(why, cap, "%s", !o ? je.text : json_array_size(rows) >= max_rows ? "too many rows"
                                                                                          : "a row must be a JSON object");
                 *bad_line = line;
@@ -200,7 +214,7 @@ json_t *app_jsonl_rows(const char *data, size_t len, size_t max_rows, size_t *ba
                 json_decref(rows);
                 return NULL;
             }
-            json_array_append_new(rows, o);
+            json_decref(o);
         }
         at = end + 1;
     }
@@ -280,7 +294,7 @@ static int on_step(void *ctx, const trn_progress *p)
         json_object_set_new(m, "logps/chosen", json_real(p->dpo_m.logps_chosen));
         json_object_set_new(m, "logps/rejected", json_real(p->dpo_m.logps_rejected));
     }
-    char *text = m ? json_dumps(m, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
+    char *text = m ? srv_json_dumps(m, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
     json_decref(m);
     st_error e;
     if (!text || st_job_progress(rc->app->jobs, rc->id, p->step, p->total_steps, p->epoch, text, &e) != 0)

@@ -42,7 +42,9 @@ json_t *app_job_spec_to_json(const app_job_spec *s);
 /* Rows for trn_data_build from a JSON array of row objects (borrowed strings). Returns the
  * count, or -1 with the offending index in *bad and a message. */
 long app_job_rows(json_t *rows, int dpo, trn_row **out, size_t *bad, char *why, size_t cap);
-/* Parses a JSONL dataset body into a JSON array of rows. NULL with a message and the bad line. */
+/* Parses a JSONL dataset body into a JSON array of rows. NULL with a message and the bad line,
+ * which is APP_JSONL_NOMEM when memory ran out (jansson's own errors included). */
+#define APP_JSONL_NOMEM ((size_t)-1)
 json_t *app_jsonl_rows(const char *data, size_t len, size_t max_rows, size_t *bad_line, char *why, size_t cap);
 
 /* Queues job `id`. 0, or -1 when the queue is full. */
