@@ -98,7 +98,9 @@ static int coll_reserve(st_coll *c, size_t label)
 static int coll_set_meta(st_coll *c, size_t label, const char *meta, size_t meta_len)
 {
     json_t *m = NULL;
-    if (meta && !(m = json_loadb(meta, meta_len, 0, NULL)))
+    json_error_t je;
+    int oom;
+    if (meta && !(m = st__json_loadb(meta, meta_len, 0, &je, &oom)))
         return -1;
     if (coll_reserve(c, label) != 0) {
         json_decref(m);
@@ -245,7 +247,7 @@ static int write_record(int64_t label, const uint8_t *rec, size_t len, void *ctx
         sqlite3_bind_blob(st, 3, rec, (int)len, SQLITE_STATIC);
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
-    return rc == SQLITE_DONE ? 0 : -1;
+    return rc == SQLITE_DONE ? 0 : 1; /* positive: not HNSW_ENOMEM, which the walk itself returns */
 }
 
 int st__coll_write_index(sqlite3 *conn, st_coll *c, st_error *err)
@@ -261,15 +263,18 @@ int st__coll_write_index(sqlite3 *conn, st_coll *c, st_error *err)
                                         NULL) == SQLITE_OK
                  ? 0
                  : -1;
+    int walk = 0;
     if (rc == 0)
-        rc = hnsw_dirty_foreach(c->index, write_record, &w) == 0 ? 0 : -1;
+        rc = (walk = hnsw_dirty_foreach(c->index, write_record, &w)) == 0 ? 0 : -1;
     if (rc == 0) {
         hnsw_header_record(c->index, header);
         sqlite3_bind_int64(head, 1, c->id);
         sqlite3_bind_blob(head, 2, header, sizeof header, SQLITE_STATIC);
         rc = sqlite3_step(head) == SQLITE_DONE ? 0 : -1;
     }
-    if (rc != 0)
+    if (rc != 0 && walk == HNSW_ENOMEM)
+        st__fail(err, ST_ERR_NOMEM, c->spec.name, "out of memory writing the index");
+    else if (rc != 0)
         st__sqlite_fail(conn, err, "writing the index");
     sqlite3_finalize(w.put);
     sqlite3_finalize(w.drop);

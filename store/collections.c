@@ -207,7 +207,7 @@ int st_collection_create(st_db *db, const st_collection *spec, st_error *err)
         ok = 0;
         st__fail(err, ST_ERR_NOMEM, spec->name, "out of memory");
     } else if (!ok) {
-        sqlite3_exec(db->conn, "ROLLBACK", NULL, NULL, NULL);
+        st__rollback(db->conn);
     }
     if (!ok)
         st__coll_put(c);
@@ -267,7 +267,7 @@ int st_collection_delete(st_db *db, const char *name, st_error *err)
              (long long)c->id, (long long)c->id);
     int rc = st__exec(db->conn, sql, err, "deleting a collection");
     if (rc != 0)
-        sqlite3_exec(db->conn, "ROLLBACK", NULL, NULL, NULL);
+        st__rollback(db->conn);
     else {
         atomic_store(&c->deleted, 1);
         registry_remove(db, c);

@@ -131,7 +131,7 @@ static int finish_write(st_db *db, st_coll *c, int rc, int touched, st_error *er
         hnsw_clear_dirty(c->index);
         pthread_rwlock_unlock(&c->lock);
     } else if (rc != 0) {
-        sqlite3_exec(db->conn, "ROLLBACK", NULL, NULL, NULL);
+        st__rollback(db->conn);
         if (touched) {
             pthread_rwlock_wrlock(&c->lock);
             st_error lerr;

@@ -164,9 +164,10 @@ int st_filter_compile(const char *json, size_t len, st_filter **out, char *point
     if (pointer_cap)
         pointer[0] = '\0';
     json_error_t jerr;
-    json_t *tree = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
+    int oom;
+    json_t *tree = st__json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr, &oom);
     if (!tree)
-        return st__fail(err, ST_ERR_INVALID, "filter", jerr.text);
+        return st__fail(err, oom ? ST_ERR_NOMEM : ST_ERR_INVALID, "filter", oom ? "out of memory" : jerr.text);
     checker ck = {pointer, pointer_cap, MAX_CONDITIONS, err};
     if (check_filter(&ck, tree, "", 0) != 0) {
         json_decref(tree);

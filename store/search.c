@@ -229,8 +229,9 @@ static int fetch(st_db *db, st_coll *c, const st_query *q, const dist_hit *hits,
         }
         sqlite3_reset(st);
     }
-    sqlite3_exec(conn, "COMMIT", NULL, NULL, NULL);
     sqlite3_finalize(st);
+    st__rollback(conn); /* ends the read transaction, even when memory is short (a pooled
+                         * connection left in one would read this snapshot for good) */
     st__reader_done(db, conn);
     return rc;
 }

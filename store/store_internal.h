@@ -63,6 +63,16 @@ void st__coll_put(st_coll *c); /* drops a reference; the last one frees */
 int st__read_record(sqlite3_stmt *st, int first_col, unsigned dim, int with_text, int with_meta, int with_vec,
                     st_record *out);
 
+/* Ends the open transaction. ROLLBACK needs memory to be prepared: should that fail, the
+ * transaction would stay open, and the writer connection with it, holding the database's
+ * write lock for good; so this tries again (up to about a second) until it is gone. */
+void st__rollback(sqlite3 *c);
+
+/* json_loadb that tells a short memory from bad JSON (store.c; the same as
+ * server/json_util.h's srv_json_loadb, which explains why): NULL with *oom = 1 when any
+ * allocation failed during the parse. */
+json_t *st__json_loadb(const char *buf, size_t len, size_t flags, json_error_t *e, int *oom);
+
 /* Filters, evaluated on parsed metadata (filter.c). */
 int st__filter_eval(const st_filter *f, const json_t *meta);
 
