@@ -8,6 +8,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "model_config.h"
+
 #define MAX_FILE_BYTES (64ull << 30) /* refuse anything larger than any model we serve */
 #define MAX_SHARDS 512
 
@@ -176,7 +178,10 @@ static int parse_into(sft_set *set, const uint8_t *buf, size_t len, const char *
         return mdl_fail(err, MDL_EFORMAT, "%s: header length %llu runs past the end of the file (%zu bytes)",
                         label, (unsigned long long)n, len);
     json_error_t je;
-    json_t *h = json_loadb((const char *)buf + 8, (size_t)n, JSON_REJECT_DUPLICATES, &je);
+    int oom;
+    json_t *h = mdl_json_loadb((const char *)buf + 8, (size_t)n, JSON_REJECT_DUPLICATES, &je, &oom);
+    if (oom)
+        return mdl_fail(err, MDL_ENOMEM, "%s: out of memory for the header", label);
     if (!h)
         return mdl_fail(err, MDL_EFORMAT, "%s: header is not valid JSON (byte %d: %s)", label, je.position,
                         je.text);
@@ -536,7 +541,7 @@ int sft_write_file(const char *path, const sft_write_tensor *tensors, size_t n, 
         off += numel * 4;
     }
     /* JSON_PRESERVE_ORDER keeps __metadata__ first, as the reference writer does. */
-    char *text = json_dumps(h, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    char *text = mdl_json_dumps(h, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(h);
     if (!text) {
         free(t);
