@@ -1,0 +1,106 @@
+/* fault_app.c — see fault_app.h. */
+#include "fault_app.h"
+
+#include <fcntl.h>
+#include <ftw.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cu.h"
+#include "log.h"
+
+int fault_app_open(fault_app *f, int with_generator)
+{
+    memset(f, 0, sizeof *f);
+    snprintf(f->dir, sizeof f->dir, "/tmp/ragd-fault-XXXXXX");
+    if (!mkdtemp(f->dir))
+        return -1;
+    snprintf(f->adapters, sizeof f->adapters, "%s/adapters", f->dir);
+    const char *gen = with_generator ? cu_testdata("checkpoints/gpt2-names-makemore") : NULL;
+    char gen_dir[4096] = "";
+    if (with_generator && !gen) {
+        fprintf(stderr, "fault_app: ../shared/testdata is absent\n");
+        return -1;
+    }
+    if (gen)
+        snprintf(gen_dir, sizeof gen_dir, "%s", gen);
+    char *argv[] = {"ragd", "serve", "--data-dir", f->dir, "--max-batch", "16", "--train-workers", "0",
+                    gen ? "--generator" : NULL, gen_dir, NULL};
+    srv_command cmd;
+    srv_config_error cerr;
+    if (srv_config_parse(gen ? 10 : 8, argv, &f->cfg, &cmd, &cerr) != 0) {
+        fprintf(stderr, "fault_app: %s\n", cerr.msg);
+        return -1;
+    }
+    srv_log_set_level(SRV_LOG_ERROR);
+    f->app.cfg = &f->cfg;
+    f->dcfg.max_body_bytes = (size_t)f->cfg.max_body_bytes;
+    st_error serr;
+    if (st_open(f->dir, &f->app.db, &serr) != 0) {
+        fprintf(stderr, "fault_app: %s\n", serr.msg);
+        return -1;
+    }
+    if (app_train_start(&f->app) != 0) /* the jobs store; no workers (--train-workers 0) */
+        return -1;
+    for (int r = 0; r < APP_N_ROLES; r++)
+        f->app.models[r].dir = NULL;
+    f->app.models[APP_GENERATOR].dir = f->cfg.generator_dir;
+    for (int r = 0; r < APP_N_ROLES; r++)
+        atomic_init(&f->app.models[r].state, f->app.models[r].dir ? APP_MODEL_LOADING : APP_MODEL_ABSENT);
+    app_load_models(&f->app);
+    if (gen && atomic_load(&f->app.models[APP_GENERATOR].state) != APP_MODEL_READY) {
+        fprintf(stderr, "fault_app: the generator did not load: %s\n", f->app.models[APP_GENERATOR].error);
+        return -1;
+    }
+    return 0;
+}
+
+void fault_app_close(fault_app *f)
+{
+    app_train_stop(&f->app);
+    app_unload_models(&f->app);
+    st_close(f->app.db);
+    f->app.db = NULL;
+    if (*f->dir)
+        fault_rmtree(f->dir);
+}
+
+int fault_app_request(fault_app *f, const char *method, const char *path, const char *body, fault_reply *out)
+{
+    srv_detached_reply r;
+    memset(out, 0, sizeof *out);
+    if (srv_dispatch_detached(app_routes, app_n_routes, &f->app, &f->dcfg, method, path, body ? body : "",
+                              body ? strlen(body) : 0, &r) != 0)
+        return -1;
+    out->status = r.status;
+    out->body = r.body;
+    return 0;
+}
+
+void fault_reply_parse(fault_reply *r)
+{
+    json_t *j = r->body ? json_loads(r->body, 0, NULL) : NULL;
+    json_t *code = json_object_get(j, "code");
+    if (!code) /* OpenAI's shape */
+        code = json_object_get(json_object_get(j, "error"), "code");
+    if (json_is_string(code))
+        snprintf(r->code, sizeof r->code, "%s", json_string_value(code));
+    else if (!j)
+        snprintf(r->code, sizeof r->code, "(not JSON)");
+    json_decref(j);
+}
+
+static int rm_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+    (void)st;
+    (void)ftw;
+    return type == FTW_DP ? rmdir(path) : unlink(path);
+}
+
+void fault_rmtree(const char *dir)
+{
+    nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}

@@ -1,0 +1,43 @@
+/*
+ * fault_app.h — ragd in process for the fault suites: the real route table, store, jobs
+ * store, generator (../shared's gpt2-names-makemore, when present) and adapter registry in a
+ * temporary data directory, with requests run through srv_dispatch_detached exactly as the
+ * daemon runs them (routing, body cap, JSON, validation, handler), as tests/fuzz does.
+ */
+#ifndef RAGD_FAULT_APP_H
+#define RAGD_FAULT_APP_H
+
+#include <stddef.h>
+
+#include "app.h"
+
+typedef struct {
+    struct app app;
+    srv_config cfg;
+    srv_daemon_config dcfg;
+    char dir[64];           /* the data directory; adapters in dir/adapters */
+    char adapters[96];
+} fault_app;
+
+/* Opens it all in a new temporary directory. with_generator: also load the generator
+ * (and with it the adapter registry); fails when ../shared is absent. 0 or -1 (printed). */
+int fault_app_open(fault_app *f, int with_generator);
+/* Closes everything and removes the directory. */
+void fault_app_close(fault_app *f);
+
+typedef struct {
+    unsigned status;
+    char code[40];          /* the error body's "code" ("" for a success or no code) */
+    char *body;             /* heap (free) */
+} fault_reply;
+
+/* One request (status and body; code stays ""). Returns 0, or -1 when even the detached
+ * reply could not be allocated. */
+int fault_app_request(fault_app *f, const char *method, const char *path, const char *body, fault_reply *out);
+/* Fills r->code from the body: run it with faults disarmed. */
+void fault_reply_parse(fault_reply *r);
+
+/* Removes a directory tree (files and directories, never following a symlink). */
+void fault_rmtree(const char *dir);
+
+#endif
