@@ -155,11 +155,13 @@ long fault_io_disarm(fault_io_kind kind)
 int fault_io_fired(fault_io_kind kind) { return atomic_load(&io[kind].fired); }
 long fault_io_injected(void) { return atomic_load(&io_injected); }
 
-/* 1 (with errno set) when this call on fd must fail. */
+/* 1 (with errno set) when this call on fd must fail: writes to regular files, syncs of
+ * regular files and directories (a rename is durable only once its directory is synced). */
 static int io_fails(fault_io_kind kind, int fd)
 {
     struct stat st;
-    if (!atomic_load(&io[kind].armed) || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+    if (!atomic_load(&io[kind].armed) || fstat(fd, &st) != 0 ||
+        !(S_ISREG(st.st_mode) || (kind == FAULT_IO_SYNC && S_ISDIR(st.st_mode))))
         return 0;
     atomic_fetch_add(&io[kind].seen, 1);
     long left = atomic_fetch_sub(&io[kind].left, 1) - 1;

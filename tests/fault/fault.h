@@ -13,8 +13,9 @@
  * frees) over the whole process, so a test compares the count before an operation and after
  * its cleanup to find leaks.
  *
- * I/O faults fail the Nth write (write, pwrite, pwrite64) or sync (fsync, fdatasync) on a
- * regular file with a given errno; writes to pipes, sockets and terminals pass through.
+ * I/O faults fail the Nth write (write, pwrite, pwrite64) on a regular file, or the Nth sync
+ * (fsync, fdatasync) of a regular file or a directory, with a given errno; writes to pipes,
+ * sockets and terminals pass through.
  *
  * Path calls are counted while counting is on, with a log of each call ("openat name
  * flags=0x..."), so a test proves that a rejected name reaches no filesystem call, or that a
