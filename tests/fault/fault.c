@@ -233,11 +233,15 @@ static void fs_note(const char *fn, const char *path, long flags)
 {
     if (!atomic_load(&fs_on))
         return;
+    char shown[256]; /* one line per call: control bytes shown as '?' */
+    snprintf(shown, sizeof shown, "%s", path ? path : "(null)");
+    for (char *p = shown; *p; p++)
+        if ((unsigned char)*p < 0x20)
+            *p = '?';
     pthread_mutex_lock(&fs_lock);
     fs_calls++;
     if (fs_log_len < sizeof fs_log - 1) {
-        int w = snprintf(fs_log + fs_log_len, sizeof fs_log - fs_log_len, "%s %s flags=0x%lx\n", fn,
-                         path ? path : "(null)", flags);
+        int w = snprintf(fs_log + fs_log_len, sizeof fs_log - fs_log_len, "%s %s flags=0x%lx\n", fn, shown, flags);
         if (w > 0)
             fs_log_len += (size_t)w < sizeof fs_log - fs_log_len ? (size_t)w : sizeof fs_log - 1 - fs_log_len;
     }

@@ -60,8 +60,9 @@ long fault_io_injected(void); /* I/O calls failed on purpose since the process s
 void fault_fs_count(void);
 /* Stops counting; returns the calls made since fault_fs_count. */
 long fault_fs_stop(void);
-/* The log of those calls, one per line ("lstat /tmp/x", "openat evil flags=0x..."), NUL-terminated
- * (cut at its capacity). Valid until the next fault_fs_count. */
+/* The log of those calls, one per line ("lstat /tmp/x flags=0x100", "openat evil flags=0x..."
+ * with control bytes in names shown as '?'), NUL-terminated (cut at its capacity). Valid until
+ * the next fault_fs_count. */
 const char *fault_fs_log(void);
 
 #endif
