@@ -472,7 +472,7 @@ static int job_consistent(job_op op, const char *id, int rc)
     st_error e;
     st_job *list;
     size_t n, active = 0;
-    if (st_job_list(j, 1000000, &list, &n, &e) != 0)
+    if (st_job_list(j, 8, &list, &n, &e) != 0) /* newest first: an active job is among the last made */
         return 0;
     char active_id[ST_JOB_ID_MAX] = "";
     for (size_t i = 0; i < n; i++)
