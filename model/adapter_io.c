@@ -478,6 +478,32 @@ static json_t *target_list(unsigned targets)
     return l;
 }
 
+/* An adapter loaded through a regex may adapt a module in some layers only, which neither a
+ * module list nor layers_to_transform can say; its config then names each adapted module
+ * ("h.0.attn.c_attn", matched as a suffix, as PEFT does), so saving it again loads back the
+ * same modules. NULL when the module list and the layers say it exactly. */
+static json_t *module_names(const adp_adapter *a)
+{
+    const adp_config *c = &a->cfg;
+    int regular = 1;
+    for (size_t l = 0; l < a->n_layer; l++) {
+        unsigned mask = 0;
+        for (int mod = 0; mod < ADP_N_MODULES; mod++)
+            if (a->lora[l * ADP_N_MODULES + mod].r)
+                mask |= ADP_MODULE_BIT(mod);
+        if (mask != ((!c->layers || c->layers[l]) ? c->targets : 0u))
+            regular = 0;
+    }
+    if (regular)
+        return NULL;
+    json_t *l = json_array();
+    for (size_t i = 0; l && i < a->n_layer * ADP_N_MODULES; i++)
+        if (a->lora[i].r)
+            json_array_append_new(l, json_sprintf("h.%zu.%s", i / ADP_N_MODULES,
+                                                  adp_module_name((adp_module)(i % ADP_N_MODULES))));
+    return l;
+}
+
 static json_t *config_json(const adp_adapter *a, const char *base_model)
 {
     const adp_config *c = &a->cfg;
@@ -488,8 +514,8 @@ static json_t *config_json(const adp_adapter *a, const char *base_model)
     if (!j)
         return NULL;
     if (c->type == ADP_LORA) {
-        json_t *layers = json_null();
-        if (c->layers) {
+        json_t *layers = json_null(), *names = module_names(a);
+        if (c->layers && !names) {
             layers = json_array();
             for (size_t l = 0; l < a->n_layer; l++)
                 if (c->layers[l])
@@ -500,10 +526,10 @@ static json_t *config_json(const adp_adapter *a, const char *base_model)
                                         (json_int_t)c->r, "lora_alpha",
                                         alpha == floor(alpha) && fabs(alpha) < 1e15 ? json_integer((json_int_t)alpha)
                                                                                     : json_real(alpha),
-                                        "lora_dropout", 0.0, "target_modules", target_list(c->targets),
+                                        "lora_dropout", 0.0, "target_modules", names ? names : target_list(c->targets),
                                         "fan_in_fan_out", 1, "bias", "none", "use_rslora", c->use_rslora,
                                         "init_lora_weights", 1, "layers_to_transform", layers, "layers_pattern",
-                                        c->layers ? json_string("h") : json_null(), "rank_pattern", "alpha_pattern",
+                                        c->layers && !names ? json_string("h") : json_null(), "rank_pattern", "alpha_pattern",
                                         "use_dora", 0));
     } else {
         json_object_update_new(j, json_pack("{s:I, s:I, s:i, s:I, s:I}", "num_virtual_tokens",
