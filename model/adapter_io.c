@@ -139,6 +139,46 @@ static int cfg_default(json_t *j, const char *key, const char *label, mdl_error 
     return ok ? 0 : mdl_fail(err, MDL_EFORMAT, "%s: '%s' other than its default is not supported", label, key);
 }
 
+#define MAX_REGEX_BYTES 256
+#define MAX_REGEX_COST 256
+
+/* How many copies of its parts glibc's regcomp may build for a pattern: it copies the
+ * operand of `+` once more and that of {n,m} max(n,m) times, so nested or repeated
+ * repetitions grow it exponentially ("a++++..." took gigabytes). The product of every
+ * repetition's factor bounds it from above; it stops counting past `cap`. */
+static size_t regex_cost(const char *p, size_t cap)
+{
+    size_t cost = 1;
+    for (; *p && cost <= cap; p++) {
+        if (*p == '\\' && p[1]) {
+            p++;
+        } else if (*p == '[') { /* a bracket expression: no operators inside */
+            p += p[1] == '^' ? 2 : 1;
+            if (*p == ']')
+                p++;
+            while (*p && *p != ']')
+                p++;
+            if (!*p)
+                break;
+        } else if (*p == '+') {
+            cost *= 2;
+        } else if (*p == '{') {
+            size_t n = 0, most = 0;
+            for (p++; *p && *p != '}'; p++) {
+                if (*p >= '0' && *p <= '9')
+                    n = n > cap ? n : n * 10 + (size_t)(*p - '0');
+                else
+                    n = 0;
+                most = n > most ? n : most;
+            }
+            cost *= most + 1;
+            if (!*p)
+                break;
+        }
+    }
+    return cost;
+}
+
 static int parse_lora(json_t *j, const gpt2_config *base, adp_config *c, target_rule *t, const char *label,
                       mdl_error *err)
 {
@@ -165,6 +205,10 @@ static int parse_lora(json_t *j, const gpt2_config *base, adp_config *c, target_
             return mdl_fail(err, MDL_ENOMEM, "out of memory");
     } else if (json_is_string(tm)) {
         size_t n = json_string_length(tm);
+        if (n > MAX_REGEX_BYTES || regex_cost(json_string_value(tm), MAX_REGEX_COST) > MAX_REGEX_COST)
+            return mdl_fail(err, MDL_EFORMAT,
+                            "%s: 'target_modules' as a regex is limited to %d bytes and few repetitions ('+', {n,m})",
+                            label, MAX_REGEX_BYTES);
         char *pat = malloc(n + 5);
         if (!pat)
             return mdl_fail(err, MDL_ENOMEM, "out of memory");

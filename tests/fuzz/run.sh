@@ -35,7 +35,7 @@ for t in "${targets[@]}"; do
         build-fuzz/tests/fuzz/fuzz_"$t" -max_total_time="$secs" -print_final_stats=1 \
         -artifact_prefix=build-fuzz/crashes/"$t"- "$scratch" tests/fuzz/corpus/"$t" >"$log" 2>&1 || true
     grep -E '^(==[0-9]+==ERROR|SUMMARY|fuzz_)' "$log" | head -20 || true
-    read -r user sys wall <"build-fuzz/fuzz_$t.time" || { user=0 sys=0 wall=0; }
+    read -r user sys wall < <(tail -1 "build-fuzz/fuzz_$t.time") || { user=0 sys=0 wall=0; }
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     cpu=$(awk -v u="$user" -v s="$sys" 'BEGIN { printf "%.1f", u + s }')
     total_cpu=$(awk -v a="$total_cpu" -v b="$cpu" 'BEGIN { printf "%.1f", a + b }')
