@@ -573,8 +573,8 @@ static json_t *config_json(const adp_adapter *a, const char *base_model)
                                         "lora_dropout", 0.0, "target_modules", names ? names : target_list(c->targets),
                                         "fan_in_fan_out", 1, "bias", "none", "use_rslora", c->use_rslora,
                                         "init_lora_weights", 1, "layers_to_transform", layers, "layers_pattern",
-                                        c->layers && !names ? json_string("h") : json_null(), "rank_pattern", "alpha_pattern",
-                                        "use_dora", 0));
+                                        c->layers && !names ? json_string("h") : json_null(), "rank_pattern",
+                                        "alpha_pattern", "use_dora", 0));
     } else {
         json_object_update_new(j, json_pack("{s:I, s:I, s:i, s:I, s:I}", "num_virtual_tokens",
                                         (json_int_t)c->num_virtual_tokens, "token_dim", (json_int_t)a->n_embd,

@@ -50,7 +50,8 @@ static void remove_store(void)
 static void setup(void)
 {
     /* tmpfs when there is one: fsync is free there, so each exec costs CPU, not disk waits. */
-    snprintf(data_dir, sizeof data_dir, "%s/ragd-fuzz-filter-XXXXXX", access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
+    snprintf(data_dir, sizeof data_dir, "%s/ragd-fuzz-filter-XXXXXX",
+             access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
     st_error err;
     if (!mkdtemp(data_dir) || st_open(data_dir, &db, &err) != 0)
         abort();

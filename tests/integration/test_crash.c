@@ -334,12 +334,14 @@ static int check_adapters(const it_server *s, const char *adapters)
             ok = 0;
         }
         int listed = 0;
-        for (size_t i = 0; i < json_array_size(rows); i++)
-            listed |= !strcmp(str_or_empty(json_string_value(json_object_get(json_array_get(rows, i), "name"))), e->d_name);
+        for (size_t i = 0; i < json_array_size(rows); i++) {
+            const char *name = json_string_value(json_object_get(json_array_get(rows, i), "name"));
+            listed |= !strcmp(str_or_empty(name), e->d_name);
+        }
         snprintf(path, sizeof path, "/adapters/%s", e->d_name);
         it_response g = it_get(s, path);
         snprintf(path, sizeof path, "/generate?adapter=%s", e->d_name);
-        it_response gen = it_post(s, path, "{\"inputs\":\".\",\"parameters\":{\"max_new_tokens\":3,\"temperature\":0}}");
+        it_response gen = it_post(s, path, "{\"inputs\":\".\",\"parameters\":{\"max_new_tokens\":3}}");
         if (!listed || g.status != 200 || gen.status != 200 ||
             !json_is_string(json_object_get(gen.json, "generated_text"))) {
             fprintf(stderr, "adapters/%s: listed %d, GET %ld %.200s, generate %ld %.200s\n", e->d_name, listed,
@@ -401,7 +403,7 @@ static int wait_publish(int ino, unsigned *rs, char *job, size_t cap)
 static ingest_stream ing;
 static train_stream tr;
 static int per_batch[C_MAX_BATCHES];
-static char data[64], db[128], adapters[128];
+static char data[64], db[128], adapters[128], prev_log[96];
 static running_jobs left;
 
 typedef struct {
@@ -437,18 +439,42 @@ static int jobs_idle(const it_server *s)
             const char *st = str_or_empty(json_string_value(json_object_get(json_array_get(jobs, k), "status")));
             busy |= !strcmp(st, "queued") || !strcmp(st, "running");
         }
-        it_free(&r);
-        if (!busy)
+        if (!busy) {
+            it_free(&r);
             return 1;
+        }
+        if (i == 599) {
+            fprintf(stderr, "jobs still queued or running 30 s after the restart:\n");
+            for (size_t k = 0; k < json_array_size(jobs); k++) {
+                char *text = json_dumps(json_array_get(jobs, k), JSON_COMPACT);
+                if (text && (strstr(text, "\"queued\"") || strstr(text, "\"running\"")))
+                    fprintf(stderr, "  %.400s\n", text);
+                free(text);
+            }
+        }
+        it_free(&r);
         usleep(50000);
     }
-    fprintf(stderr, "jobs still queued or running 30 s after the restart\n");
     return 0;
+}
+
+/* Prints the lines of a server log that are not info (the reasons of failed jobs, errors). */
+static void print_warnings(const char *title, const char *path)
+{
+    FILE *f = fopen(path, "r");
+    char line[1024];
+    fprintf(stderr, "%s (%s):\n", title, path);
+    while (f && fgets(line, sizeof line, f))
+        if (!strstr(line, "level=info"))
+            fprintf(stderr, "  %s", line);
+    if (f)
+        fclose(f);
 }
 
 /* The checks on the server restarted after a kill (see the top of the file). */
 static void check_restart(const it_server *s, totals *tot)
 {
+    unsigned failures = CU_get_number_of_failures();
     long rows = -1;
     db_one(db, "SELECT count(*) FROM documents", &rows, NULL, 0);
     CU_ASSERT_EQUAL(count_of(s, "crash"), rows);
@@ -456,8 +482,9 @@ static void check_restart(const it_server *s, totals *tot)
     char st[160], err[160], started[160];
     for (int i = 0; i < left.n; i++) { /* failed with a reason, or resumed afresh */
         long code = job_state(s, left.id[i], st, err, started, sizeof st);
-        int ok = code == 200 && ((!strcmp(st, "failed") && err[0]) || !strcmp(st, "queued") || !strcmp(st, "succeeded") ||
-                                 (!strcmp(st, "running") && strcmp(started, left.started[i])));
+        int resumed = !strcmp(st, "queued") || !strcmp(st, "succeeded") ||
+                      (!strcmp(st, "running") && strcmp(started, left.started[i]));
+        int ok = code == 200 && ((!strcmp(st, "failed") && err[0]) || resumed);
         if (!ok)
             fprintf(stderr, "job %s, running at the kill: %s '%s'\n", left.id[i], st, err);
         CU_ASSERT(ok);
@@ -465,6 +492,8 @@ static void check_restart(const it_server *s, totals *tot)
     }
     for (size_t i = tr.first_this_cycle; i < tr.n_acked; i++) { /* acknowledged jobs exist */
         long code = job_state(s, tr.acked[i].id, st, err, started, sizeof st);
+        if (code != 200)
+            fprintf(stderr, "acknowledged job %s: GET answered %ld '%s'\n", tr.acked[i].id, code, err);
         CU_ASSERT_EQUAL(code, 200);
         if (!strcmp(st, "succeeded") && !adapter_on_disk(adapters, tr.acked[i].name)) {
             fprintf(stderr, "job %s succeeded but adapters/%s is missing\n", tr.acked[i].id, tr.acked[i].name);
@@ -475,11 +504,18 @@ static void check_restart(const it_server *s, totals *tot)
     int n = check_adapters(s, adapters);
     CU_ASSERT(n >= 0);
     tot->adapters_checked += n > 0 ? n : 0;
+    if (CU_get_number_of_failures() != failures) {
+        char path[160];
+        print_warnings("the killed server's log", prev_log);
+        snprintf(path, sizeof path, "%s/stderr.log", s->dir);
+        print_warnings("the restarted server's log", path);
+    }
 }
 
 static void test_crash_loop(void)
 {
-    const long cycles = env_long("RAGD_CRASH_CYCLES", 4, 1000000), fresh_every = env_long("RAGD_CRASH_FRESH_EVERY", 100, 1000000);
+    const long cycles = env_long("RAGD_CRASH_CYCLES", 4, 1000000),
+               fresh_every = env_long("RAGD_CRASH_FRESH_EVERY", 100, 1000000);
     unsigned rs = (unsigned)env_long("RAGD_CRASH_SEED", (long)time(NULL) & 0x7fffffff, 0x7fffffff);
     fprintf(stderr, "crash loop: %ld cycles, seed %u\n", cycles, rs);
     totals tot = {0};
@@ -496,12 +532,15 @@ static void test_crash_loop(void)
                 break;
         }
         if (cycle % fresh_every == 0) { /* a new data directory with an empty collection */
-            if (data[0])
+            if (data[0]) {
                 remove_dir(data);
+                unlink(prev_log);
+            }
             snprintf(data, sizeof data, "/tmp/ragd-crash-XXXXXX");
             CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(data));
             snprintf(db, sizeof db, "%s/ragd.db", data);
             snprintf(adapters, sizeof adapters, "%s/adapters", data);
+            snprintf(prev_log, sizeof prev_log, "%s.log", data);
             CU_ASSERT_EQUAL_FATAL(mkdir(adapters, 0755), 0);
             memset(&ing, 0, sizeof ing);
             memset(&tr, 0, sizeof tr);
@@ -537,6 +576,10 @@ static void test_crash_loop(void)
         ing.stop = tr.stop = 1;
         pthread_join(ti, NULL);
         pthread_join(tt, NULL);
+        char log[160]; /* kept for the next cycle's checks */
+        snprintf(log, sizeof log, "cp '%s/stderr.log' '%s'", s.dir, prev_log);
+        if (system(log) != 0)
+            fprintf(stderr, "could not keep the killed server's log\n");
         it_stop(&s); /* removes the harness's own directory, not the data */
 
         /* ---- the files as the kill left them ---- */
@@ -581,6 +624,7 @@ static void test_crash_loop(void)
                 renamed ? ", after the rename before the job was done" : "");
     }
     remove_dir(data);
+    unlink(prev_log);
     fprintf(stderr,
             "crash summary: %ld cycles (%ld data dirs), %ld kills aimed at a publish, %ld kills inside an adapter "
             "write (temporary empty %ld, partly written %ld, complete %ld; after the rename before the job was "
