@@ -6,7 +6,8 @@
 # tests/fuzz/corpus/NAME/ so it replays in every normal test run.
 # On a shared machine the wall clock says little, so each target's line gives the CPU time
 # it actually used (user + system, from /usr/bin/time) and its executions; the last line
-# sums them. Run it under `nice -n 19` to take idle CPU only.
+# sums them. Run it under `nice -n 19` to take idle CPU only; a unit counts as slow after
+# 120 s of wall clock (not libFuzzer's 10: a starved process is not a slow input).
 #   usage: tests/fuzz/run.sh [SECONDS] [TARGET...]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -32,7 +33,7 @@ for t in "${targets[@]}"; do
     log="build-fuzz/fuzz_$t.log"
     mkdir -p "$scratch"
     /usr/bin/time -f '%U %S %e' -o "build-fuzz/fuzz_$t.time" \
-        build-fuzz/tests/fuzz/fuzz_"$t" -max_total_time="$secs" -print_final_stats=1 \
+        build-fuzz/tests/fuzz/fuzz_"$t" -max_total_time="$secs" -print_final_stats=1 -report_slow_units=120 \
         -artifact_prefix=build-fuzz/crashes/"$t"- "$scratch" tests/fuzz/corpus/"$t" >"$log" 2>&1 || true
     grep -E '^(==[0-9]+==ERROR|SUMMARY|fuzz_)' "$log" | head -20 || true
     read -r user sys wall < <(tail -1 "build-fuzz/fuzz_$t.time") || { user=0 sys=0 wall=0; }
