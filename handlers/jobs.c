@@ -596,8 +596,8 @@ void h_datasets_post(srv_req *req, void *ctx)
         {
             char field[48];
             snprintf(field, sizeof field, "/%zu/%.30s", i, k);
-            json_decref(rows);
             srv_reply_error(req, SRV_E_INVALID_TYPE, field, "line %zu: '%s' must be a string", i + 1, k);
+            json_decref(rows); /* after the reply: k lives in rows */
             return;
         }
     }

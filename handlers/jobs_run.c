@@ -379,6 +379,21 @@ static int train_and_publish(struct app *app, run_ctx *rcx, const st_job *job, c
     return rc;
 }
 
+/* Records a job's final state. A busy database is waited out (up to 30 s more than SQLite's
+ * own busy timeout): a worker that is done must never leave its job 'running'. */
+static void finish_job(struct app *app, const char *id, st_job_status to, const char *why)
+{
+    st_error se = {0};
+    for (int attempt = 0; attempt < 60; attempt++) {
+        int rc = st_job_transition(app->jobs, id, ST_JOB_BIT(ST_JOB_RUNNING), to, why, &se);
+        if (rc == 0 || rc == ST_JOB_STALE)
+            return;
+        usleep(500000);
+    }
+    srv_log(SRV_LOG_ERROR, "cannot record a job's final state", "job=%s status=%s error=\"%s\"", id,
+            st_job_status_name(to), se.msg);
+}
+
 /* Training yields the CPU to serving: its kernels run on the job's worker thread alone (the
  * compute workers stay with serving) at a lower priority, so a request preempts it and
  * training uses what serving leaves. */
@@ -419,20 +434,19 @@ static void run_job(void *ctx, void *job_id)
     char job_name[sizeof job.adapter_name];
     snprintf(job_name, sizeof job_name, "%s", job.adapter_name);
     st_job_clear(&job);
-    const unsigned running = ST_JOB_BIT(ST_JOB_RUNNING);
     if (rc == 0) {
         /* A cached older version of the name is dropped, so the next request loads this one. */
         app_adapter_forget(app, job_name);
-        st_job_transition(app->jobs, id, running, ST_JOB_SUCCEEDED, NULL, &se);
+        finish_job(app, id, ST_JOB_SUCCEEDED, NULL);
         srv_log(SRV_LOG_INFO, "training job succeeded", "job=%s", id);
     } else if (rc > 0 && atomic_load(&slot->cancel)) {
-        st_job_transition(app->jobs, id, running, ST_JOB_CANCELLED, NULL, &se);
+        finish_job(app, id, ST_JOB_CANCELLED, NULL);
         srv_log(SRV_LOG_INFO, "training job cancelled", "job=%s", id);
     } else if (rc > 0) { /* shutting down: run it again from the start after the restart */
-        st_job_transition(app->jobs, id, running, ST_JOB_QUEUED, NULL, &se);
+        finish_job(app, id, ST_JOB_QUEUED, NULL);
         srv_log(SRV_LOG_INFO, "training job requeued for the next start", "job=%s", id);
     } else {
-        st_job_transition(app->jobs, id, running, ST_JOB_FAILED, why, &se);
+        finish_job(app, id, ST_JOB_FAILED, why);
         srv_log(SRV_LOG_WARN, "training job failed", "job=%s error=\"%s\"", id, why);
     }
     pthread_mutex_lock(&t->mu);

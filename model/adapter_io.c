@@ -140,6 +140,46 @@ static int cfg_default(json_t *j, const char *key, const char *label, mdl_error 
     return ok ? 0 : mdl_fail(err, MDL_EFORMAT, "%s: '%s' other than its default is not supported", label, key);
 }
 
+#define MAX_REGEX_BYTES 256
+#define MAX_REGEX_COST 256
+
+/* How many copies of its parts glibc's regcomp may build for a pattern: it copies the
+ * operand of `+` once more and that of {n,m} max(n,m) times, so nested or repeated
+ * repetitions grow it exponentially ("a++++..." took gigabytes). The product of every
+ * repetition's factor bounds it from above; it stops counting past `cap`. */
+static size_t regex_cost(const char *p, size_t cap)
+{
+    size_t cost = 1;
+    for (; *p && cost <= cap; p++) {
+        if (*p == '\\' && p[1]) {
+            p++;
+        } else if (*p == '[') { /* a bracket expression: no operators inside */
+            p += p[1] == '^' ? 2 : 1;
+            if (*p == ']')
+                p++;
+            while (*p && *p != ']')
+                p++;
+            if (!*p)
+                break;
+        } else if (*p == '+') {
+            cost *= 2;
+        } else if (*p == '{') {
+            size_t n = 0, most = 0;
+            for (p++; *p && *p != '}'; p++) {
+                if (*p >= '0' && *p <= '9')
+                    n = n > cap ? n : n * 10 + (size_t)(*p - '0');
+                else
+                    n = 0;
+                most = n > most ? n : most;
+            }
+            cost *= most + 1;
+            if (!*p)
+                break;
+        }
+    }
+    return cost;
+}
+
 static int parse_lora(json_t *j, const gpt2_config *base, adp_config *c, target_rule *t, const char *label,
                       mdl_error *err)
 {
@@ -166,6 +206,10 @@ static int parse_lora(json_t *j, const gpt2_config *base, adp_config *c, target_
             return mdl_fail(err, MDL_ENOMEM, "out of memory");
     } else if (json_is_string(tm)) {
         size_t n = json_string_length(tm);
+        if (n > MAX_REGEX_BYTES || regex_cost(json_string_value(tm), MAX_REGEX_COST) > MAX_REGEX_COST)
+            return mdl_fail(err, MDL_EFORMAT,
+                            "%s: 'target_modules' as a regex is limited to %d bytes and few repetitions ('+', {n,m})",
+                            label, MAX_REGEX_BYTES);
         char *pat = malloc(n + 5);
         if (!pat)
             return mdl_fail(err, MDL_ENOMEM, "out of memory");
@@ -482,6 +526,32 @@ static json_t *target_list(unsigned targets)
     return l;
 }
 
+/* An adapter loaded through a regex may adapt a module in some layers only, which neither a
+ * module list nor layers_to_transform can say; its config then names each adapted module
+ * ("h.0.attn.c_attn", matched as a suffix, as PEFT does), so saving it again loads back the
+ * same modules. NULL when the module list and the layers say it exactly. */
+static json_t *module_names(const adp_adapter *a)
+{
+    const adp_config *c = &a->cfg;
+    int regular = 1;
+    for (size_t l = 0; l < a->n_layer; l++) {
+        unsigned mask = 0;
+        for (int mod = 0; mod < ADP_N_MODULES; mod++)
+            if (a->lora[l * ADP_N_MODULES + mod].r)
+                mask |= ADP_MODULE_BIT(mod);
+        if (mask != ((!c->layers || c->layers[l]) ? c->targets : 0u))
+            regular = 0;
+    }
+    if (regular)
+        return NULL;
+    json_t *l = json_array();
+    for (size_t i = 0; l && i < a->n_layer * ADP_N_MODULES; i++)
+        if (a->lora[i].r)
+            json_array_append_new(l, json_sprintf("h.%zu.%s", i / ADP_N_MODULES,
+                                                  adp_module_name((adp_module)(i % ADP_N_MODULES))));
+    return l;
+}
+
 static json_t *config_json(const adp_adapter *a, const char *base_model)
 {
     const adp_config *c = &a->cfg;
@@ -492,8 +562,8 @@ static json_t *config_json(const adp_adapter *a, const char *base_model)
     if (!j)
         return NULL;
     if (c->type == ADP_LORA) {
-        json_t *layers = json_null();
-        if (c->layers) {
+        json_t *layers = json_null(), *names = module_names(a);
+        if (c->layers && !names) {
             layers = json_array();
             for (size_t l = 0; l < a->n_layer; l++)
                 if (c->layers[l])
@@ -504,11 +574,11 @@ static json_t *config_json(const adp_adapter *a, const char *base_model)
                                         (json_int_t)c->r, "lora_alpha",
                                         alpha == floor(alpha) && fabs(alpha) < 1e15 ? json_integer((json_int_t)alpha)
                                                                                     : json_real(alpha),
-                                        "lora_dropout", 0.0, "target_modules", target_list(c->targets),
+                                        "lora_dropout", 0.0, "target_modules", names ? names : target_list(c->targets),
                                         "fan_in_fan_out", 1, "bias", "none", "use_rslora", c->use_rslora,
                                         "init_lora_weights", 1, "layers_to_transform", layers, "layers_pattern",
-                                        c->layers ? json_string("h") : json_null(), "rank_pattern", "alpha_pattern",
-                                        "use_dora", 0));
+                                        c->layers && !names ? json_string("h") : json_null(), "rank_pattern",
+                                        "alpha_pattern", "use_dora", 0));
     } else {
         json_object_update_new(j, json_pack("{s:I, s:I, s:i, s:I, s:I}", "num_virtual_tokens",
                                         (json_int_t)c->num_virtual_tokens, "token_dim", (json_int_t)a->n_embd,

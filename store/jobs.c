@@ -1,6 +1,7 @@
 /* jobs.c — training jobs, step metrics and datasets in SQLite (see jobs.h). */
 #include "jobs.h"
 
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -46,14 +47,20 @@ const char st_jobs_schema_sql[] =
 
 static const char *const status_names[ST_JOB_N_STATUS] = {"queued", "running", "succeeded", "failed", "cancelled"};
 
-/* Both connections are in serialized mode (SQLite's own mutex makes each safe from any
- * thread) and every write is a single autocommit statement, so threads sharing a connection
+/* Both connections are in serialized mode, every write is a single autocommit statement,
+ * and `mu` gives each statement's whole life to one thread, so threads sharing a connection
  * never interleave inside one transaction. State changes go through `conn`
  * (synchronous=FULL: durable on power loss); per-step progress through `fast`
  * (synchronous=NORMAL: in WAL mode still durable when the process is killed, without an
  * fsync per optimizer step). */
 struct st_jobs {
     sqlite3 *conn, *fast;
+    /* Held from a statement's prepare to its finalize (the public functions take it around
+     * their *_locked bodies). SQLite's own mutex covers one call, not a statement's life: a
+     * write while another thread's SELECT still held its read snapshot fails with
+     * SQLITE_BUSY_SNAPSHOT at once (no busy wait) when the file changed since, e.g. by an
+     * upsert; a job's final state was lost that way and the job stayed 'running'. */
+    pthread_mutex_t mu;
 };
 
 const char *st_job_status_name(st_job_status s) { return (unsigned)s < ST_JOB_N_STATUS ? status_names[s] : "?"; }
@@ -87,6 +94,7 @@ int st_jobs_open(const char *dir, st_jobs **out, st_error *err)
     st_jobs *j = calloc(1, sizeof *j);
     if (!j)
         return fail(err, SQLITE_NOMEM, path, "out of memory");
+    pthread_mutex_init(&j->mu, NULL);
     for (int k = 0; k < 2; k++) {
         sqlite3 **c = k ? &j->fast : &j->conn;
         int rc = sqlite3_open_v2(path, c, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, NULL);
@@ -114,6 +122,7 @@ void st_jobs_close(st_jobs *j)
         return;
     sqlite3_close(j->conn);
     sqlite3_close(j->fast);
+    pthread_mutex_destroy(&j->mu);
     free(j);
 }
 
@@ -138,8 +147,8 @@ static int prepare(st_jobs *j, const char *sql, sqlite3_stmt **st, st_error *err
     return 0;
 }
 
-int st_job_create(st_jobs *j, const char *type, const char *adapter_name, const char *request_json,
-                  long total_steps, char id_out[ST_JOB_ID_MAX], st_error *err)
+static int job_create_locked(st_jobs *j, const char *type, const char *adapter_name, const char *request_json,
+                             long total_steps, char id_out[ST_JOB_ID_MAX], st_error *err)
 {
     sqlite3_stmt *st;
     if (prepare(j, "INSERT INTO jobs(id, type, status, adapter_name, request, total_steps) VALUES (?, ?, 'queued', ?, ?, ?)",
@@ -156,6 +165,15 @@ int st_job_create(st_jobs *j, const char *type, const char *adapter_name, const 
     if (rc == SQLITE_CONSTRAINT)
         return ST_JOB_CONFLICT;
     return rc == SQLITE_DONE ? 0 : db_fail(j, err, "creating a job");
+}
+
+int st_job_create(st_jobs *j, const char *type, const char *adapter_name, const char *request_json,
+                  long total_steps, char id_out[ST_JOB_ID_MAX], st_error *err)
+{
+    pthread_mutex_lock(&j->mu);
+    int rc = job_create_locked(j, type, adapter_name, request_json, total_steps, id_out, err);
+    pthread_mutex_unlock(&j->mu);
+    return rc;
 }
 
 static void copy_col(sqlite3_stmt *st, int col, char *dst, size_t cap)
@@ -191,7 +209,7 @@ static void read_job(sqlite3_stmt *st, st_job *out)
     out->metrics = dup_col(st, 11);
 }
 
-int st_job_get(st_jobs *j, const char *id, st_job *out, st_error *err)
+static int job_get_locked(st_jobs *j, const char *id, st_job *out, st_error *err)
 {
     sqlite3_stmt *st;
     memset(out, 0, sizeof *out);
@@ -209,6 +227,14 @@ int st_job_get(st_jobs *j, const char *id, st_job *out, st_error *err)
     return rc == SQLITE_ROW ? 0 : db_fail(j, err, "reading a job");
 }
 
+int st_job_get(st_jobs *j, const char *id, st_job *out, st_error *err)
+{
+    pthread_mutex_lock(&j->mu);
+    int rc = job_get_locked(j, id, out, err);
+    pthread_mutex_unlock(&j->mu);
+    return rc;
+}
+
 void st_job_clear(st_job *job)
 {
     free(job->request);
@@ -216,7 +242,7 @@ void st_job_clear(st_job *job)
     job->request = job->metrics = NULL;
 }
 
-int st_job_list(st_jobs *j, size_t max, st_job **out, size_t *n, st_error *err)
+static int job_list_locked(st_jobs *j, size_t max, st_job **out, size_t *n, st_error *err)
 {
     *out = NULL;
     *n = 0;
@@ -238,6 +264,14 @@ int st_job_list(st_jobs *j, size_t max, st_job **out, size_t *n, st_error *err)
     return 0;
 }
 
+int st_job_list(st_jobs *j, size_t max, st_job **out, size_t *n, st_error *err)
+{
+    pthread_mutex_lock(&j->mu);
+    int rc = job_list_locked(j, max, out, n, err);
+    pthread_mutex_unlock(&j->mu);
+    return rc;
+}
+
 void st_job_list_free(st_job *jobs, size_t n)
 {
     for (size_t i = 0; jobs && i < n; i++)
@@ -245,7 +279,7 @@ void st_job_list_free(st_job *jobs, size_t n)
     free(jobs);
 }
 
-int st_job_queued(st_jobs *j, char (**ids)[ST_JOB_ID_MAX], size_t *n, st_error *err)
+static int job_queued_locked(st_jobs *j, char (**ids)[ST_JOB_ID_MAX], size_t *n, st_error *err)
 {
     *ids = NULL;
     *n = 0;
@@ -276,7 +310,16 @@ int st_job_queued(st_jobs *j, char (**ids)[ST_JOB_ID_MAX], size_t *n, st_error *
     return 0;
 }
 
-int st_job_transition(st_jobs *j, const char *id, unsigned from, st_job_status to, const char *error, st_error *err)
+int st_job_queued(st_jobs *j, char (**ids)[ST_JOB_ID_MAX], size_t *n, st_error *err)
+{
+    pthread_mutex_lock(&j->mu);
+    int rc = job_queued_locked(j, ids, n, err);
+    pthread_mutex_unlock(&j->mu);
+    return rc;
+}
+
+static int job_transition_locked(st_jobs *j, const char *id, unsigned from, st_job_status to, const char *error,
+                                 st_error *err)
 {
     char sql[512], in[128] = "";
     size_t n = 0;
@@ -307,8 +350,16 @@ int st_job_transition(st_jobs *j, const char *id, unsigned from, st_job_status t
     return changed ? 0 : ST_JOB_STALE;
 }
 
-int st_job_progress(st_jobs *j, const char *id, long step, long total_steps, double epoch, const char *metrics_json,
-                    st_error *err)
+int st_job_transition(st_jobs *j, const char *id, unsigned from, st_job_status to, const char *error, st_error *err)
+{
+    pthread_mutex_lock(&j->mu);
+    int rc = job_transition_locked(j, id, from, to, error, err);
+    pthread_mutex_unlock(&j->mu);
+    return rc;
+}
+
+static int job_progress_locked(st_jobs *j, const char *id, long step, long total_steps, double epoch,
+                               const char *metrics_json, st_error *err)
 {
     /* The metrics row first: a crash between the two leaves a row for a step the job does
      * not count yet, which is harmless. */
@@ -334,8 +385,17 @@ int st_job_progress(st_jobs *j, const char *id, long step, long total_steps, dou
     return ok ? 0 : -1;
 }
 
-int st_job_history(st_jobs *j, const char *id, long after_step, size_t max, char ***rows, long **steps, size_t *n,
-                   st_error *err)
+int st_job_progress(st_jobs *j, const char *id, long step, long total_steps, double epoch, const char *metrics_json,
+                    st_error *err)
+{
+    pthread_mutex_lock(&j->mu);
+    int rc = job_progress_locked(j, id, step, total_steps, epoch, metrics_json, err);
+    pthread_mutex_unlock(&j->mu);
+    return rc;
+}
+
+static int job_history_locked(st_jobs *j, const char *id, long after_step, size_t max, char ***rows, long **steps,
+                              size_t *n, st_error *err)
 {
     *rows = NULL;
     *steps = NULL;
@@ -365,6 +425,15 @@ int st_job_history(st_jobs *j, const char *id, long after_step, size_t max, char
     return 0;
 }
 
+int st_job_history(st_jobs *j, const char *id, long after_step, size_t max, char ***rows, long **steps, size_t *n,
+                   st_error *err)
+{
+    pthread_mutex_lock(&j->mu);
+    int rc = job_history_locked(j, id, after_step, max, rows, steps, n, err);
+    pthread_mutex_unlock(&j->mu);
+    return rc;
+}
+
 void st_job_history_free(char **rows, long *steps, size_t n)
 {
     for (size_t i = 0; rows && i < n; i++)
@@ -373,7 +442,7 @@ void st_job_history_free(char **rows, long *steps, size_t n)
     free(steps);
 }
 
-int st_jobs_recover(st_jobs *j, const char *reason, size_t *n, st_error *err)
+static int jobs_recover_locked(st_jobs *j, const char *reason, size_t *n, st_error *err)
 {
     *n = 0;
     sqlite3_stmt *st;
@@ -390,7 +459,16 @@ int st_jobs_recover(st_jobs *j, const char *reason, size_t *n, st_error *err)
     return 0;
 }
 
-int st_dataset_put(st_jobs *j, const char *data, size_t len, size_t rows, char id_out[ST_JOB_ID_MAX], st_error *err)
+int st_jobs_recover(st_jobs *j, const char *reason, size_t *n, st_error *err)
+{
+    pthread_mutex_lock(&j->mu);
+    int rc = jobs_recover_locked(j, reason, n, err);
+    pthread_mutex_unlock(&j->mu);
+    return rc;
+}
+
+static int dataset_put_locked(st_jobs *j, const char *data, size_t len, size_t rows, char id_out[ST_JOB_ID_MAX],
+                              st_error *err)
 {
     sqlite3_stmt *st;
     if (prepare(j, "INSERT INTO datasets(id, rows, data) VALUES (?, ?, ?)", &st, err))
@@ -404,7 +482,15 @@ int st_dataset_put(st_jobs *j, const char *data, size_t len, size_t rows, char i
     return rc == SQLITE_DONE ? 0 : db_fail(j, err, "storing a dataset");
 }
 
-int st_dataset_get(st_jobs *j, const char *id, char **data, size_t *len, st_error *err)
+int st_dataset_put(st_jobs *j, const char *data, size_t len, size_t rows, char id_out[ST_JOB_ID_MAX], st_error *err)
+{
+    pthread_mutex_lock(&j->mu);
+    int rc = dataset_put_locked(j, data, len, rows, id_out, err);
+    pthread_mutex_unlock(&j->mu);
+    return rc;
+}
+
+static int dataset_get_locked(st_jobs *j, const char *id, char **data, size_t *len, st_error *err)
 {
     *data = NULL;
     *len = 0;
@@ -427,4 +513,12 @@ int st_dataset_get(st_jobs *j, const char *id, char **data, size_t *len, st_erro
     if (rc != SQLITE_ROW || !*data)
         return fail(err, rc, "reading a dataset", sqlite3_errstr(rc));
     return 0;
+}
+
+int st_dataset_get(st_jobs *j, const char *id, char **data, size_t *len, st_error *err)
+{
+    pthread_mutex_lock(&j->mu);
+    int rc = dataset_get_locked(j, id, data, len, err);
+    pthread_mutex_unlock(&j->mu);
+    return rc;
 }
