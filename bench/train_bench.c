@@ -65,7 +65,7 @@ int main(int argc, char **argv)
     for (int r = -1; r < RUNS; r++) {
         double t0 = now();
         memset(grad, 0, a->n_weights * sizeof(float));
-        if (gpt2t_forward(tr, a, &bt, 1, 0.0f, 0, logp, &e) != 0) {
+        if (gpt2t_forward(tr, a, &bt, 1, NULL, logp, &e) != 0) {
             fprintf(stderr, "%s\n", e.msg);
             return 1;
         }

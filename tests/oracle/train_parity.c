@@ -3,7 +3,9 @@
  * on a random GPT-2 checkpoint: LoRA on every module, LoRA with rsLoRA on one layer, prompt
  * tuning and prefix tuning (plain, and with prefix_projection's MLP, whose parameters get
  * the gradients), each under SFT cross-entropy (completion-only) and the DPO
- * losses sigmoid (with label smoothing), ipo and hinge, the reference being the base model.
+ * losses sigmoid (with label smoothing), ipo and hinge, the reference being the base model;
+ * and LoRA, prompt and prefix tuning again in training mode with every dropout at 0.2
+ * (embd, attn, resid, lora), the oracle drawing the same masks from the same seed.
  * Every gradient tensor within 1e-4 relative error (2-norm), the loss and every token log-prob
  * within 1e-5, and central finite differences on the largest gradient entries within 2%.
  * Micro-batches accumulate to the whole batch's gradient. AdamW (two parameter groups,
@@ -38,17 +40,22 @@ typedef struct {
     adp_type type;
     unsigned targets;
     int rslora, one_layer, projection;
+    float pdrop; /* every dropout's probability in the training forward */
 } adapter_case;
 
 #define PROJ_H 16 /* encoder_hidden_size of the projection case */
 
 static const adapter_case adapters[] = {
-    {"lora", ADP_LORA, ADP_ALL_MODULES, 0, 0, 0},
-    {"lora-rs", ADP_LORA, ADP_MODULE_BIT(ADP_ATTN_C_ATTN) | ADP_MODULE_BIT(ADP_MLP_C_PROJ), 1, 1, 0},
-    {"prompt", ADP_PROMPT_TUNING, 0, 0, 0, 0},
-    {"prefix", ADP_PREFIX_TUNING, 0, 0, 0, 0},
-    {"prefix-proj", ADP_PREFIX_TUNING, 0, 0, 0, 1},
+    {"lora", ADP_LORA, ADP_ALL_MODULES, 0, 0, 0, 0.0f},
+    {"lora-rs", ADP_LORA, ADP_MODULE_BIT(ADP_ATTN_C_ATTN) | ADP_MODULE_BIT(ADP_MLP_C_PROJ), 1, 1, 0, 0.0f},
+    {"prompt", ADP_PROMPT_TUNING, 0, 0, 0, 0, 0.0f},
+    {"prefix", ADP_PREFIX_TUNING, 0, 0, 0, 0, 0.0f},
+    {"prefix-proj", ADP_PREFIX_TUNING, 0, 0, 0, 1, 0.0f},
+    {"lora-drop", ADP_LORA, ADP_ALL_MODULES, 0, 0, 0, 0.2f},
+    {"prompt-drop", ADP_PROMPT_TUNING, 0, 0, 0, 0, 0.2f},
+    {"prefix-drop", ADP_PREFIX_TUNING, 0, 0, 0, 0, 0.2f},
 };
+#define DROP_SEED 20261128u
 static const char *const losses[] = {"sft", "sigmoid", "ipo", "hinge"};
 
 static int failures;
@@ -80,12 +87,14 @@ static void make_batch(int dpo, size_t V, int32_t *ids, size_t *len, unsigned ch
     }
 }
 
-static double loss_of(gpt2t *tr, const adp_adapter *a, const gpt2t_batch *bt, int li, const float *ref, float *grad,
-                      float *logp)
+/* The loss of a training forward (with dropout `drop`, NULL: none), and its gradient added
+ * into grad when grad is not NULL. */
+static double loss_of(gpt2t *tr, const adp_adapter *a, const gpt2t_batch *bt, int li, const float *ref,
+                      const gpt2t_dropout *drop, float *grad, float *logp)
 {
     float dlogp[B_MAX * T];
     mdl_error e;
-    if (gpt2t_forward(tr, a, bt, grad != NULL, 0.0f, 0, logp, &e) != 0) {
+    if (gpt2t_forward(tr, a, bt, 1, drop, logp, &e) != 0) {
         fprintf(stderr, "FAIL forward: %s\n", e.msg);
         failures++;
         return NAN;
@@ -210,7 +219,7 @@ static void compare(const result *r, const char *label)
  * float log-probs, so h is large and the tolerance loose: this checks the backward's
  * structure independently of torch). */
 static void finite_differences(gpt2t *tr, result *r, const gpt2t_batch *bt, int li, const float *ref,
-                               const char *label)
+                               const gpt2t_dropout *drop, const char *label)
 {
     adp_adapter *a = r->a;
     float logp[B_MAX * T];
@@ -228,9 +237,9 @@ static void finite_differences(gpt2t *tr, result *r, const gpt2t_batch *bt, int 
         }
         float keep = a->weights[best], h = 1e-2f * fmaxf(1.0f, fabsf(keep));
         a->weights[best] = keep + h;
-        double up = loss_of(tr, a, bt, li, ref, NULL, logp);
+        double up = loss_of(tr, a, bt, li, ref, drop, NULL, logp);
         a->weights[best] = keep - h;
-        double down = loss_of(tr, a, bt, li, ref, NULL, logp);
+        double down = loss_of(tr, a, bt, li, ref, drop, NULL, logp);
         a->weights[best] = keep;
         double fd = (up - down) / (2.0 * h), rel = fabs(fd - r->grad[best]) / fmax(fabs(fd), 1e-6);
         if (!(rel <= TOL_FD)) {
@@ -321,7 +330,7 @@ static void accumulation(gpt2t *tr, const result *r, const gpt2t_batch *bt)
     for (size_t part = 0; part < 2; part++) {
         size_t first = part ? 2 : 0, rows = part ? 1 : 2;
         gpt2t_batch sub = {rows, T, bt->ids + first * T, bt->len + first, bt->scored + first * T};
-        if (gpt2t_forward(tr, r->a, &sub, 1, 0.0f, 0, logp, &e) || (loss += sft_loss(logp, sub.scored, rows, T, n, dlogp), 0) ||
+        if (gpt2t_forward(tr, r->a, &sub, 1, NULL, logp, &e) || (loss += sft_loss(logp, sub.scored, rows, T, n, dlogp), 0) ||
             gpt2t_backward(tr, dlogp, g, &e)) {
             fprintf(stderr, "FAIL accumulation: %s\n", e.msg);
             failures++;
@@ -401,7 +410,7 @@ int main(int argc, char **argv)
             gpt2t_batch bt = {r->B, T, ids, len, scored};
             float ref[B_MAX] = {0}, rlogp[B_MAX * T];
             if (li > 0) { /* the reference: the base model, adapter off */
-                if (gpt2t_forward(tr, NULL, &bt, 0, 0.0f, 0, rlogp, &e) != 0) {
+                if (gpt2t_forward(tr, NULL, &bt, 0, NULL, rlogp, &e) != 0) {
                     fprintf(stderr, "FAIL %s: %s\n", label, e.msg);
                     failures++;
                 }
@@ -410,8 +419,10 @@ int main(int argc, char **argv)
                         ref[b] += rlogp[b * T + t];
             }
             r->grad = calloc(r->a->n_weights, sizeof(float));
-            r->loss = loss_of(tr, r->a, &bt, (int)li, ref, r->grad, r->logp);
-            finite_differences(tr, r, &bt, (int)li, ref, label);
+            float pd = ac->pdrop;
+            gpt2t_dropout drop = {pd, pd, pd, pd, DROP_SEED + ai * NL + li};
+            r->loss = loss_of(tr, r->a, &bt, (int)li, ref, &drop, r->grad, r->logp);
+            finite_differences(tr, r, &bt, (int)li, ref, &drop, label);
             char proj[800] = "";
             if (ac->projection) {
                 trn_prefix_mlp_backward(r->theta, 3, C, PROJ_H, L, r->grad, r->dtheta);
@@ -456,10 +467,15 @@ int main(int argc, char **argv)
                     fprintf(f, "%s%d", t ? ", " : "", scored[b * T + t]);
                 fprintf(f, "]");
             }
+            fprintf(f, "]");
+            if (pd > 0)
+                fprintf(f, ", \"dropout\": {\"lora\": %.9g, \"embd\": %.9g, \"attn\": %.9g, \"resid\": %.9g, "
+                           "\"seed\": %llu}",
+                        (double)pd, (double)pd, (double)pd, (double)pd, (unsigned long long)drop.seed);
             if (li == 0)
-                fprintf(f, "], \"loss\": {\"type\": \"sft\"}}\n");
+                fprintf(f, ", \"loss\": {\"type\": \"sft\"}}\n");
             else
-                fprintf(f, "], \"loss\": {\"type\": \"dpo\", \"loss_type\": \"%s\", \"beta\": %g, \"label_smoothing\": %g}}\n",
+                fprintf(f, ", \"loss\": {\"type\": \"dpo\", \"loss_type\": \"%s\", \"beta\": %g, \"label_smoothing\": %g}}\n",
                         losses[li], li == 2 ? 0.5 : 0.1, li == 1 ? 0.1 : 0.0);
         }
     char adamw_out[700];
