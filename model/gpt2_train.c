@@ -17,6 +17,13 @@
 #include "gpt2_impl.h"
 #include "kernels.h"
 
+/* Element-wise loops built for AVX2 too, picked at load time (as kernels.c does). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define VECTOR __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define VECTOR
+#endif
+
 /* Saved activations of one block. */
 typedef struct {
     float *xin;          /* [R, C] the block's input (the residual stream) */
@@ -56,7 +63,8 @@ struct gpt2t {
     size_t *out_at;              /* [N] its index in logp[B, T] */
     act_block *blk;              /* [n_layer] */
     float *xf, *lnf, *muf, *rsf; /* final residual [R, C], ln_f output, stats */
-    float *probs;                /* [N, V] softmax of the scored rows' logits */
+    float *probs;                /* [N, V] exp(z − max z) of the scored rows' logits z */
+    float *inv_sum;              /* [N] 1 / Σ exp(z − max z): probs · inv_sum is the softmax */
     /* one arena for all of the above, one for backward scratch */
     float *arena, *scratch;
     size_t arena_cap, scratch_cap;
@@ -155,14 +163,24 @@ static void ln_backward(const float *dy, const float *x, const float *mu, const 
     }
 }
 
-/* d[i] *= gelu_new'(x[i]) */
-static void gelu_backward(const float *x, float *d, size_t n)
+/* d[i] *= gelu_new'(x[i]), from the forward's y = gelu_new(x) = x·s, s = (1 + tanh u)/2,
+ * u = c(x + k x³): tanh' = 1 − tanh² = 4s(1 − s), so gelu' = s + 2x·s(1 − s)·c(1 + 3k x²),
+ * with no transcendental (and consistent with whatever tanh the forward used). */
+static VECTOR void gelu_backward(const float *x, const float *y, float *d, size_t n)
 {
     const float c = 0.7978845608028654f, k = 0.044715f;
     for (size_t i = 0; i < n; i++) {
-        float v = x[i], th = tanhf(c * (v + k * v * v * v));
-        d[i] *= 0.5f * (1.0f + th) + 0.5f * v * (1.0f - th * th) * c * (1.0f + 3.0f * k * v * v);
+        float v = x[i], s = fabsf(v) > 1e-20f ? y[i] / v : 0.5f;
+        d[i] *= s + 2.0f * v * s * (1.0f - s) * c * (1.0f + 3.0f * k * v * v);
     }
+}
+
+/* dh[n] = w[n] · (W[tgt[n]] − inv_sum[n] · G[n]) for C columns: the gradient at the ln_f
+ * output of w · log softmax(h·Wᵀ)[tgt], where G = exp(z − max)·W is already in dh. */
+static VECTOR void lm_head_backward_row(float *dh, const float *wt, float w, float inv_sum, size_t C)
+{
+    for (size_t j = 0; j < C; j++)
+        dh[j] = w * (wt[j] - inv_sum * dh[j]);
 }
 
 /* ---- dropout: masks from a counter-based RNG (splitmix64's finalizer) ---- */
@@ -209,7 +227,8 @@ static void lora_forward(gpt2t *t, const adp_lora *lo, size_t l, int mod, const 
     k_gemm(0, 1, R, lo->out, lo->r, lo->scaling, z, lo->r, lo->B, lo->r, 1.0f, y, lo->out);
 }
 
-/* With dy[R,out]: gB += s·dyᵀ·z; dz = s·dy·B; gA += dzᵀ·drop(u); du += drop'(dz·A). */
+/* With dy[R,out]: gB += s·dyᵀ·z; dz = s·dy·B; gA += dzᵀ·drop(u); du += drop'(dz·A) (du NULL:
+ * the input's gradient is not needed). */
 static void lora_backward(gpt2t *t, const adp_lora *lo, size_t l, int mod, const float *u, const float *dy,
                           const float *z, float *du, float *grad, float *dz, float *drop)
 {
@@ -222,13 +241,15 @@ static void lora_backward(gpt2t *t, const adp_lora *lo, size_t l, int mod, const
         uint64_t key = gpt2t_dropout_key(t->drop.seed, l, mod);
         dropout_apply(u, drop, R * lo->in, t->drop.lora, key, 0);
         k_gemm(1, 0, lo->r, lo->in, R, 1.0f, dz, lo->r, drop, lo->in, 1.0f, gA, lo->in);
-        /* d drop(u)/du is the same mask and scale, applied to dz·A. */
-        k_gemm(0, 0, R, lo->in, lo->r, 1.0f, dz, lo->r, lo->A, lo->in, 0.0f, drop, lo->in);
-        dropout_apply(drop, drop, R * lo->in, t->drop.lora, key, 0);
-        k_add(du, drop, R * lo->in);
+        if (du) { /* d drop(u)/du is the same mask and scale, applied to dz·A */
+            k_gemm(0, 0, R, lo->in, lo->r, 1.0f, dz, lo->r, lo->A, lo->in, 0.0f, drop, lo->in);
+            dropout_apply(drop, drop, R * lo->in, t->drop.lora, key, 0);
+            k_add(du, drop, R * lo->in);
+        }
     } else {
         k_gemm(1, 0, lo->r, lo->in, R, 1.0f, dz, lo->r, u, lo->in, 1.0f, gA, lo->in);
-        k_gemm(0, 0, R, lo->in, lo->r, 1.0f, dz, lo->r, lo->A, lo->in, 1.0f, du, lo->in);
+        if (du)
+            k_gemm(0, 0, R, lo->in, lo->r, 1.0f, dz, lo->r, lo->A, lo->in, 1.0f, du, lo->in);
     }
 }
 
@@ -378,7 +399,7 @@ static int layout(gpt2t *t, mdl_error *err)
             zsum += lo ? R * lo->r : 0;
         }
     size_t total = c->n_layer * (R * (8 * C + 2 * NI + 4) + t->B * NH * t->Tp * t->Tk) + zsum + R * (2 * C + 2) +
-                   t->N * V;
+                   t->N * (V + 1);
     if (grow((void **)&t->arena, &t->arena_cap, total, sizeof(float)))
         return mdl_fail(err, MDL_ENOMEM, "out of memory for %zu activations", total);
     float *p = t->arena;
@@ -408,6 +429,7 @@ static int layout(gpt2t *t, mdl_error *err)
     t->muf = TAKE(R);
     t->rsf = TAKE(R);
     t->probs = TAKE(t->N * V);
+    t->inv_sum = TAKE(t->N);
 #undef TAKE
     return 0;
 }
@@ -556,7 +578,7 @@ int gpt2t_forward(gpt2t *t, const adp_adapter *a, const gpt2t_batch *bt, int tra
         float *z = t->probs + n * V, max = -INFINITY;
         for (size_t v = 0; v < V; v++)
             max = z[v] > max ? z[v] : max;
-        /* one exp per entry: kept (training) as the unnormalized softmax, then scaled */
+        /* one exp per entry, kept (training) unnormalized with 1/sum beside it */
         float zt = z[t->tgt[n]];
         double sum = 0.0;
         if (train) {
@@ -564,9 +586,7 @@ int gpt2t_forward(gpt2t *t, const adp_adapter *a, const gpt2t_batch *bt, int tra
                 z[v] = expf(z[v] - max);
                 sum += z[v];
             }
-            float inv = (float)(1.0 / sum);
-            for (size_t v = 0; v < V; v++)
-                z[v] *= inv;
+            t->inv_sum[n] = (float)(1.0 / sum);
         } else {
             for (size_t v = 0; v < V; v++)
                 sum += expf(z[v] - max);
@@ -591,22 +611,29 @@ int gpt2t_backward(gpt2t *t, const float *dlogp, float *grad, mdl_error *err)
         return rc;
     float *dx = sv.dx, *dbig = sv.dbig, *dsmall = sv.dsmall, *dz = sv.dz, *drop = sv.drop, *dh = sv.hs;
 
-    /* dlogits = w·(onehot − p), in place over p; dh = dlogits · lm_head. */
-    for (size_t n = 0; n < N; n++) {
-        float w = dlogp[t->out_at[n]], *z = t->probs + n * V;
-        for (size_t v = 0; v < V; v++)
-            z[v] *= -w;
-        z[t->tgt[n]] += w;
-    }
+    /* dlogits = w·(onehot − p), so dh = dlogits·lm_head = w·(lm_head[tgt] − p·lm_head): one
+     * product with the kept exponentials, then a row of C per token (not a pass over N·V). */
     if (N)
         k_gemm(0, 0, N, C, V, 1.0f, t->probs, V, m->lm_head, C, 0.0f, dh, C);
+    for (size_t n = 0; n < N; n++)
+        lm_head_backward_row(dh + n * C, m->lm_head + (size_t)t->tgt[n] * C, dlogp[t->out_at[n]], t->inv_sum[n], C);
     memset(dsmall, 0, R * C * sizeof(float));
     for (size_t n = 0; n < N; n++)
         k_add(dsmall + t->rows[n] * C, dh + n * C, C);
     memset(dx, 0, R * C * sizeof(float));
     ln_backward(dsmall, t->xf, t->muf, t->rsf, m->lnf_g, dx, R, C);
 
-    for (size_t l = c->n_layer; l-- > 0;) {
+    /* Gradients stop at the lowest trainable weight: a LoRA's lowest adapted layer takes no
+     * input gradient, and the layers under it nothing at all (prompt tuning needs them all,
+     * down to the embeddings; prefix tuning has keys and values in every layer). */
+    size_t lowest = 0;
+    if (!t->nvp && a && a->cfg.type == ADP_LORA)
+        while (lowest + 1 < c->n_layer && !adp_lora_at(a, lowest, ADP_ATTN_C_ATTN) &&
+               !adp_lora_at(a, lowest, ADP_ATTN_C_PROJ) && !adp_lora_at(a, lowest, ADP_MLP_C_FC) &&
+               !adp_lora_at(a, lowest, ADP_MLP_C_PROJ))
+            lowest++;
+    for (size_t l = c->n_layer; l-- > lowest;) {
+        int below = l > lowest || t->nvp; /* the layer's input gradient is needed */
         const act_block *k = &t->blk[l];
         const gpt2_block *w = &m->block[l];
         const adp_lora *lo;
@@ -615,7 +642,7 @@ int gpt2t_backward(gpt2t *t, const float *dlogp, float *grad, mdl_error *err)
         k_gemm(0, 1, R, NI, C, 1.0f, dy, C, w->mproj_w, C, 0.0f, dbig, NI);
         if ((lo = adp_lora_at(a, l, ADP_MLP_C_PROJ)))
             lora_backward(t, lo, l, ADP_MLP_C_PROJ, k->fcact, dy, k->z[ADP_MLP_C_PROJ], dbig, grad, dz, drop);
-        gelu_backward(k->fcpre, dbig, R * NI);
+        gelu_backward(k->fcpre, k->fcact, dbig, R * NI);
         k_gemm(0, 1, R, C, NI, 1.0f, dbig, NI, w->fc_w, NI, 0.0f, dsmall, C);
         if ((lo = adp_lora_at(a, l, ADP_MLP_C_FC)))
             lora_backward(t, lo, l, ADP_MLP_C_FC, k->ln2, dbig, k->z[ADP_MLP_C_FC], dsmall, grad, dz, drop);
@@ -626,10 +653,13 @@ int gpt2t_backward(gpt2t *t, const float *dlogp, float *grad, mdl_error *err)
         if ((lo = adp_lora_at(a, l, ADP_ATTN_C_PROJ)))
             lora_backward(t, lo, l, ADP_ATTN_C_PROJ, k->ctx, dy, k->z[ADP_ATTN_C_PROJ], dsmall, grad, dz, drop);
         attn_backward(t, l, k, dsmall, dbig, grad, &sv);
-        k_gemm(0, 1, R, C, 3 * C, 1.0f, dbig, 3 * C, w->attn_w, 3 * C, 0.0f, dsmall, C);
+        if (below)
+            k_gemm(0, 1, R, C, 3 * C, 1.0f, dbig, 3 * C, w->attn_w, 3 * C, 0.0f, dsmall, C);
         if ((lo = adp_lora_at(a, l, ADP_ATTN_C_ATTN)))
-            lora_backward(t, lo, l, ADP_ATTN_C_ATTN, k->ln1, dbig, k->z[ADP_ATTN_C_ATTN], dsmall, grad, dz, drop);
-        ln_backward(dsmall, k->xin, k->mu1, k->rs1, w->ln1_g, dx, R, C);
+            lora_backward(t, lo, l, ADP_ATTN_C_ATTN, k->ln1, dbig, k->z[ADP_ATTN_C_ATTN], below ? dsmall : NULL, grad,
+                          dz, drop);
+        if (below)
+            ln_backward(dsmall, k->xin, k->mu1, k->rs1, w->ln1_g, dx, R, C);
     }
     /* Prompt tuning: the virtual rows' embedding gradients (through the embd dropout), summed
      * over the batch. */
