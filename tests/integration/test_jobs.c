@@ -327,13 +327,18 @@ static void test_kill_restart(void)
     CU_ASSERT_PTR_NOT_NULL_FATAL(id);
     snprintf(path, sizeof path, "/jobs/%s", id);
     long step = 0;
+    double eta = -1;
     for (int i = 0; i < 400 && step < 3; i++) {
         it_response r = it_get(&srv, path);
-        step = (long)json_integer_value(json_object_get(json_object_get(r.json, "progress"), "step"));
+        json_t *prog = json_object_get(r.json, "progress");
+        step = (long)json_integer_value(json_object_get(prog, "step"));
+        if (step > 0 && json_is_number(json_object_get(prog, "eta_seconds")))
+            eta = json_number_value(json_object_get(prog, "eta_seconds"));
         it_free(&r);
         usleep(25000);
     }
     CU_ASSERT(step >= 3);
+    CU_ASSERT(eta >= 0); /* a running job estimates its time left */
     kill(srv.pid, SIGKILL);
     waitpid(srv.pid, NULL, 0);
     srv.pid = 0;

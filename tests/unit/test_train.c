@@ -256,10 +256,12 @@ static void test_prompt_sft_learns(void) { sft_learns(ADP_PROMPT_TUNING, 6, 0.3,
 static void test_prefix_sft_learns(void) { sft_learns(ADP_PREFIX_TUNING, 6, 0.1, 0.1); }
 
 static int steps_seen;
+static trn_progress first_step;
 static int count_steps(void *ctx, const trn_progress *p)
 {
     (void)ctx;
-    steps_seen++;
+    if (steps_seen++ == 0)
+        first_step = *p;
     return p->step >= 3; /* cancel after 3 steps */
 }
 
@@ -313,6 +315,35 @@ static void test_dpo_learns(void)
     CU_ASSERT_EQUAL(trn_run(model, tok, &p, train, count_steps, NULL, &a, &e), 1);
     CU_ASSERT_EQUAL(steps_seen, 3);
     CU_ASSERT_PTR_NULL(a);
+    /* The base as the reference: the fresh LoRA (B = 0) is the base, so the first step's
+     * rewards are 0 (up to the float sums of log-probs). */
+    CU_ASSERT_DOUBLE_EQUAL(first_step.dpo_m.rewards_chosen, 0.0, 1e-6);
+    CU_ASSERT_DOUBLE_EQUAL(first_step.dpo_m.rewards_margins, 0.0, 1e-6);
+    CU_ASSERT_DOUBLE_EQUAL(first_step.loss, log(2.0), 1e-6);
+    /* init_adapter: training starts from it, and it is the reference (not the base), so the
+     * first step's rewards are 0 again although the policy is far from the base; training on
+     * moves the policy away from it. */
+    adp_adapter *init = NULL;
+    p.epochs = 1;
+    CU_ASSERT_EQUAL_FATAL(trn_run(model, tok, &p, train, NULL, NULL, &init, &e), 0);
+    trn_progress init_vs_base;
+    CU_ASSERT_EQUAL(trn_evaluate(model, init, NULL, &p.dpo_p, held, &init_vs_base, &e), 0);
+    CU_ASSERT(init_vs_base.dpo_m.rewards_margins > 0.05); /* it learned: far from the base */
+    p.init_adapter = init;
+    steps_seen = 0;
+    CU_ASSERT_EQUAL(trn_run(model, tok, &p, train, count_steps, NULL, &a, &e), 1);
+    CU_ASSERT_DOUBLE_EQUAL(first_step.dpo_m.rewards_chosen, 0.0, 1e-6);
+    CU_ASSERT_DOUBLE_EQUAL(first_step.dpo_m.rewards_rejected, 0.0, 1e-6);
+    CU_ASSERT_DOUBLE_EQUAL(first_step.loss, log(2.0), 1e-6);
+    CU_ASSERT(first_step.dpo_m.logps_chosen > -1e30);
+    CU_ASSERT_EQUAL_FATAL(trn_run(model, tok, &p, train, NULL, NULL, &a, &e), 0);
+    trn_progress after_init;
+    CU_ASSERT_EQUAL(trn_evaluate(model, a, init, &p.dpo_p, held, &after_init, &e), 0);
+    printf("\n  DPO from init_adapter: margins against it %.3f (init against the base %.3f) ",
+           after_init.dpo_m.rewards_margins, init_vs_base.dpo_m.rewards_margins);
+    CU_ASSERT(after_init.dpo_m.rewards_margins > 0);
+    adp_free(a);
+    adp_free(init);
     trn_data_free(train);
     trn_data_free(held);
 }
