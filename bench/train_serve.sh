@@ -3,7 +3,8 @@
 # ragd with a MiniLM-L6-shape embedder and a GPT-2 124M-shape generator (random weights),
 # wrk with CONNS connections for SECONDS on /embed (4 texts of ~16 tokens per request)
 # three times: idle, while a LoRA SFT job trains (batch 4 x 128 tokens, r 8 on c_attn; its
-# worker runs alone at nice 10), and idle again after cancelling it. Prints JSON with p50/p99
+# worker runs alone at nice 10; measured from its first finished step on), and idle again
+# after cancelling it. Prints JSON with p50/p99
 # and requests/s of each phase, the ratios training/idle, and the training steps done.
 #   usage: bench/train_serve.sh [BUILD_DIR] [CONNS] [SECONDS] [THREADS]
 set -euo pipefail
@@ -49,9 +50,10 @@ print(json.dumps({"adapter_name": "bench-lora", "data": rows, "peft": {"r": 8, "
 PY
 id=$(curl -fs -H 'Content-Type: application/json' --data-binary @"$work/job.json" "$url/finetune" |
      /usr/bin/python3 -c "import json,sys; print(json.load(sys.stdin)['id'])")
-for _ in $(seq 600); do
-    [ "$(job_field "$id" "j['status']")" = running ] && break
-    sleep 0.1
+# Measure the steady state: from the job's first finished step (its buffers are allocated by then).
+for _ in $(seq 3000); do
+    [ "$(job_field "$id" "j['progress']['step']")" -ge 1 ] && break
+    sleep 0.2
 done
 step0=$(job_field "$id" "j['progress']['step']")
 load training

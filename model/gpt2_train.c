@@ -13,6 +13,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "gpt2_impl.h"
 #include "kernels.h"
@@ -103,12 +104,25 @@ size_t gpt2t_bytes(const gpt2t *t)
 }
 
 /* Grows *buf to at least n elements of size `sz` (contents not kept). */
+/* Buffers of 2 MB and more are aligned to 2 MB and offered to the kernel for huge pages: the
+ * activations are hundreds of MB, touched once per step, and 4 KB pages would cost a fault
+ * each on first use and TLB misses on every pass. */
+#define HUGE_PAGE ((size_t)2 << 20)
+
 static int grow(void **buf, size_t *cap, size_t n, size_t sz)
 {
     if (n <= *cap)
         return 0;
     free(*buf);
-    *buf = malloc(n * sz);
+    size_t bytes = n * sz;
+    if (bytes >= HUGE_PAGE) {
+        bytes = (bytes + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
+        *buf = aligned_alloc(HUGE_PAGE, bytes);
+        if (*buf)
+            madvise(*buf, bytes, MADV_HUGEPAGE); /* advice only: without THP, plain pages */
+    } else {
+        *buf = malloc(bytes);
+    }
     if (!*buf) {
         *cap = 0;
         return -1;
