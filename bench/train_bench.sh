@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One LoRA SFT step on the GPT-2 124M shape (random weights), batch 4 x 128, ragd beside
 # PyTorch (same data, same thread count), each in its own process so peak RSS is its own.
-# Prints JSON with the ratios.   usage: bench/train_bench.sh [BUILD_DIR] [THREADS]
+# Prints JSON with the ratios, by wall clock and by process CPU time per step.   usage: bench/train_bench.sh [BUILD_DIR] [THREADS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
@@ -20,9 +20,11 @@ rows = [json.loads(l) for l in open(sys.argv[1])]
 def med(impl, key):
     return statistics.median(r[key] for r in rows if r["impl"] == impl)
 r, t = med("ragd", "step_s"), med("torch", "step_s")
+rc, tc = med("ragd", "cpu_s"), med("torch", "cpu_s")
 mr, mt = med("ragd", "peak_rss_mb"), med("torch", "peak_rss_mb")
 print(json.dumps({"bench": "train_lora_sft_step", "shape": "gpt2-124m, batch 4 x 128, LoRA r=8 c_attn",
                   "threads": rows[0]["threads"], "ragd_step_s": r, "torch_step_s": t, "speedup_vs_torch": round(t / r, 2),
+                  "ragd_cpu_s": rc, "torch_cpu_s": tc, "cpu_speedup_vs_torch": round(tc / rc, 2),
                   "ragd_peak_rss_mb": mr, "torch_peak_rss_mb": mt, "rss_ratio": round(mr / mt, 2),
                   "loss": [med("ragd", "loss"), med("torch", "loss")]}))
 PY

@@ -2,8 +2,8 @@
 """train_peer.py — the PyTorch peer of bench/train_bench.c: the same LoRA SFT step (r=8 on
 c_attn, batch 4 x 128, every token scored) with torch autograd over
 tests/reference/gpt2_grad_oracle.py's forward, base weights frozen (requires_grad False),
-clip_grad_norm_ and torch.optim.AdamW. Median step time over 5 steps after a warm-up, and
-peak RSS. torch threads = THREADS.
+clip_grad_norm_ and torch.optim.AdamW. Median step time over 5 steps after a warm-up (wall
+clock and process CPU time), and peak RSS. torch threads = THREADS.
 
 usage: /usr/bin/python3 bench/train_peer.py GPT2_DIR THREADS"""
 import json
@@ -38,9 +38,9 @@ def main():
     ad = {"type": "LORA", "lora": lora, "num_virtual_tokens": 0}
     ids = torch.tensor([(i * 7919) % 50000 for i in range(B * T)]).view(B, T)
     opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.0)
-    runs = []
+    runs, cpu = [], []
     for r in range(6):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         logits, _ = gpt2_grad_oracle.forward(cfg, w, ids, ad)
         loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1))
         loss.backward()
@@ -49,8 +49,10 @@ def main():
         opt.zero_grad()
         if r:
             runs.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
     step = statistics.median(runs)
-    print(json.dumps({"impl": "torch", "threads": threads, "step_s": round(step, 4), "tokens_per_s": round(B * T / step, 1),
+    print(json.dumps({"impl": "torch", "threads": threads, "step_s": round(step, 4),
+                      "cpu_s": round(statistics.median(cpu), 4), "tokens_per_s": round(B * T / step, 1),
                       "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
                       "loss": round(float(loss), 4)}))
 

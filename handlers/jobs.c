@@ -38,7 +38,7 @@ typedef struct {
 typedef struct {
     int64_t epochs, batch_size, max_length, warmup_steps, seed, grad_accum;
     double learning_rate, weight_decay, max_grad_norm;
-    int completion_only_loss;
+    int completion_only_loss, disable_dropout;
 } hyper_in;
 
 #define F(s, f) offsetof(s, f)
@@ -81,6 +81,7 @@ static const srv_field hyper_fields[] = {
     {"seed", SRV_F_INT, 0, F(hyper_in, seed), 0, 9007199254740991.0, 0, NULL},
     {"completion_only_loss", SRV_F_BOOL, 0, F(hyper_in, completion_only_loss), 0, 0, 0, NULL},
     {"gradient_accumulation_steps", SRV_F_INT, 0, F(hyper_in, grad_accum), 1, 1024, 0, NULL},
+    {"disable_dropout", SRV_F_BOOL, 0, F(hyper_in, disable_dropout), 0, 0, 0, NULL},
 };
 #undef F
 #define N(a) (sizeof a / sizeof a[0])
@@ -220,7 +221,9 @@ static void submit(srv_req *req, struct app *app, int dpo)
                    .max_grad_norm = 1.0,
                    .seed = 42,
                    .completion_only_loss = 1,
-                   .grad_accum = 1};
+                   .grad_accum = 1,
+                   /* TRL: SFTTrainer trains with model.train()'s dropout, DPOConfig.disable_dropout is true */
+                   .disable_dropout = dpo};
     if (srv_validate(req, body, job_fields, N(job_fields), &in) ||
         srv_validate_at(req, in.peft, "/peft", peft_fields, N(peft_fields), &pf) ||
         srv_validate_at(req, in.hyper, "/hyperparameters", hyper_fields, N(hyper_fields), &hy))
@@ -234,9 +237,10 @@ static void submit(srv_req *req, struct app *app, int dpo)
     p->adapter = (adp_config){.type = (adp_type)in.method,
                               .r = (size_t)pf.r,
                               .lora_alpha = (float)pf.lora_alpha,
+                              .lora_dropout = (float)pf.lora_dropout,
                               .use_rslora = pf.use_rslora,
                               .num_virtual_tokens = pf.num_virtual_tokens > 0 ? (size_t)pf.num_virtual_tokens : 0};
-    p->lora_dropout = (float)pf.lora_dropout;
+    p->disable_dropout = hy.disable_dropout;
     p->prompt_init = pf.prompt_init ? TRN_INIT_TEXT : TRN_INIT_RANDOM;
     p->prompt_init_text = pf.prompt_init_text;
     p->prefix_projection = pf.prefix_projection;

@@ -51,17 +51,17 @@ json_t *app_job_spec_to_json(const app_job_spec *s)
     }
     json_t *j = json_pack(
         "{s:s, s:s, s:s, s:{s:I, s:f, s:b, s:I, s:o, s:I, s:f, s:s, s:b, s:I},"
-        " s:{s:I, s:I, s:I, s:f, s:f, s:f, s:I, s:I, s:I, s:b}, s:{s:f, s:s, s:f}}",
+        " s:{s:I, s:I, s:I, s:f, s:f, s:f, s:I, s:I, s:I, s:b, s:b}, s:{s:f, s:s, s:f}}",
         "type", s->type, "adapter_name", s->adapter_name, "method",
         method_names[p->adapter.type], "peft", "r", (json_int_t)p->adapter.r, "lora_alpha", (double)p->adapter.lora_alpha,
         "use_rslora", p->adapter.use_rslora, "targets", (json_int_t)p->adapter.targets, "layers", layers,
-        "num_virtual_tokens", (json_int_t)p->adapter.num_virtual_tokens, "lora_dropout", (double)p->lora_dropout,
+        "num_virtual_tokens", (json_int_t)p->adapter.num_virtual_tokens, "lora_dropout", (double)p->adapter.lora_dropout,
         "prompt_tuning_init", p->prompt_init == TRN_INIT_TEXT ? "TEXT" : "RANDOM", "prefix_projection", p->prefix_projection, "encoder_hidden_size",
         (json_int_t)p->encoder_hidden_size, "hyperparameters", "epochs", (json_int_t)p->epochs, "batch_size",
         (json_int_t)p->batch_size, "gradient_accumulation_steps", (json_int_t)p->grad_accum, "learning_rate",
         p->learning_rate, "weight_decay", p->weight_decay, "max_grad_norm", p->max_grad_norm, "warmup_steps",
         (json_int_t)p->warmup_steps, "seed", (json_int_t)p->seed, "max_length", (json_int_t)s->max_length,
-        "completion_only_loss", s->completion_only_loss, "dpo", "beta", p->dpo_p.beta, "loss_type",
+        "completion_only_loss", s->completion_only_loss, "disable_dropout", p->disable_dropout, "dpo", "beta", p->dpo_p.beta, "loss_type",
         dpo_loss_name(p->dpo_p.type), "label_smoothing", p->dpo_p.label_smoothing);
     if (j && s->init_adapter)
         json_object_set_new(j, "init_adapter", json_string(s->init_adapter));
@@ -80,12 +80,12 @@ int app_job_spec_from_json(json_t *j, app_job_spec *s, char *why, size_t cap)
     const char *type, *method, *init, *loss;
     json_int_t r, targets, nvt, ehs, epochs, bs, ga, warm, seed, maxlen;
     double alpha, drop, lr, wd, mgn, beta, ls;
-    int rs, proj, col;
+    int rs, proj, col, nodrop = -1;
     json_t *layers;
     json_error_t je;
     if (json_unpack_ex(j, &je, 0,
                        "{s:s, s:s, s?:s, s:s, s:{s:I, s:F, s:b, s:I, s:o, s:I, s:F, s:s, s?:s, s:b, s:I},"
-                       " s:{s:I, s:I, s:I, s:F, s:F, s:F, s:I, s:I, s:I, s:b}, s:{s:F, s:s, s:F}, s?:o, s?:s}",
+                       " s:{s:I, s:I, s:I, s:F, s:F, s:F, s:I, s:I, s:I, s:b, s?:b}, s:{s:F, s:s, s:F}, s?:o, s?:s}",
                        "type", &type, "adapter_name", &s->adapter_name, "init_adapter", &s->init_adapter, "method",
                        &method, "peft", "r", &r, "lora_alpha", &alpha, "use_rslora", &rs, "targets", &targets, "layers",
                        &layers, "num_virtual_tokens", &nvt, "lora_dropout", &drop, "prompt_tuning_init", &init,
@@ -93,7 +93,7 @@ int app_job_spec_from_json(json_t *j, app_job_spec *s, char *why, size_t cap)
                        "encoder_hidden_size", &ehs, "hyperparameters", "epochs", &epochs, "batch_size", &bs,
                        "gradient_accumulation_steps", &ga, "learning_rate", &lr, "weight_decay", &wd, "max_grad_norm",
                        &mgn, "warmup_steps", &warm, "seed", &seed, "max_length", &maxlen, "completion_only_loss", &col,
-                       "dpo", "beta", &beta, "loss_type", &loss, "label_smoothing", &ls, "data", &s->rows, "dataset",
+                       "disable_dropout", &nodrop, "dpo", "beta", &beta, "loss_type", &loss, "label_smoothing", &ls, "data", &s->rows, "dataset",
                        &s->dataset) != 0) {
         snprintf(why, cap, "the stored job is malformed: %s", je.text);
         return -1;
@@ -124,7 +124,8 @@ int app_job_spec_from_json(json_t *j, app_job_spec *s, char *why, size_t cap)
         }
         p->adapter.layers = s->layers;
     }
-    p->lora_dropout = (float)drop;
+    p->adapter.lora_dropout = (float)drop;
+    p->disable_dropout = nodrop < 0 ? p->dpo : nodrop; /* a job stored before the field: TRL's default */
     p->prompt_init = !strcmp(init, "TEXT") ? TRN_INIT_TEXT : TRN_INIT_RANDOM;
     p->prefix_projection = proj;
     p->encoder_hidden_size = (size_t)ehs;
@@ -358,6 +359,10 @@ static int train_and_publish(struct app *app, run_ctx *rcx, const st_job *job, c
         if (root >= 0)
             close(root);
         spec.p.init_adapter = init;
+    }
+    if (n >= 0 && !spec.p.disable_dropout && trn_read_base_dropout(g->dir, &spec.p.base_dropout, &me) != 0) {
+        snprintf(why, cap, "the model's dropout: %s", me.msg);
+        n = -1;
     }
     if (n < 0) {
         rc = -1;

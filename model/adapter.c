@@ -104,6 +104,8 @@ int adp_create(const gpt2_config *base, const adp_config *cfg, adp_adapter **out
             return mdl_fail(err, MDL_EINPUT, "r must be 1..%d, not %zu", ADP_MAX_RANK, cfg->r);
         if (!isfinite(cfg->lora_alpha) || cfg->lora_alpha <= 0)
             return mdl_fail(err, MDL_EINPUT, "lora_alpha must be a positive number");
+        if (!(cfg->lora_dropout >= 0 && cfg->lora_dropout < 1))
+            return mdl_fail(err, MDL_EINPUT, "lora_dropout must be in [0, 1)");
         if (!(cfg->targets & ADP_ALL_MODULES) || (cfg->targets & ~ADP_ALL_MODULES))
             return mdl_fail(err, MDL_EINPUT, "target modules must be some of c_attn, c_proj and c_fc");
     } else if ((unsigned)cfg->type >= ADP_N_TYPES) {

@@ -62,6 +62,7 @@ typedef struct {
     /* LORA */
     size_t r;                   /* rank, 1..ADP_MAX_RANK */
     float lora_alpha;
+    float lora_dropout;         /* [0, 1): dropout on the LoRA input while training (kept, as PEFT keeps it) */
     int use_rslora;
     unsigned targets;           /* ADP_MODULE_BIT set of adapted modules (non-empty) */
     unsigned char *layers;      /* NULL: every layer; else [n_layer] flags (layers_to_transform) */

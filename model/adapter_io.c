@@ -198,6 +198,11 @@ static int parse_lora(json_t *j, const gpt2_config *base, adp_config *c, target_
     if (rs && !json_is_boolean(rs))
         return mdl_fail(err, MDL_EFORMAT, "%s: 'use_rslora' must be a boolean", label);
     c->use_rslora = rs && json_is_true(rs);
+    json_t *drop = json_object_get(j, "lora_dropout");
+    double p = drop && !json_is_null(drop) ? json_number_value(drop) : 0.0;
+    if ((drop && !json_is_null(drop) && !json_is_number(drop)) || !(p >= 0 && p < 1))
+        return mdl_fail(err, MDL_EFORMAT, "%s: 'lora_dropout' must be a number in [0, 1)", label);
+    c->lora_dropout = (float)p;
 
     json_t *tm = json_object_get(j, "target_modules");
     if (!tm || json_is_null(tm)) { /* PEFT's built-in map: gpt2 -> ["c_attn"] */
@@ -552,6 +557,19 @@ static json_t *module_names(const adp_adapter *a)
     return l;
 }
 
+/* A float as the shortest decimal that reads back as it (0.05, not 0.05000000074505806), as
+ * Python prints the value it was given. */
+static json_t *json_float32(float f)
+{
+    char buf[32];
+    for (int digits = 1; digits <= 9; digits++) {
+        snprintf(buf, sizeof buf, "%.*g", digits, (double)f);
+        if ((float)strtod(buf, NULL) == f)
+            break;
+    }
+    return json_real(strtod(buf, NULL));
+}
+
 static json_t *config_json(const adp_adapter *a, const char *base_model)
 {
     const adp_config *c = &a->cfg;
@@ -570,11 +588,12 @@ static json_t *config_json(const adp_adapter *a, const char *base_model)
                     json_array_append_new(layers, json_integer((json_int_t)l));
         }
         double alpha = c->lora_alpha;
-        json_object_update_new(j, json_pack("{s:I, s:o, s:f, s:o, s:b, s:s, s:b, s:b, s:o, s:o, s:{}, s:{}, s:b}", "r",
+        json_object_update_new(j, json_pack("{s:I, s:o, s:o, s:o, s:b, s:s, s:b, s:b, s:o, s:o, s:{}, s:{}, s:b}", "r",
                                         (json_int_t)c->r, "lora_alpha",
                                         alpha == floor(alpha) && fabs(alpha) < 1e15 ? json_integer((json_int_t)alpha)
-                                                                                    : json_real(alpha),
-                                        "lora_dropout", 0.0, "target_modules", names ? names : target_list(c->targets),
+                                                                                    : json_float32(c->lora_alpha),
+                                        "lora_dropout", json_float32(c->lora_dropout), "target_modules",
+                                        names ? names : target_list(c->targets),
                                         "fan_in_fan_out", 1, "bias", "none", "use_rslora", c->use_rslora,
                                         "init_lora_weights", 1, "layers_to_transform", layers, "layers_pattern",
                                         c->layers && !names ? json_string("h") : json_null(), "rank_pattern",
@@ -600,7 +619,7 @@ int adp_save(const adp_adapter *a, const char *dir, const char *base_model, mdl_
     sft_write_tensor *t = calloc(n, sizeof *t);
     char *names = calloc(n, 128);
     json_t *cfg = config_json(a, base_model ? base_model : a->cfg.base_model);
-    char *text = cfg ? mdl_json_dumps(cfg, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(17)) : NULL;
+    char *text = cfg ? mdl_json_dumps(cfg, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(15)) : NULL;
     json_decref(cfg);
     int rc = 0;
     if (!t || !names || !text)

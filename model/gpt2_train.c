@@ -13,9 +13,17 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "gpt2_impl.h"
 #include "kernels.h"
+
+/* Element-wise loops built for AVX2 too, picked at load time (as kernels.c does). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define VECTOR __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define VECTOR
+#endif
 
 /* Saved activations of one block. */
 typedef struct {
@@ -38,6 +46,8 @@ typedef struct {
     float *dbig;                /* [R, max(3C, NI)] */
     float *dz;                  /* [R, max r] */
     float *drop;                /* [R, max(3C, NI)]: a LoRA input after dropout */
+    float *dy;                  /* [R, C]: a block output's gradient through resid dropout */
+    float *Pd;                  /* [Tp, Tk]: one head's attention probabilities after dropout */
     float *hs;                  /* [N, C]: the scored rows of ln_f's output, or their gradient */
 } scratch_views;
 
@@ -47,15 +57,15 @@ struct gpt2t {
     const adp_adapter *a;
     int trained;                 /* activations of a training forward are held */
     size_t B, T, Tp, R, nvp, npre, Tk, N;
-    float dropout;
-    uint64_t seed;
+    gpt2t_dropout drop;          /* all zero unless a training forward asked for dropout */
     size_t *len;                 /* [B] real rows per sequence, virtual ones included */
     size_t *rows;                /* [N] internal row predicting each scored token */
     int32_t *tgt;                /* [N] its token */
     size_t *out_at;              /* [N] its index in logp[B, T] */
     act_block *blk;              /* [n_layer] */
     float *xf, *lnf, *muf, *rsf; /* final residual [R, C], ln_f output, stats */
-    float *probs;                /* [N, V] softmax of the scored rows' logits */
+    float *probs;                /* [N, V] exp(z − max z) of the scored rows' logits z */
+    float *inv_sum;              /* [N] 1 / Σ exp(z − max z): probs · inv_sum is the softmax */
     /* one arena for all of the above, one for backward scratch */
     float *arena, *scratch;
     size_t arena_cap, scratch_cap;
@@ -94,12 +104,25 @@ size_t gpt2t_bytes(const gpt2t *t)
 }
 
 /* Grows *buf to at least n elements of size `sz` (contents not kept). */
+/* Buffers of 2 MB and more are aligned to 2 MB and offered to the kernel for huge pages: the
+ * activations are hundreds of MB, touched once per step, and 4 KB pages would cost a fault
+ * each on first use and TLB misses on every pass. */
+#define HUGE_PAGE ((size_t)2 << 20)
+
 static int grow(void **buf, size_t *cap, size_t n, size_t sz)
 {
     if (n <= *cap)
         return 0;
     free(*buf);
-    *buf = malloc(n * sz);
+    size_t bytes = n * sz;
+    if (bytes >= HUGE_PAGE) {
+        bytes = (bytes + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
+        *buf = aligned_alloc(HUGE_PAGE, bytes);
+        if (*buf)
+            madvise(*buf, bytes, MADV_HUGEPAGE); /* advice only: without THP, plain pages */
+    } else {
+        *buf = malloc(bytes);
+    }
     if (!*buf) {
         *cap = 0;
         return -1;
@@ -154,17 +177,27 @@ static void ln_backward(const float *dy, const float *x, const float *mu, const 
     }
 }
 
-/* d[i] *= gelu_new'(x[i]) */
-static void gelu_backward(const float *x, float *d, size_t n)
+/* d[i] *= gelu_new'(x[i]), from the forward's y = gelu_new(x) = x·s, s = (1 + tanh u)/2,
+ * u = c(x + k x³): tanh' = 1 − tanh² = 4s(1 − s), so gelu' = s + 2x·s(1 − s)·c(1 + 3k x²),
+ * with no transcendental (and consistent with whatever tanh the forward used). */
+static VECTOR void gelu_backward(const float *x, const float *y, float *d, size_t n)
 {
     const float c = 0.7978845608028654f, k = 0.044715f;
     for (size_t i = 0; i < n; i++) {
-        float v = x[i], th = tanhf(c * (v + k * v * v * v));
-        d[i] *= 0.5f * (1.0f + th) + 0.5f * v * (1.0f - th * th) * c * (1.0f + 3.0f * k * v * v);
+        float v = x[i], s = fabsf(v) > 1e-20f ? y[i] / v : 0.5f;
+        d[i] *= s + 2.0f * v * s * (1.0f - s) * c * (1.0f + 3.0f * k * v * v);
     }
 }
 
-/* ---- LoRA branch: y += s·(drop(u)·Aᵀ)·Bᵀ ---- */
+/* dh[n] = w[n] · (W[tgt[n]] − inv_sum[n] · G[n]) for C columns: the gradient at the ln_f
+ * output of w · log softmax(h·Wᵀ)[tgt], where G = exp(z − max)·W is already in dh. */
+static VECTOR void lm_head_backward_row(float *dh, const float *wt, float w, float inv_sum, size_t C)
+{
+    for (size_t j = 0; j < C; j++)
+        dh[j] = w * (wt[j] - inv_sum * dh[j]);
+}
+
+/* ---- dropout: masks from a counter-based RNG (splitmix64's finalizer) ---- */
 
 static uint64_t mix64(uint64_t x)
 {
@@ -174,31 +207,42 @@ static uint64_t mix64(uint64_t x)
     return x ^ (x >> 31);
 }
 
-/* out[R,in] = u ⊙ mask / (1−p), the mask drawn from (seed, layer, module, element). */
-static void dropout_apply(const float *u, float *out, size_t n, float p, uint64_t seed, size_t l, int mod)
+uint64_t gpt2t_dropout_key(uint64_t seed, size_t layer, int site)
 {
-    uint64_t key = mix64(seed ^ mix64(((uint64_t)l << 8) | (uint64_t)mod));
-    float scale = 1.0f / (1.0f - p);
-    for (size_t i = 0; i < n; i++) {
-        float r = (float)(mix64(key + i) >> 40) * (1.0f / 16777216.0f);
-        out[i] = r >= p ? u[i] * scale : 0.0f;
-    }
+    return mix64(seed ^ mix64(((uint64_t)layer << 8) | (uint64_t)site));
 }
+
+/* A uniform in [0, 1) with 24 bits from the element's hash; kept when it is ≥ p. */
+int gpt2t_dropout_keep(uint64_t key, size_t i, float p)
+{
+    return (float)(mix64(key + i) >> 40) * (1.0f / 16777216.0f) >= p;
+}
+
+/* out[i] = x[i] · mask[i0+i] / (1−p), for n elements from index i0 (out may be x). */
+static void dropout_apply(const float *x, float *out, size_t n, float p, uint64_t key, size_t i0)
+{
+    float scale = 1.0f / (1.0f - p);
+    for (size_t i = 0; i < n; i++)
+        out[i] = gpt2t_dropout_keep(key, i0 + i, p) ? x[i] * scale : 0.0f;
+}
+
+/* ---- LoRA branch: y += s·(drop(u)·Aᵀ)·Bᵀ ---- */
 
 static void lora_forward(gpt2t *t, const adp_lora *lo, size_t l, int mod, const float *u, float *y, float *z,
                          float *drop)
 {
     size_t R = t->R;
     const float *x = u;
-    if (t->trained && t->dropout > 0.0f) {
-        dropout_apply(u, drop, R * lo->in, t->dropout, t->seed, l, mod);
+    if (t->drop.lora > 0.0f) {
+        dropout_apply(u, drop, R * lo->in, t->drop.lora, gpt2t_dropout_key(t->drop.seed, l, mod), 0);
         x = drop;
     }
     k_gemm(0, 1, R, lo->r, lo->in, 1.0f, x, lo->in, lo->A, lo->in, 0.0f, z, lo->r);
     k_gemm(0, 1, R, lo->out, lo->r, lo->scaling, z, lo->r, lo->B, lo->r, 1.0f, y, lo->out);
 }
 
-/* With dy[R,out]: gB += s·dyᵀ·z; dz = s·dy·B; gA += dzᵀ·drop(u); du += drop'(dz·A). */
+/* With dy[R,out]: gB += s·dyᵀ·z; dz = s·dy·B; gA += dzᵀ·drop(u); du += drop'(dz·A) (du NULL:
+ * the input's gradient is not needed). */
 static void lora_backward(gpt2t *t, const adp_lora *lo, size_t l, int mod, const float *u, const float *dy,
                           const float *z, float *du, float *grad, float *dz, float *drop)
 {
@@ -207,20 +251,19 @@ static void lora_backward(gpt2t *t, const adp_lora *lo, size_t l, int mod, const
     float *gA = grad + (lo->A - w0), *gB = grad + (lo->B - w0);
     k_gemm(1, 0, lo->out, lo->r, R, lo->scaling, dy, lo->out, z, lo->r, 1.0f, gB, lo->r);
     k_gemm(0, 0, R, lo->r, lo->out, lo->scaling, dy, lo->out, lo->B, lo->r, 0.0f, dz, lo->r);
-    if (t->dropout > 0.0f) {
-        dropout_apply(u, drop, R * lo->in, t->dropout, t->seed, l, mod);
+    if (t->drop.lora > 0.0f) {
+        uint64_t key = gpt2t_dropout_key(t->drop.seed, l, mod);
+        dropout_apply(u, drop, R * lo->in, t->drop.lora, key, 0);
         k_gemm(1, 0, lo->r, lo->in, R, 1.0f, dz, lo->r, drop, lo->in, 1.0f, gA, lo->in);
-        /* d drop(u)/du is the same mask and scale: apply it to a vector of ones' worth. */
-        k_gemm(0, 0, R, lo->in, lo->r, 1.0f, dz, lo->r, lo->A, lo->in, 0.0f, drop, lo->in);
-        float scale = 1.0f / (1.0f - t->dropout);
-        uint64_t key = mix64(t->seed ^ mix64(((uint64_t)l << 8) | (uint64_t)mod));
-        for (size_t i = 0; i < R * lo->in; i++) {
-            float r = (float)(mix64(key + i) >> 40) * (1.0f / 16777216.0f);
-            du[i] += r >= t->dropout ? drop[i] * scale : 0.0f;
+        if (du) { /* d drop(u)/du is the same mask and scale, applied to dz·A */
+            k_gemm(0, 0, R, lo->in, lo->r, 1.0f, dz, lo->r, lo->A, lo->in, 0.0f, drop, lo->in);
+            dropout_apply(drop, drop, R * lo->in, t->drop.lora, key, 0);
+            k_add(du, drop, R * lo->in);
         }
     } else {
         k_gemm(1, 0, lo->r, lo->in, R, 1.0f, dz, lo->r, u, lo->in, 1.0f, gA, lo->in);
-        k_gemm(0, 0, R, lo->in, lo->r, 1.0f, dz, lo->r, lo->A, lo->in, 1.0f, du, lo->in);
+        if (du)
+            k_gemm(0, 0, R, lo->in, lo->r, 1.0f, dz, lo->r, lo->A, lo->in, 1.0f, du, lo->in);
     }
 }
 
@@ -242,7 +285,17 @@ static void gather_kv(const gpt2t *t, size_t l, size_t b, const float *qkv, floa
     }
 }
 
-static void attn_forward(gpt2t *t, size_t l, act_block *k, float *Kc, float *Vc)
+/* P ⊙ mask / (1−p) of head h of sequence b (its first Lq rows, nk columns) into Pd [Lq, nk]. */
+static void attn_dropout(const gpt2t *t, size_t l, size_t b, size_t h, const float *P, size_t Lq, size_t nk,
+                         float *Pd)
+{
+    uint64_t key = gpt2t_dropout_key(t->drop.seed, l, GPT2T_DROP_ATTN);
+    size_t NH = t->m->cfg.n_head;
+    for (size_t i = 0; i < Lq; i++)
+        dropout_apply(P + i * t->Tk, Pd + i * nk, nk, t->drop.attn, key, ((b * NH + h) * t->Tp + i) * t->Tk);
+}
+
+static void attn_forward(gpt2t *t, size_t l, act_block *k, float *Kc, float *Vc, float *Pd)
 {
     const gpt2_config *c = &t->m->cfg;
     size_t C = c->n_embd, NH = c->n_head, D = C / NH, Tp = t->Tp, Tk = t->Tk;
@@ -259,7 +312,12 @@ static void attn_forward(gpt2t *t, size_t l, act_block *k, float *Kc, float *Vc)
                 if (n < nk)
                     memset(S + i * Tk + n, 0, (nk - n) * sizeof(float));
             }
-            k_gemm(0, 0, Lq, D, nk, 1.0f, S, Tk, Vc + h * D, C, 0.0f, k->ctx + row0 * C + h * D, C);
+            if (t->drop.attn > 0.0f) { /* the saved probabilities stay undropped for the backward */
+                attn_dropout(t, l, b, h, S, Lq, nk, Pd);
+                k_gemm(0, 0, Lq, D, nk, 1.0f, Pd, nk, Vc + h * D, C, 0.0f, k->ctx + row0 * C + h * D, C);
+            } else {
+                k_gemm(0, 0, Lq, D, nk, 1.0f, S, Tk, Vc + h * D, C, 0.0f, k->ctx + row0 * C + h * D, C);
+            }
         }
         if (Lq < Tp)
             memset(k->ctx + (row0 + Lq) * C, 0, (Tp - Lq) * C * sizeof(float));
@@ -284,7 +342,15 @@ static void attn_backward(gpt2t *t, size_t l, const act_block *k, const float *d
             const float *P = k->att + ((b * NH + h) * Tp) * Tk, *dO = dctx + row0 * C + h * D;
             const float *Q = k->qkv + row0 * 3 * C + h * D;
             k_gemm(0, 1, Lq, nk, D, 1.0f, dO, C, Vc + h * D, C, 0.0f, dP, nk);      /* dP = dO·Vᵀ */
-            k_gemm(1, 0, nk, D, Lq, 1.0f, P, Tk, dO, C, 1.0f, dVc + h * D, C);      /* dV = Pᵀ·dO */
+            if (t->drop.attn > 0.0f) { /* through the dropped probabilities: the same mask on dP */
+                attn_dropout(t, l, b, h, P, Lq, nk, sv->Pd);
+                k_gemm(1, 0, nk, D, Lq, 1.0f, sv->Pd, nk, dO, C, 1.0f, dVc + h * D, C);
+                uint64_t key = gpt2t_dropout_key(t->drop.seed, l, GPT2T_DROP_ATTN);
+                for (size_t i = 0; i < Lq; i++)
+                    dropout_apply(dP + i * nk, dP + i * nk, nk, t->drop.attn, key, ((b * NH + h) * Tp + i) * Tk);
+            } else {
+                k_gemm(1, 0, nk, D, Lq, 1.0f, P, Tk, dO, C, 1.0f, dVc + h * D, C);  /* dV = Pᵀ·dO */
+            }
             for (size_t i = 0; i < Lq; i++) {                                      /* dS = P⊙(dP − Σ P·dP) */
                 const float *p = P + i * Tk;
                 float *d = dP + i * nk, dot = 0.0f;
@@ -312,6 +378,16 @@ static void attn_backward(gpt2t *t, size_t l, const act_block *k, const float *d
     }
 }
 
+/* The gradient of a sublayer's output from that of the residual sum: dx itself, or dx
+ * through resid dropout's mask (into dy). */
+static const float *resid_backward(const gpt2t *t, const float *dx, float *dy, size_t l, int site)
+{
+    if (t->drop.resid <= 0.0f)
+        return dx;
+    dropout_apply(dx, dy, t->R * t->m->cfg.n_embd, t->drop.resid, gpt2t_dropout_key(t->drop.seed, l, site), 0);
+    return dy;
+}
+
 /* ---- the passes ---- */
 
 static size_t max_rank(const gpt2t *t)
@@ -337,7 +413,7 @@ static int layout(gpt2t *t, mdl_error *err)
             zsum += lo ? R * lo->r : 0;
         }
     size_t total = c->n_layer * (R * (8 * C + 2 * NI + 4) + t->B * NH * t->Tp * t->Tk) + zsum + R * (2 * C + 2) +
-                   t->N * V;
+                   t->N * (V + 1);
     if (grow((void **)&t->arena, &t->arena_cap, total, sizeof(float)))
         return mdl_fail(err, MDL_ENOMEM, "out of memory for %zu activations", total);
     float *p = t->arena;
@@ -367,6 +443,7 @@ static int layout(gpt2t *t, mdl_error *err)
     t->muf = TAKE(R);
     t->rsf = TAKE(R);
     t->probs = TAKE(t->N * V);
+    t->inv_sum = TAKE(t->N);
 #undef TAKE
     return 0;
 }
@@ -375,7 +452,7 @@ static int scratch(gpt2t *t, scratch_views *v, mdl_error *err)
 {
     const gpt2_config *c = &t->m->cfg;
     size_t C = c->n_embd, NI = c->n_inner, R = t->R, big = 3 * C > NI ? 3 * C : NI;
-    size_t n = 4 * t->Tk * C + t->Tp * t->Tk + 2 * R * C + 2 * R * big + R * max_rank(t) + t->N * C;
+    size_t n = 4 * t->Tk * C + 2 * t->Tp * t->Tk + 3 * R * C + 2 * R * big + R * max_rank(t) + t->N * C;
     if (grow((void **)&t->scratch, &t->scratch_cap, n, sizeof(float)))
         return mdl_fail(err, MDL_ENOMEM, "out of memory for the scratch of %zu rows", R);
     float *p = t->scratch;
@@ -390,12 +467,14 @@ static int scratch(gpt2t *t, scratch_views *v, mdl_error *err)
     v->dbig = TAKE(R * big);
     v->dz = TAKE(R * max_rank(t));
     v->drop = TAKE(R * big);
+    v->dy = TAKE(R * C);
+    v->Pd = TAKE(t->Tp * t->Tk);
     v->hs = TAKE(t->N * C);
 #undef TAKE
     return 0;
 }
 
-int gpt2t_forward(gpt2t *t, const adp_adapter *a, const gpt2t_batch *bt, int train, float dropout, uint64_t seed,
+int gpt2t_forward(gpt2t *t, const adp_adapter *a, const gpt2t_batch *bt, int train, const gpt2t_dropout *drop,
                   float *logp, mdl_error *err)
 {
     const gpt2_model *m = t->m;
@@ -406,8 +485,11 @@ int gpt2t_forward(gpt2t *t, const adp_adapter *a, const gpt2t_batch *bt, int tra
         return err ? err->code : MDL_EINPUT;
     if (B == 0 || T == 0)
         return mdl_fail(err, MDL_EINPUT, "an empty batch");
-    if (!(dropout >= 0.0f && dropout < 1.0f))
-        return mdl_fail(err, MDL_EINPUT, "dropout %g is outside [0, 1)", (double)dropout);
+    gpt2t_dropout d = train && drop ? *drop : (gpt2t_dropout){0};
+    const float ps[4] = {d.lora, d.embd, d.attn, d.resid};
+    for (int i = 0; i < 4; i++)
+        if (!(ps[i] >= 0.0f && ps[i] < 1.0f))
+            return mdl_fail(err, MDL_EINPUT, "dropout %g is outside [0, 1)", (double)ps[i]);
     t->a = a;
     t->nvp = a && a->cfg.type == ADP_PROMPT_TUNING ? a->cfg.num_virtual_tokens : 0;
     t->npre = a && a->cfg.type == ADP_PREFIX_TUNING ? a->cfg.num_virtual_tokens : 0;
@@ -419,8 +501,7 @@ int gpt2t_forward(gpt2t *t, const adp_adapter *a, const gpt2t_batch *bt, int tra
     t->Tp = t->nvp + T;
     t->R = B * t->Tp;
     t->Tk = t->npre + t->Tp;
-    t->dropout = train ? dropout : 0.0f;
-    t->seed = seed;
+    t->drop = d;
     size_t N = 0;
     for (size_t b = 0; b < B; b++) {
         if (bt->len[b] == 0 || bt->len[b] > T)
@@ -453,7 +534,7 @@ int gpt2t_forward(gpt2t *t, const adp_adapter *a, const gpt2t_batch *bt, int tra
     int rc = layout(t, err);
     if (rc || (rc = scratch(t, &sv, err)) != 0)
         return rc;
-    float *drop = sv.drop, *hs = sv.hs;
+    float *ldrop = sv.drop, *hs = sv.hs;
     size_t R = t->R;
 
     /* Embeddings: virtual rows (prompt tuning), then wte + wpe at positions after all virtual tokens. */
@@ -468,6 +549,8 @@ int gpt2t_forward(gpt2t *t, const adp_adapter *a, const gpt2t_batch *bt, int tra
             for (size_t j = 0; j < C; j++)
                 row[j] = e[j] + p[j];
         }
+    if (d.embd > 0.0f)
+        dropout_apply(x, x, R * C, d.embd, gpt2t_dropout_key(d.seed, 0, GPT2T_DROP_EMBD), 0);
     for (size_t l = 0; l < c->n_layer; l++) {
         act_block *k = &t->blk[l];
         const gpt2_block *w = &m->block[l];
@@ -476,21 +559,25 @@ int gpt2t_forward(gpt2t *t, const adp_adapter *a, const gpt2t_batch *bt, int tra
         ln_forward(k->xin, w->ln1_g, w->ln1_b, k->ln1, k->mu1, k->rs1, R, C, c->ln_eps);
         k_conv1d(k->ln1, w->attn_w, w->attn_b, k->qkv, R, 3 * C, C);
         if ((lo = adp_lora_at(a, l, ADP_ATTN_C_ATTN)))
-            lora_forward(t, lo, l, ADP_ATTN_C_ATTN, k->ln1, k->qkv, k->z[ADP_ATTN_C_ATTN], drop);
-        attn_forward(t, l, k, sv.Kc, sv.Vc);
+            lora_forward(t, lo, l, ADP_ATTN_C_ATTN, k->ln1, k->qkv, k->z[ADP_ATTN_C_ATTN], ldrop);
+        attn_forward(t, l, k, sv.Kc, sv.Vc, sv.Pd);
         k_conv1d(k->ctx, w->aproj_w, w->aproj_b, k->xmid, R, C, C);
         if ((lo = adp_lora_at(a, l, ADP_ATTN_C_PROJ)))
-            lora_forward(t, lo, l, ADP_ATTN_C_PROJ, k->ctx, k->xmid, k->z[ADP_ATTN_C_PROJ], drop);
+            lora_forward(t, lo, l, ADP_ATTN_C_PROJ, k->ctx, k->xmid, k->z[ADP_ATTN_C_PROJ], ldrop);
+        if (d.resid > 0.0f)
+            dropout_apply(k->xmid, k->xmid, R * C, d.resid, gpt2t_dropout_key(d.seed, l, GPT2T_DROP_RESID_ATTN), 0);
         k_add(k->xmid, k->xin, R * C);
         ln_forward(k->xmid, w->ln2_g, w->ln2_b, k->ln2, k->mu2, k->rs2, R, C, c->ln_eps);
         k_conv1d(k->ln2, w->fc_w, w->fc_b, k->fcpre, R, NI, C);
         if ((lo = adp_lora_at(a, l, ADP_MLP_C_FC)))
-            lora_forward(t, lo, l, ADP_MLP_C_FC, k->ln2, k->fcpre, k->z[ADP_MLP_C_FC], drop);
+            lora_forward(t, lo, l, ADP_MLP_C_FC, k->ln2, k->fcpre, k->z[ADP_MLP_C_FC], ldrop);
         memcpy(k->fcact, k->fcpre, R * NI * sizeof(float));
         k_gelu_tanh(k->fcact, R * NI);
         k_conv1d(k->fcact, w->mproj_w, w->mproj_b, next, R, C, NI);
         if ((lo = adp_lora_at(a, l, ADP_MLP_C_PROJ)))
-            lora_forward(t, lo, l, ADP_MLP_C_PROJ, k->fcact, next, k->z[ADP_MLP_C_PROJ], drop);
+            lora_forward(t, lo, l, ADP_MLP_C_PROJ, k->fcact, next, k->z[ADP_MLP_C_PROJ], ldrop);
+        if (d.resid > 0.0f)
+            dropout_apply(next, next, R * C, d.resid, gpt2t_dropout_key(d.seed, l, GPT2T_DROP_RESID_MLP), 0);
         k_add(next, k->xmid, R * C);
     }
     ln_forward(t->xf, m->lnf_g, m->lnf_b, t->lnf, t->muf, t->rsf, R, C, c->ln_eps);
@@ -505,7 +592,7 @@ int gpt2t_forward(gpt2t *t, const adp_adapter *a, const gpt2t_batch *bt, int tra
         float *z = t->probs + n * V, max = -INFINITY;
         for (size_t v = 0; v < V; v++)
             max = z[v] > max ? z[v] : max;
-        /* one exp per entry: kept (training) as the unnormalized softmax, then scaled */
+        /* one exp per entry, kept (training) unnormalized with 1/sum beside it */
         float zt = z[t->tgt[n]];
         double sum = 0.0;
         if (train) {
@@ -513,9 +600,7 @@ int gpt2t_forward(gpt2t *t, const adp_adapter *a, const gpt2t_batch *bt, int tra
                 z[v] = expf(z[v] - max);
                 sum += z[v];
             }
-            float inv = (float)(1.0 / sum);
-            for (size_t v = 0; v < V; v++)
-                z[v] *= inv;
+            t->inv_sum[n] = (float)(1.0 / sum);
         } else {
             for (size_t v = 0; v < V; v++)
                 sum += expf(z[v] - max);
@@ -540,45 +625,60 @@ int gpt2t_backward(gpt2t *t, const float *dlogp, float *grad, mdl_error *err)
         return rc;
     float *dx = sv.dx, *dbig = sv.dbig, *dsmall = sv.dsmall, *dz = sv.dz, *drop = sv.drop, *dh = sv.hs;
 
-    /* dlogits = w·(onehot − p), in place over p; dh = dlogits · lm_head. */
-    for (size_t n = 0; n < N; n++) {
-        float w = dlogp[t->out_at[n]], *z = t->probs + n * V;
-        for (size_t v = 0; v < V; v++)
-            z[v] *= -w;
-        z[t->tgt[n]] += w;
-    }
+    /* dlogits = w·(onehot − p), so dh = dlogits·lm_head = w·(lm_head[tgt] − p·lm_head): one
+     * product with the kept exponentials, then a row of C per token (not a pass over N·V). */
     if (N)
         k_gemm(0, 0, N, C, V, 1.0f, t->probs, V, m->lm_head, C, 0.0f, dh, C);
+    for (size_t n = 0; n < N; n++)
+        lm_head_backward_row(dh + n * C, m->lm_head + (size_t)t->tgt[n] * C, dlogp[t->out_at[n]], t->inv_sum[n], C);
     memset(dsmall, 0, R * C * sizeof(float));
     for (size_t n = 0; n < N; n++)
         k_add(dsmall + t->rows[n] * C, dh + n * C, C);
     memset(dx, 0, R * C * sizeof(float));
     ln_backward(dsmall, t->xf, t->muf, t->rsf, m->lnf_g, dx, R, C);
 
-    for (size_t l = c->n_layer; l-- > 0;) {
+    /* Gradients stop at the lowest trainable weight: a LoRA's lowest adapted layer takes no
+     * input gradient, and the layers under it nothing at all (prompt tuning needs them all,
+     * down to the embeddings; prefix tuning has keys and values in every layer). */
+    size_t lowest = 0;
+    if (!t->nvp && a && a->cfg.type == ADP_LORA)
+        while (lowest + 1 < c->n_layer && !adp_lora_at(a, lowest, ADP_ATTN_C_ATTN) &&
+               !adp_lora_at(a, lowest, ADP_ATTN_C_PROJ) && !adp_lora_at(a, lowest, ADP_MLP_C_FC) &&
+               !adp_lora_at(a, lowest, ADP_MLP_C_PROJ))
+            lowest++;
+    for (size_t l = c->n_layer; l-- > lowest;) {
+        int below = l > lowest || t->nvp; /* the layer's input gradient is needed */
         const act_block *k = &t->blk[l];
         const gpt2_block *w = &m->block[l];
         const adp_lora *lo;
-        /* MLP: dx is d(block output) = d(mlp output). */
-        k_gemm(0, 1, R, NI, C, 1.0f, dx, C, w->mproj_w, C, 0.0f, dbig, NI);
+        /* MLP: dx is d(block output); d(mlp output) is dx through the resid dropout. */
+        const float *dy = resid_backward(t, dx, sv.dy, l, GPT2T_DROP_RESID_MLP);
+        k_gemm(0, 1, R, NI, C, 1.0f, dy, C, w->mproj_w, C, 0.0f, dbig, NI);
         if ((lo = adp_lora_at(a, l, ADP_MLP_C_PROJ)))
-            lora_backward(t, lo, l, ADP_MLP_C_PROJ, k->fcact, dx, k->z[ADP_MLP_C_PROJ], dbig, grad, dz, drop);
-        gelu_backward(k->fcpre, dbig, R * NI);
+            lora_backward(t, lo, l, ADP_MLP_C_PROJ, k->fcact, dy, k->z[ADP_MLP_C_PROJ], dbig, grad, dz, drop);
+        gelu_backward(k->fcpre, k->fcact, dbig, R * NI);
         k_gemm(0, 1, R, C, NI, 1.0f, dbig, NI, w->fc_w, NI, 0.0f, dsmall, C);
         if ((lo = adp_lora_at(a, l, ADP_MLP_C_FC)))
             lora_backward(t, lo, l, ADP_MLP_C_FC, k->ln2, dbig, k->z[ADP_MLP_C_FC], dsmall, grad, dz, drop);
         ln_backward(dsmall, k->xmid, k->mu2, k->rs2, w->ln2_g, dx, R, C);
         /* Attention: dx is now d(xmid). */
-        k_gemm(0, 1, R, C, C, 1.0f, dx, C, w->aproj_w, C, 0.0f, dsmall, C);
+        dy = resid_backward(t, dx, sv.dy, l, GPT2T_DROP_RESID_ATTN);
+        k_gemm(0, 1, R, C, C, 1.0f, dy, C, w->aproj_w, C, 0.0f, dsmall, C);
         if ((lo = adp_lora_at(a, l, ADP_ATTN_C_PROJ)))
-            lora_backward(t, lo, l, ADP_ATTN_C_PROJ, k->ctx, dx, k->z[ADP_ATTN_C_PROJ], dsmall, grad, dz, drop);
+            lora_backward(t, lo, l, ADP_ATTN_C_PROJ, k->ctx, dy, k->z[ADP_ATTN_C_PROJ], dsmall, grad, dz, drop);
         attn_backward(t, l, k, dsmall, dbig, grad, &sv);
-        k_gemm(0, 1, R, C, 3 * C, 1.0f, dbig, 3 * C, w->attn_w, 3 * C, 0.0f, dsmall, C);
+        if (below)
+            k_gemm(0, 1, R, C, 3 * C, 1.0f, dbig, 3 * C, w->attn_w, 3 * C, 0.0f, dsmall, C);
         if ((lo = adp_lora_at(a, l, ADP_ATTN_C_ATTN)))
-            lora_backward(t, lo, l, ADP_ATTN_C_ATTN, k->ln1, dbig, k->z[ADP_ATTN_C_ATTN], dsmall, grad, dz, drop);
-        ln_backward(dsmall, k->xin, k->mu1, k->rs1, w->ln1_g, dx, R, C);
+            lora_backward(t, lo, l, ADP_ATTN_C_ATTN, k->ln1, dbig, k->z[ADP_ATTN_C_ATTN], below ? dsmall : NULL, grad,
+                          dz, drop);
+        if (below)
+            ln_backward(dsmall, k->xin, k->mu1, k->rs1, w->ln1_g, dx, R, C);
     }
-    /* Prompt tuning: the virtual rows' embedding gradients, summed over the batch. */
+    /* Prompt tuning: the virtual rows' embedding gradients (through the embd dropout), summed
+     * over the batch. */
+    if (t->nvp && t->drop.embd > 0.0f)
+        dropout_apply(dx, dx, R * C, t->drop.embd, gpt2t_dropout_key(t->drop.seed, 0, GPT2T_DROP_EMBD), 0);
     for (size_t b = 0; b < t->B && t->nvp; b++)
         for (size_t i = 0; i < t->nvp; i++)
             k_add(grad + (a->prompt - a->weights) + i * C, dx + (b * t->Tp + i) * C, C);

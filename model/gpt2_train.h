@@ -16,8 +16,12 @@
  * Virtual tokens as PEFT places them: prompt tuning puts nvt embedding rows in front of
  * every row (positions 0..nvt-1, real tokens from nvt on); prefix tuning gives every layer
  * nvt extra keys and values that every real query attends to (real positions from nvt on).
- * With LoRA dropout > 0 the LoRA branch input is dropped with a counter-based RNG keyed by
- * (seed, layer, module, element), so the backward regenerates the same mask.
+ * Dropout as GPT-2 and PEFT apply it in training (model.train()): embd_pdrop on the input
+ * embeddings (virtual rows included), attn_pdrop on the attention probabilities, resid_pdrop
+ * on each block's attention and MLP outputs before the residual add, and lora_dropout on the
+ * LoRA branch input. Every mask comes from a counter-based RNG keyed by (seed, layer, site)
+ * and the element's index (gpt2t_dropout_keep), so the backward regenerates it instead of
+ * storing it, and an oracle can draw the very same masks.
  *
  * One gpt2t is one training pass at a time (not thread-safe); any number may share a model.
  */
@@ -40,17 +44,33 @@ typedef struct {
 
 typedef struct gpt2t gpt2t;
 
+/* Dropout probabilities of a training forward, each in [0, 1) (0: that dropout is off). */
+typedef struct {
+    float lora, embd, attn, resid;
+    uint64_t seed;
+} gpt2t_dropout;
+
+/* Where the masks fall: LoRA sites 0..3 are the adp_module of the adapted module. Element
+ * indices: LoRA over the module input [R, in]; embd and the two resid sites over [R, C]
+ * (R = B·(nvp+T) rows, virtual rows first in each sequence); attn over [B, H, Tp, Tk] with
+ * Tp = nvp+T and Tk = npre+Tp. Layer is 0 for embd. */
+enum { GPT2T_DROP_EMBD = ADP_N_MODULES, GPT2T_DROP_ATTN, GPT2T_DROP_RESID_ATTN, GPT2T_DROP_RESID_MLP };
+
+/* The mask key of (seed, layer, site), and whether element i survives dropout p with it. */
+uint64_t gpt2t_dropout_key(uint64_t seed, size_t layer, int site);
+int gpt2t_dropout_keep(uint64_t key, size_t i, float p);
+
 /* A training pass over `m`. NULL when out of memory. Buffers grow with the largest batch. */
 gpt2t *gpt2t_create(const gpt2_model *m);
 void gpt2t_free(gpt2t *t); /* accepts NULL */
 
 /* Runs the batch with adapter `a` (NULL: the base model alone, e.g. DPO's reference) and
  * writes logp[B, T]: the log-prob of every scored token, 0 elsewhere. With `train` set, the
- * activations are kept for gpt2t_backward and LoRA dropout `dropout` (0 ≤ p < 1) is applied
- * with `seed`; without it nothing is kept and dropout is off. The batch and the adapter must
- * stay unchanged until the backward. MDL_EINPUT for ids out of range, lengths, or a
- * sequence past n_positions; MDL_ENOMEM. */
-int gpt2t_forward(gpt2t *t, const adp_adapter *a, const gpt2t_batch *b, int train, float dropout, uint64_t seed,
+ * activations are kept for gpt2t_backward and `drop` (NULL: none) is applied; without it
+ * nothing is kept and dropout is off (eval). The batch and the adapter must stay unchanged
+ * until the backward. MDL_EINPUT for ids out of range, lengths, a probability outside
+ * [0, 1), or a sequence past n_positions; MDL_ENOMEM. */
+int gpt2t_forward(gpt2t *t, const adp_adapter *a, const gpt2t_batch *b, int train, const gpt2t_dropout *drop,
                   float *logp, mdl_error *err);
 
 /* Backpropagates dlogp[B, T] (dL/dlogp of each scored token; others ignored) through the

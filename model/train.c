@@ -12,9 +12,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "gpt2_impl.h"
 #include "gpt2_train.h"
 #include "kernels.h"
+#include "model_config.h"
 #include "optim.h"
 
 /* One tokenized sequence: ids[0..n), the first scored (predicted) position `first` ≥ 1. */
@@ -140,6 +143,26 @@ int trn_data_build(const tok_tokenizer *tok, const gpt2_config *base, int dpo, c
     }
     *out = d;
     return 0;
+}
+
+/* ---- the base's dropout ---- */
+
+int trn_read_base_dropout(const char *model_dir, trn_base_dropout *out, mdl_error *err)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/config.json", model_dir);
+    json_error_t je;
+    json_t *cfg = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+    if (!cfg)
+        return mdl_fail(err, MDL_EIO, "%s: %s", path, je.text);
+    static const char *const keys[3] = {"embd_pdrop", "attn_pdrop", "resid_pdrop"};
+    float *dst[3] = {&out->embd_pdrop, &out->attn_pdrop, &out->resid_pdrop};
+    int rc = 0;
+    for (int i = 0; i < 3 && !rc; i++) /* GPT2Config's default: 0.1 */
+        if ((rc = mdl_config_eps(cfg, keys[i], 0.1f, dst[i], path, err)) == 0 && !(*dst[i] < 1.0f))
+            rc = mdl_fail(err, MDL_EFORMAT, "%s: '%s' must be below 1", path, keys[i]);
+    json_decref(cfg);
+    return rc;
 }
 
 /* ---- random numbers (splitmix64; Box-Muller normals) ---- */
@@ -346,8 +369,15 @@ int trn_run(const gpt2_model *m, const tok_tokenizer *tok, const trn_params *p, 
     if (d->dpo != p->dpo)
         return mdl_fail(err, MDL_EINPUT, "the data are not %s data", p->dpo ? "DPO" : "SFT");
     if (!p->epochs || !p->batch_size || !p->grad_accum || !(p->learning_rate > 0) || !(p->weight_decay >= 0) ||
-        !(p->lora_dropout >= 0 && p->lora_dropout < 1) || p->warmup_steps < 0)
+        p->warmup_steps < 0)
         return mdl_fail(err, MDL_EINPUT, "invalid hyperparameters");
+    const trn_base_dropout *bd = &p->base_dropout;
+    if (!(bd->embd_pdrop >= 0 && bd->embd_pdrop < 1) || !(bd->attn_pdrop >= 0 && bd->attn_pdrop < 1) ||
+        !(bd->resid_pdrop >= 0 && bd->resid_pdrop < 1))
+        return mdl_fail(err, MDL_EINPUT, "the base model's dropout must be in [0, 1)");
+    gpt2t_dropout drop = {0};
+    if (!p->disable_dropout)
+        drop = (gpt2t_dropout){p->adapter.lora_dropout, bd->embd_pdrop, bd->attn_pdrop, bd->resid_pdrop, 0};
     size_t nvt = p->adapter.type == ADP_LORA ? 0 : p->adapter.num_virtual_tokens;
     if (nvt + d->max_len > c->n_positions)
         return mdl_fail(err, MDL_EINPUT, "%zu tokens and %zu virtual tokens are over the context of %zu", d->max_len,
@@ -416,16 +446,16 @@ int trn_run(const gpt2_model *m, const tok_tokenizer *tok, const trn_params *p, 
                 fill_batch(d, perm, first, cnt, T, &bb, &B);
                 gpt2t_batch bt = {B, T, bb.ids, bb.len, bb.scored};
                 if (d->dpo) {
-                    rc = gpt2t_forward(tr, ref_adapter, &bt, 0, 0.0f, 0, bb.ref_tok, err);
+                    rc = gpt2t_forward(tr, ref_adapter, &bt, 0, NULL, bb.ref_tok, err);
                     for (size_t b = 0; b < B && !rc; b++) {
                         bb.ref[b] = 0;
                         for (size_t t = 0; t < T; t++)
                             bb.ref[b] += bb.ref_tok[b * T + t];
                     }
                 }
-                uint64_t seed = rng_next(&rng);
+                drop.seed = rng_next(&rng);
                 if (!rc)
-                    rc = gpt2t_forward(tr, a, &bt, 1, p->lora_dropout, seed, bb.logp, err);
+                    rc = gpt2t_forward(tr, a, &bt, 1, &drop, bb.logp, err);
                 if (rc)
                     break;
                 if (d->dpo) {
@@ -504,10 +534,10 @@ int trn_evaluate(const gpt2_model *m, const adp_adapter *a, const adp_adapter *r
         size_t cnt = first + bs <= rows ? bs : rows - first, B;
         size_t scored = fill_batch(d, perm, first, cnt, T, &bb, &B);
         gpt2t_batch bt = {B, T, bb.ids, bb.len, bb.scored};
-        if ((rc = gpt2t_forward(tr, a, &bt, 0, 0.0f, 0, bb.logp, err)) != 0)
+        if ((rc = gpt2t_forward(tr, a, &bt, 0, NULL, bb.logp, err)) != 0)
             break;
         if (d->dpo) {
-            if ((rc = gpt2t_forward(tr, ref, &bt, 0, 0.0f, 0, bb.ref_tok, err)) != 0)
+            if ((rc = gpt2t_forward(tr, ref, &bt, 0, NULL, bb.ref_tok, err)) != 0)
                 break;
             for (size_t b = 0; b < B; b++) {
                 bb.ref[b] = 0;

@@ -9,6 +9,10 @@
  *   batches rows padded on the right; shuffled each epoch by a seeded permutation.
  *   steps   forward, backward, gradient accumulation, clipping by global norm, AdamW, the
  *           linear warmup-and-decay schedule (optim.h).
+ *   dropout as model.train() applies it (gpt2_train.h): lora_dropout and the base's
+ *           embd/attn/resid_pdrop from its config.json, with masks drawn from `seed`; with
+ *           disable_dropout every one is off (DPOTrainer's default, so the policy and the
+ *           reference see the same network).
  *   init    LoRA A Kaiming-uniform (a = √5: U(±1/√in)), B zero; prompt tuning TEXT (the
  *           tokenized text repeated or cut to num_virtual_tokens, rows of wte) or RANDOM
  *           (N(0,1)); prefix tuning N(0,1), or with prefix_projection an Embedding +
@@ -52,10 +56,21 @@ size_t trn_data_rows(const trn_data *d);
 
 typedef enum { TRN_INIT_RANDOM, TRN_INIT_TEXT } trn_prompt_init;
 
+/* GPT-2's dropout probabilities in training, as its config.json gives them. */
+typedef struct {
+    float embd_pdrop, attn_pdrop, resid_pdrop;
+} trn_base_dropout;
+
+/* Reads embd_pdrop, attn_pdrop and resid_pdrop from model_dir/config.json (GPT2Config's
+ * default 0.1 for each one absent). MDL_EIO without the file; MDL_EFORMAT for a value that
+ * is not a number in [0, 1). */
+int trn_read_base_dropout(const char *model_dir, trn_base_dropout *out, mdl_error *err);
+
 typedef struct {
     int dpo;
-    adp_config adapter;          /* type, r, lora_alpha, use_rslora, targets, layers, num_virtual_tokens */
-    float lora_dropout;          /* [0, 1) */
+    adp_config adapter;          /* type, r, lora_alpha, lora_dropout, use_rslora, targets, layers, num_virtual_tokens */
+    trn_base_dropout base_dropout; /* the base model's dropout in training (trn_read_base_dropout) */
+    int disable_dropout;         /* train with every dropout off (lora_dropout is still saved) */
     trn_prompt_init prompt_init; /* prompt tuning */
     const char *prompt_init_text;
     int prefix_projection;       /* prefix tuning */

@@ -93,6 +93,10 @@ static void test_bad_requests(void)
         {"{\"adapter_name\":\"a\",\"data\":[{\"text\":\".ab\"}],\"peft\":{\"target_modules\":[\"q_proj\"]}}",
          "invalid_value", "/peft/target_modules/0", 422},
         {"{\"adapter_name\":\"a\",\"data\":[{\"text\":\".ab\"}],\"peft\":{\"r\":0}}", "out_of_range", "/peft/r", 422},
+        {"{\"adapter_name\":\"a\",\"data\":[{\"text\":\".ab\"}],\"peft\":{\"lora_dropout\":1}}", "out_of_range",
+         "/peft/lora_dropout", 422},
+        {"{\"adapter_name\":\"a\",\"data\":[{\"text\":\".ab\"}],\"hyperparameters\":{\"disable_dropout\":1}}",
+         "invalid_type", "/hyperparameters/disable_dropout", 422},
         {"{\"adapter_name\":\"a\",\"method\":\"prompt_tuning\",\"data\":[{\"text\":\".ab\"}]}", "missing_field",
          "/peft/num_virtual_tokens", 422},
         {"{\"adapter_name\":\"a\",\"data\":[{\"text\":\".ab\"},{\"prompt\":\".abcdefghijklmnopq\",\"completion\":\"r\"}]}",
@@ -166,11 +170,16 @@ static void learns_task(const char *method, const char *peft, const char *lr, co
     CU_ASSERT_EQUAL(r.status, 200);
     CU_ASSERT_STRING_EQUAL(text, "z z z");
     it_free(&r);
-    /* PEFT's files, in --adapters-dir/NAME */
-    char file[256];
+    /* PEFT's files, in --adapters-dir/NAME; a LoRA's config keeps its lora_dropout */
+    char file[256], config[4096] = "";
     struct stat sb;
     snprintf(file, sizeof file, "%s/adapters/%s/adapter_config.json", data_dir, name);
-    CU_ASSERT_EQUAL(stat(file, &sb), 0);
+    FILE *f = fopen(file, "r");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    config[fread(config, 1, sizeof config - 1, f)] = 0;
+    fclose(f);
+    if (!strcmp(method, "lora"))
+        CU_ASSERT(strstr(config, "\"lora_dropout\": 0.05,") != NULL);
     snprintf(file, sizeof file, "%s/adapters/%s/adapter_model.safetensors", data_dir, name);
     CU_ASSERT_EQUAL(stat(file, &sb), 0);
     free(id);
@@ -178,11 +187,12 @@ static void learns_task(const char *method, const char *peft, const char *lr, co
 
 static void test_lora_learns(void)
 {
-    learns_task("lora", "{\"r\":8,\"lora_alpha\":16,\"target_modules\":\"all-linear\"}", "0.01", "zzz-lora");
+    learns_task("lora", "{\"r\":8,\"lora_alpha\":16,\"lora_dropout\":0.05,\"target_modules\":\"all-linear\"}", "0.01",
+                "zzz-lora");
 }
 static void test_prompt_learns(void)
 {
-    learns_task("prompt_tuning", "{\"num_virtual_tokens\":4,\"prompt_tuning_init\":\"TEXT\",\"prompt_tuning_init_text\":\"zz\"}",
+    learns_task("prompt_tuning", "{\"num_virtual_tokens\":4,\"prompt_tuning_init\":\"TEXT\",\"prompt_tuning_init_text\":\"ab\"}",
                 "0.1", "zzz-prompt");
 }
 static void test_prefix_learns(void)
@@ -317,13 +327,18 @@ static void test_kill_restart(void)
     CU_ASSERT_PTR_NOT_NULL_FATAL(id);
     snprintf(path, sizeof path, "/jobs/%s", id);
     long step = 0;
+    double eta = -1;
     for (int i = 0; i < 400 && step < 3; i++) {
         it_response r = it_get(&srv, path);
-        step = (long)json_integer_value(json_object_get(json_object_get(r.json, "progress"), "step"));
+        json_t *prog = json_object_get(r.json, "progress");
+        step = (long)json_integer_value(json_object_get(prog, "step"));
+        if (step > 0 && json_is_number(json_object_get(prog, "eta_seconds")))
+            eta = json_number_value(json_object_get(prog, "eta_seconds"));
         it_free(&r);
         usleep(25000);
     }
     CU_ASSERT(step >= 3);
+    CU_ASSERT(eta >= 0); /* a running job estimates its time left */
     kill(srv.pid, SIGKILL);
     waitpid(srv.pid, NULL, 0);
     srv.pid = 0;

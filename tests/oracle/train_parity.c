@@ -3,27 +3,38 @@
  * on a random GPT-2 checkpoint: LoRA on every module, LoRA with rsLoRA on one layer, prompt
  * tuning and prefix tuning (plain, and with prefix_projection's MLP, whose parameters get
  * the gradients), each under SFT cross-entropy (completion-only) and the DPO
- * losses sigmoid (with label smoothing), ipo and hinge, the reference being the base model.
+ * losses sigmoid (with label smoothing), ipo and hinge, the reference being the base model;
+ * and LoRA, prompt and prefix tuning again in training mode with every dropout at 0.2
+ * (embd, attn, resid, lora), the oracle drawing the same masks from the same seed.
  * Every gradient tensor within 1e-4 relative error (2-norm), the loss and every token log-prob
  * within 1e-5, and central finite differences on the largest gradient entries within 2%.
  * Micro-batches accumulate to the whole batch's gradient. AdamW (two parameter groups,
  * weight decay on one), the linear warmup/decay schedule and global-norm clipping over 5 steps
  * against torch.optim.AdamW + LambdaLR + clip_grad_norm_, within 1e-6.
+ * Adapters ragd trains and publishes (trn_run, trn_publish) on the real gpt2-names-makemore
+ * checkpoint -- LoRA (rsLoRA, lora_dropout, layers_to_transform, every module), prompt tuning
+ * (TEXT init), prefix tuning plain and with prefix_projection -- load in the PyTorch oracle
+ * (tests/reference/gpt2_oracle.py, PEFT's files and key names, target_modules checked) and
+ * give ragd's logits within 1e-4, and ragd's own loader reads them back bit for bit.
  * Exits 1 on any mismatch.
  *
  * usage: train_parity CHECKPOINTS_DIR ORACLE_PY
  */
+#include <fcntl.h>
+#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "adapter.h"
 #include "gpt2.h"
 #include "gpt2_train.h"
 #include "optim.h"
 #include "safetensors.h"
+#include "tokenizer.h"
 #include "train.h"
 #include "train_loss.h"
 
@@ -38,17 +49,22 @@ typedef struct {
     adp_type type;
     unsigned targets;
     int rslora, one_layer, projection;
+    float pdrop; /* every dropout's probability in the training forward */
 } adapter_case;
 
 #define PROJ_H 16 /* encoder_hidden_size of the projection case */
 
 static const adapter_case adapters[] = {
-    {"lora", ADP_LORA, ADP_ALL_MODULES, 0, 0, 0},
-    {"lora-rs", ADP_LORA, ADP_MODULE_BIT(ADP_ATTN_C_ATTN) | ADP_MODULE_BIT(ADP_MLP_C_PROJ), 1, 1, 0},
-    {"prompt", ADP_PROMPT_TUNING, 0, 0, 0, 0},
-    {"prefix", ADP_PREFIX_TUNING, 0, 0, 0, 0},
-    {"prefix-proj", ADP_PREFIX_TUNING, 0, 0, 0, 1},
+    {"lora", ADP_LORA, ADP_ALL_MODULES, 0, 0, 0, 0.0f},
+    {"lora-rs", ADP_LORA, ADP_MODULE_BIT(ADP_ATTN_C_ATTN) | ADP_MODULE_BIT(ADP_MLP_C_PROJ), 1, 1, 0, 0.0f},
+    {"prompt", ADP_PROMPT_TUNING, 0, 0, 0, 0, 0.0f},
+    {"prefix", ADP_PREFIX_TUNING, 0, 0, 0, 0, 0.0f},
+    {"prefix-proj", ADP_PREFIX_TUNING, 0, 0, 0, 1, 0.0f},
+    {"lora-drop", ADP_LORA, ADP_ALL_MODULES, 0, 0, 0, 0.2f},
+    {"prompt-drop", ADP_PROMPT_TUNING, 0, 0, 0, 0, 0.2f},
+    {"prefix-drop", ADP_PREFIX_TUNING, 0, 0, 0, 0, 0.2f},
 };
+#define DROP_SEED 20261128u
 static const char *const losses[] = {"sft", "sigmoid", "ipo", "hinge"};
 
 static int failures;
@@ -80,12 +96,14 @@ static void make_batch(int dpo, size_t V, int32_t *ids, size_t *len, unsigned ch
     }
 }
 
-static double loss_of(gpt2t *tr, const adp_adapter *a, const gpt2t_batch *bt, int li, const float *ref, float *grad,
-                      float *logp)
+/* The loss of a training forward (with dropout `drop`, NULL: none), and its gradient added
+ * into grad when grad is not NULL. */
+static double loss_of(gpt2t *tr, const adp_adapter *a, const gpt2t_batch *bt, int li, const float *ref,
+                      const gpt2t_dropout *drop, float *grad, float *logp)
 {
     float dlogp[B_MAX * T];
     mdl_error e;
-    if (gpt2t_forward(tr, a, bt, grad != NULL, 0.0f, 0, logp, &e) != 0) {
+    if (gpt2t_forward(tr, a, bt, 1, drop, logp, &e) != 0) {
         fprintf(stderr, "FAIL forward: %s\n", e.msg);
         failures++;
         return NAN;
@@ -210,7 +228,7 @@ static void compare(const result *r, const char *label)
  * float log-probs, so h is large and the tolerance loose: this checks the backward's
  * structure independently of torch). */
 static void finite_differences(gpt2t *tr, result *r, const gpt2t_batch *bt, int li, const float *ref,
-                               const char *label)
+                               const gpt2t_dropout *drop, const char *label)
 {
     adp_adapter *a = r->a;
     float logp[B_MAX * T];
@@ -228,9 +246,9 @@ static void finite_differences(gpt2t *tr, result *r, const gpt2t_batch *bt, int 
         }
         float keep = a->weights[best], h = 1e-2f * fmaxf(1.0f, fabsf(keep));
         a->weights[best] = keep + h;
-        double up = loss_of(tr, a, bt, li, ref, NULL, logp);
+        double up = loss_of(tr, a, bt, li, ref, drop, NULL, logp);
         a->weights[best] = keep - h;
-        double down = loss_of(tr, a, bt, li, ref, NULL, logp);
+        double down = loss_of(tr, a, bt, li, ref, drop, NULL, logp);
         a->weights[best] = keep;
         double fd = (up - down) / (2.0 * h), rel = fabs(fd - r->grad[best]) / fmax(fabs(fd), 1e-6);
         if (!(rel <= TOL_FD)) {
@@ -321,7 +339,7 @@ static void accumulation(gpt2t *tr, const result *r, const gpt2t_batch *bt)
     for (size_t part = 0; part < 2; part++) {
         size_t first = part ? 2 : 0, rows = part ? 1 : 2;
         gpt2t_batch sub = {rows, T, bt->ids + first * T, bt->len + first, bt->scored + first * T};
-        if (gpt2t_forward(tr, r->a, &sub, 1, 0.0f, 0, logp, &e) || (loss += sft_loss(logp, sub.scored, rows, T, n, dlogp), 0) ||
+        if (gpt2t_forward(tr, r->a, &sub, 1, NULL, logp, &e) || (loss += sft_loss(logp, sub.scored, rows, T, n, dlogp), 0) ||
             gpt2t_backward(tr, dlogp, g, &e)) {
             fprintf(stderr, "FAIL accumulation: %s\n", e.msg);
             failures++;
@@ -338,6 +356,143 @@ static void accumulation(gpt2t *tr, const result *r, const gpt2t_batch *bt)
         failures++;
     }
     free(g);
+}
+
+/* ---- adapters ragd trains and publishes, read by the oracle ---- */
+
+typedef struct {
+    const char *name;
+    adp_type type;
+    int projection;
+} published_case;
+
+/* ragd's logits [n, V] for ids with adapter a (the serving forward), or -1. */
+static int serve_logits(const gpt2_model *m, const adp_adapter *a, const int32_t *ids, size_t n, float *logits)
+{
+    mdl_error e;
+    gpt2_cache *kc = gpt2_cache_create(m, 0);
+    float *last = malloc(gpt2_get_config(m)->vocab * sizeof(float));
+    int rc = !kc || !last || gpt2_begin(m, a, kc, &e) || gpt2_forward_adapter(m, a, kc, ids, n, last, logits, &e);
+    if (rc)
+        fprintf(stderr, "FAIL serving forward: %s\n", e.msg);
+    gpt2_cache_free(kc);
+    free(last);
+    return rc ? -1 : 0;
+}
+
+static void published(const char *work, const char *oracle_dir)
+{
+    const char *shared = getenv("RAGD_SHARED");
+    char dir[600], root[700], cmd[2400], reqp[720];
+    snprintf(dir, sizeof dir, "%s/testdata/checkpoints/gpt2-names-makemore", shared ? shared : "../shared");
+    snprintf(root, sizeof root, "%s/published", work);
+    gpt2_model *m;
+    tok_tokenizer *tok;
+    mdl_error e;
+    tok_error te;
+    if (gpt2_load(dir, &m, &e) != 0 || tok_load_dir(dir, &tok, &te) != 0) {
+        fprintf(stderr, "FAIL published: cannot load %s\n", dir);
+        failures++;
+        return;
+    }
+    const gpt2_config *c = gpt2_get_config(m);
+    static const char *const names[] = {".emma", ".olivia", ".ava", ".isabella", ".sophia", ".mia", ".amelia",
+                                        ".harper", ".evelyn", ".abigail", ".emily", ".ella"};
+    enum { NR = sizeof names / sizeof *names };
+    trn_row rows[NR];
+    for (size_t i = 0; i < NR; i++)
+        rows[i] = (trn_row){.text = names[i]};
+    trn_data *d = NULL;
+    size_t bad;
+    if (trn_data_build(tok, c, 0, rows, NR, 16, 1, &d, &bad, &e) != 0) {
+        fprintf(stderr, "FAIL published: data: %s\n", e.msg);
+        failures++;
+        tok_destroy(tok);
+        gpt2_free(m);
+        return;
+    }
+    static const published_case cases[] = {{"lora", ADP_LORA, 0}, {"prompt", ADP_PROMPT_TUNING, 0},
+                                           {"prefix", ADP_PREFIX_TUNING, 0}, {"prefix-proj", ADP_PREFIX_TUNING, 1}};
+    enum { NC = sizeof cases / sizeof *cases };
+    static const int32_t ids[] = {0, 13, 9, 1, 0, 5};
+    enum { NI = sizeof ids / sizeof *ids };
+    size_t V = c->vocab;
+    float *mine = malloc(NC * NI * V * sizeof(float)), *base = malloc(NI * V * sizeof(float));
+    unsigned char layers[64] = {0};
+    layers[1] = layers[c->n_layer - 1] = 1;
+    snprintf(reqp, sizeof reqp, "%s/published.jsonl", work);
+    FILE *f = fopen(reqp, "w");
+    int ok[NC] = {0};
+    serve_logits(m, NULL, ids, NI, base);
+    for (size_t k = 0; k < NC; k++) {
+        trn_params p = {.adapter = {.type = cases[k].type, .r = 4, .lora_alpha = 6, .lora_dropout = 0.05f,
+                                    .use_rslora = 1, .targets = ADP_ALL_MODULES, .layers = layers,
+                                    .num_virtual_tokens = 3},
+                        .prompt_init = TRN_INIT_TEXT, .prompt_init_text = "ab",
+                        .prefix_projection = cases[k].projection, .encoder_hidden_size = 16,
+                        .base_dropout = {0.1f, 0.1f, 0.1f}, .epochs = 2, .batch_size = 4, .grad_accum = 1,
+                        .learning_rate = 2e-2, .max_grad_norm = 1.0, .seed = 5 + k};
+        adp_adapter *a = NULL, *back = NULL;
+        if (trn_run(m, tok, &p, d, NULL, NULL, &a, &e) != 0 || trn_publish(a, root, cases[k].name, "t", "makemore", &e)) {
+            fprintf(stderr, "FAIL published %s: %s\n", cases[k].name, e.msg);
+            failures++;
+            adp_free(a);
+            continue;
+        }
+        int fd = open(root, O_RDONLY | O_DIRECTORY);
+        if (adp_load(fd, cases[k].name, c, &back, &e) != 0 || back->n_weights != a->n_weights ||
+            memcmp(back->weights, a->weights, a->n_weights * sizeof(float)) != 0) {
+            fprintf(stderr, "FAIL published %s: ragd does not read back what it wrote\n", cases[k].name);
+            failures++;
+        }
+        close(fd);
+        adp_free(back);
+        if (serve_logits(m, a, ids, NI, mine + k * NI * V) == 0) {
+            ok[k] = 1;
+            fprintf(f, "{\"dir\": \"%s\", \"adapter\": \"%s/%s\", \"greedy\": 0, \"ids\": [", dir, root,
+                    cases[k].name);
+            for (size_t i = 0; i < NI; i++)
+                fprintf(f, "%s%d", i ? ", " : "", ids[i]);
+            fprintf(f, "]}\n");
+        }
+        adp_free(a);
+    }
+    fclose(f);
+    char out[740];
+    snprintf(out, sizeof out, "%s/published-out.jsonl", work);
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/gpt2_oracle.py < %s > %s", oracle_dir, reqp, out);
+    FILE *in = system(cmd) == 0 ? fopen(out, "r") : NULL;
+    if (!in) {
+        fprintf(stderr, "FAIL published: the oracle failed\n");
+        failures++;
+    }
+    for (size_t k = 0; in && k < NC; k++) {
+        if (!ok[k])
+            continue;
+        json_error_t je;
+        json_t *r = json_loadf(in, JSON_DISABLE_EOF_CHECK, &je), *lg = json_object_get(r, "logits");
+        double worst = 0, moved = 0;
+        for (size_t i = 0; i < NI; i++)
+            for (size_t v = 0; v < V; v++) {
+                double o = json_number_value(json_array_get(json_array_get(lg, i), v));
+                worst = fmax(worst, fabs(o - mine[(k * NI + i) * V + v]));
+                moved = fmax(moved, fabs(o - base[i * V + v]));
+            }
+        printf("%-16s published, in the oracle: %zu positions, max |diff| %.2e (moved the base by %.3f)\n",
+               cases[k].name, json_array_size(lg), worst, moved);
+        if (json_array_size(lg) != NI || !(worst <= 1e-4) || !(moved > 1e-3)) {
+            fprintf(stderr, "FAIL published %s\n", cases[k].name);
+            failures++;
+        }
+        json_decref(r);
+    }
+    if (in)
+        fclose(in);
+    free(mine);
+    free(base);
+    trn_data_free(d);
+    tok_destroy(tok);
+    gpt2_free(m);
 }
 
 int main(int argc, char **argv)
@@ -401,7 +556,7 @@ int main(int argc, char **argv)
             gpt2t_batch bt = {r->B, T, ids, len, scored};
             float ref[B_MAX] = {0}, rlogp[B_MAX * T];
             if (li > 0) { /* the reference: the base model, adapter off */
-                if (gpt2t_forward(tr, NULL, &bt, 0, 0.0f, 0, rlogp, &e) != 0) {
+                if (gpt2t_forward(tr, NULL, &bt, 0, NULL, rlogp, &e) != 0) {
                     fprintf(stderr, "FAIL %s: %s\n", label, e.msg);
                     failures++;
                 }
@@ -410,8 +565,10 @@ int main(int argc, char **argv)
                         ref[b] += rlogp[b * T + t];
             }
             r->grad = calloc(r->a->n_weights, sizeof(float));
-            r->loss = loss_of(tr, r->a, &bt, (int)li, ref, r->grad, r->logp);
-            finite_differences(tr, r, &bt, (int)li, ref, label);
+            float pd = ac->pdrop;
+            gpt2t_dropout drop = {pd, pd, pd, pd, DROP_SEED + ai * NL + li};
+            r->loss = loss_of(tr, r->a, &bt, (int)li, ref, &drop, r->grad, r->logp);
+            finite_differences(tr, r, &bt, (int)li, ref, &drop, label);
             char proj[800] = "";
             if (ac->projection) {
                 trn_prefix_mlp_backward(r->theta, 3, C, PROJ_H, L, r->grad, r->dtheta);
@@ -456,10 +613,15 @@ int main(int argc, char **argv)
                     fprintf(f, "%s%d", t ? ", " : "", scored[b * T + t]);
                 fprintf(f, "]");
             }
+            fprintf(f, "]");
+            if (pd > 0)
+                fprintf(f, ", \"dropout\": {\"lora\": %.9g, \"embd\": %.9g, \"attn\": %.9g, \"resid\": %.9g, "
+                           "\"seed\": %llu}",
+                        (double)pd, (double)pd, (double)pd, (double)pd, (unsigned long long)drop.seed);
             if (li == 0)
-                fprintf(f, "], \"loss\": {\"type\": \"sft\"}}\n");
+                fprintf(f, ", \"loss\": {\"type\": \"sft\"}}\n");
             else
-                fprintf(f, "], \"loss\": {\"type\": \"dpo\", \"loss_type\": \"%s\", \"beta\": %g, \"label_smoothing\": %g}}\n",
+                fprintf(f, ", \"loss\": {\"type\": \"dpo\", \"loss_type\": \"%s\", \"beta\": %g, \"label_smoothing\": %g}}\n",
                         losses[li], li == 2 ? 0.5 : 0.1, li == 1 ? 0.1 : 0.0);
         }
     char adamw_out[700];
@@ -487,6 +649,12 @@ int main(int argc, char **argv)
     }
     gpt2t_free(tr);
     gpt2_free(m);
+    char oracle_dir[600];
+    snprintf(oracle_dir, sizeof oracle_dir, "%s", argv[2]);
+    char *slash = strrchr(oracle_dir, '/');
+    if (slash)
+        *slash = 0;
+    published(argv[1], slash ? oracle_dir : ".");
     printf("%d cases, %d failed\n", NA * NL, failures);
     return failures ? 1 : 0;
 }

@@ -8,6 +8,11 @@ in front of the input (positions 0..nvt-1); prefix tuning's past_key_values from
 [nvt, 2·L·C] matrix viewed as [nvt, 2L, heads, D]. Losses as TRL computes them (§7.1, §7.4):
 SFT mean cross-entropy over scored tokens; DPO sigmoid (cDPO label smoothing), ipo and hinge
 on summed completion log-probs, the reference being the base model with the adapter off.
+Dropout as model.train() applies it (embd_pdrop on the embeddings, attn_pdrop on the
+attention probabilities, resid_pdrop on each attention and MLP output, lora_dropout on the
+LoRA input), with the masks ragd draws (model/gpt2_train.h): element i of site (layer, site)
+is kept when the top 24 bits of splitmix64(key + i) / 2^24 >= p, key = mix(seed ^ mix(layer
+<< 8 | site)), sites 0-3 the LoRA modules, 4 embd, 5 attn, 6 and 7 the two residuals.
 
 stdin, one JSON object per line:
   {"dir": CHECKPOINT, "adapter": {"type": "LORA"|"PROMPT_TUNING"|"PREFIX_TUNING",
@@ -15,6 +20,7 @@ stdin, one JSON object per line:
    "targets": ["attn.c_attn", ...], "num_virtual_tokens",
    "projection": {"file": SAFETENSORS with embedding/W1/b1/W2/b2} (prefix_projection)},
    "ids": [[B x T]], "len": [B], "scored": [[B x T]],
+   "dropout"?: {"lora", "embd", "attn", "resid", "seed"},
    "loss": {"type": "sft"} | {"type": "dpo", "loss_type": "sigmoid"|"ipo"|"hinge", "beta",
             "label_smoothing"},
    "out": PATH}
@@ -31,6 +37,7 @@ import math
 import os
 import sys
 
+import numpy
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -39,6 +46,36 @@ from gpt2_oracle import gelu_new, layer_norm, load  # noqa: E402
 
 torch.set_num_threads(1)
 LORA_KEY = "base_model.model.transformer.h.%d.%s.lora_%s.weight"
+MODULES = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
+SITE_EMBD, SITE_ATTN, SITE_RESID_ATTN, SITE_RESID_MLP = 4, 5, 6, 7
+M64 = (1 << 64) - 1
+
+
+def mix64(x):
+    """splitmix64's finalizer, on a Python int or a numpy uint64 array (wrapping)."""
+    if isinstance(x, int):
+        x = (x + 0x9E3779B97F4A7C15) & M64
+        x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & M64
+        x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & M64
+        return x ^ (x >> 31)
+    with numpy.errstate(over="ignore"):
+        x = x + numpy.uint64(0x9E3779B97F4A7C15)
+        x = (x ^ (x >> numpy.uint64(30))) * numpy.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> numpy.uint64(27))) * numpy.uint64(0x94D049BB133111EB)
+        return x ^ (x >> numpy.uint64(31))
+
+
+def dropout(x, drop, kind, layer, site):
+    """x ⊙ mask / (1-p) with ragd's mask of (layer, site) over x's elements in order."""
+    p = drop.get(kind, 0.0) if drop else 0.0
+    if p <= 0:
+        return x
+    key = mix64(drop["seed"] ^ mix64((layer << 8) | site))
+    with numpy.errstate(over="ignore"):
+        u = mix64(numpy.arange(x.numel(), dtype=numpy.uint64) + numpy.uint64(key))
+    keep = (u >> numpy.uint64(40)).astype(numpy.float64) / 16777216.0 >= float(numpy.float32(p))
+    mask = torch.from_numpy(keep.astype(numpy.float32)).view(x.shape)
+    return x * mask * (1.0 / (1.0 - numpy.float32(p)))
 
 
 def block_modules(p):
@@ -46,8 +83,9 @@ def block_modules(p):
             "mlp.c_fc": p + "mlp.c_fc", "mlp.c_proj": p + "mlp.c_proj"}
 
 
-def forward(cfg, w, ids, ad):
-    """Logits [B, Tp, V] for ids [B, T]; Tp = T + prompt-tuning virtual tokens."""
+def forward(cfg, w, ids, ad, drop=None):
+    """Logits [B, Tp, V] for ids [B, T]; Tp = T + prompt-tuning virtual tokens; `drop` the
+    training dropout (None: eval)."""
     C, H, L = cfg["n_embd"], cfg["n_head"], cfg["n_layer"]
     D, eps = C // H, cfg.get("layer_norm_epsilon", 1e-5)
     B, T = ids.shape
@@ -61,7 +99,7 @@ def forward(cfg, w, ids, ad):
         past = nvt
         kv = ad["prompt"].unsqueeze(0).expand(B, -1, -1).reshape(B, nvt, 2 * L, H, D).permute(2, 0, 3, 1, 4)
     Tp = x.shape[1]
-    x = x + w["wpe.weight"][past:past + Tp]
+    x = dropout(x + w["wpe.weight"][past:past + Tp], drop, "embd", 0, SITE_EMBD)
     Tk = past + Tp
     # query i (absolute position past + i) sees key j when j <= past + i
     mask = torch.arange(Tk).unsqueeze(0) <= (past + torch.arange(Tp)).unsqueeze(1)
@@ -71,7 +109,7 @@ def forward(cfg, w, ids, ad):
         y = h @ w[name + ".weight"] + w[name + ".bias"]
         if typ == "LORA" and (l, mod) in ad["lora"]:
             A, Bm, s = ad["lora"][(l, mod)]
-            y = y + s * ((h @ A.T) @ Bm.T)
+            y = y + s * ((dropout(h, drop, "lora", l, MODULES.index(mod)) @ A.T) @ Bm.T)
         return y
 
     for l in range(L):
@@ -84,10 +122,10 @@ def forward(cfg, w, ids, ad):
             v = torch.cat([kv[2 * l + 1], v], dim=2)
         s = (q @ k.transpose(-1, -2)) / (D ** 0.5)
         s = torch.where(mask, s, torch.tensor(torch.finfo(torch.float32).min))
-        a = (torch.softmax(s, -1) @ v).transpose(1, 2).reshape(B, Tp, C)
-        x = x + lin(a, l, "attn.c_proj")
+        a = (dropout(torch.softmax(s, -1), drop, "attn", l, SITE_ATTN) @ v).transpose(1, 2).reshape(B, Tp, C)
+        x = x + dropout(lin(a, l, "attn.c_proj"), drop, "resid", l, SITE_RESID_ATTN)
         h = layer_norm(x, w[p + "ln_2.weight"], w[p + "ln_2.bias"], eps)
-        x = x + lin(gelu_new(lin(h, l, "mlp.c_fc")), l, "mlp.c_proj")
+        x = x + dropout(lin(gelu_new(lin(h, l, "mlp.c_fc")), l, "mlp.c_proj"), drop, "resid", l, SITE_RESID_MLP)
     return layer_norm(x, w["ln_f.weight"], w["ln_f.bias"], eps) @ w["lm_head.weight"].T, Tp - T
 
 
@@ -191,7 +229,7 @@ def main():
         ids = torch.tensor(req["ids"], dtype=torch.long)
         scored = req["scored"]
         ad, leaves = make_adapter(cfg, req.get("adapter"))
-        logits, nvp = forward(cfg, w, ids, ad)
+        logits, nvp = forward(cfg, w, ids, ad, req.get("dropout"))
         lg = token_logps(logits, nvp, ids, scored)
         spec = req["loss"]
         mask = torch.tensor(scored, dtype=torch.float32)
