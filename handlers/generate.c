@@ -5,6 +5,7 @@
  * prefill to its last token. An unknown name is a 404 that lists what exists, never the
  * base model silently. */
 #include <math.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,6 +50,7 @@ typedef struct {
     uint64_t seed;
     finish_reason finish;
     int done;
+    int joined;               /* between its prefill and its last step: srv_batcher_join */
     int32_t eos_id;           /* the EOS token that ended it (FINISH_EOS), with its logprob */
     float eos_logprob;
     char *text;               /* generated text (bytes; may end mid-character) */
@@ -57,10 +59,19 @@ typedef struct {
 
 static const int32_t *gen_ids(const gen_session *s) { return s->history + s->np; }
 
+/* The session takes no more decode steps: the batcher no longer waits for it. */
+static void gen_leave(gen_session *s)
+{
+    if (s->joined)
+        srv_batcher_leave(s->m->batcher);
+    s->joined = 0;
+}
+
 static void gen_end(gen_session *s)
 {
     if (!s)
         return;
+    gen_leave(s);
     gpt2_cache_free(s->kc);
     app_adapter_release(s->ad);
     free(s->logits);
@@ -252,6 +263,10 @@ static gen_session *gen_begin(srv_req *req, struct app *app, app_model *m, app_a
         gen_end(s);
         return NULL;
     }
+    /* From here on it comes back for one decode step after another: the batcher gathers
+     * the steps of all generations under way into one batch. */
+    srv_batcher_join(m->batcher);
+    s->joined = 1;
     return s;
 }
 
@@ -269,6 +284,7 @@ static int gen_step(gen_session *s, int32_t *id)
         s->eos_logprob = lp;
         s->finish = FINISH_EOS;
         s->done = 1;
+        gen_leave(s);
         return 0;
     }
     s->logprobs[s->n] = lp;
@@ -279,11 +295,13 @@ static int gen_step(gen_session *s, int32_t *id)
         if (find_stop(s->stop, s->text, s->text_len) >= 0) {
             s->finish = FINISH_STOP;
             s->done = 1;
+            gen_leave(s);
             return 1;
         }
     }
     if (s->n == s->max_new) {
         s->done = 1; /* the last token needs no forward pass */
+        gen_leave(s);
         return 1;
     }
     return gen_forward(s, id, 1, 0) == 0 ? 1 : -1;
@@ -445,31 +463,47 @@ void h_generate(srv_req *req, void *ctx)
 }
 
 /* ---- streams: server-sent events, one per token, in TGI's shape (/generate_stream) or
- * OpenAI's (/v1/completions with "stream": true). The stream owns its session; when the
- * client goes away MHD stops asking for more and stream_done frees it, which cancels the
- * generation. */
+ * OpenAI's (/v1/completions with "stream": true). The stream owns its session, which a
+ * thread of its own (the pump) steps and formats, a few events ahead of what MHD has taken:
+ * the HTTP thread that serves the connection may serve other streams too, and waiting on it
+ * would keep them out of each other's decode batches. When the client goes away MHD stops
+ * asking for more and stream_done stops the pump, which cancels the generation. */
+
+#define STREAM_AHEAD 1024 /* bytes of events the pump may have ready before MHD takes them */
 
 typedef struct {
     gen_session *s;
     int openai;          /* OpenAI chunks and a final [DONE]; TGI events otherwise */
-    int details, finished;
+    int details, finished; /* finished: the last event is queued */
     char *prompt;        /* TGI's return_full_text; NULL otherwise */
     size_t index;        /* TGI: events so far */
     char *model;         /* OpenAI: the model named, as each chunk repeats it */
     json_int_t created;
     size_t sent;         /* OpenAI: bytes of s->text sent so far */
     char id[48];         /* OpenAI's completion id (cmpl-REQUEST_ID); the request id for TGI */
-    char *pending;       /* formatted events not yet sent */
+    pthread_t pump;
+    pthread_mutex_t lock; /* guards what follows */
+    pthread_cond_t moved; /* events queued, or taken, or the stream cancelled */
+    int pumping, cancelled;
+    char *pending;       /* formatted events not yet taken by MHD */
     size_t len, off, cap;
 } gen_stream;
 
 static void stream_done(void *ctx)
 {
     gen_stream *st = ctx;
+    pthread_mutex_lock(&st->lock);
+    st->cancelled = 1;
+    pthread_cond_broadcast(&st->moved);
+    pthread_mutex_unlock(&st->lock);
+    if (st->pumping)
+        pthread_join(st->pump, NULL); /* after the step under way, if any */
     if (!st->finished)
         srv_log(SRV_LOG_INFO, "generation cancelled: the client went away", "request_id=%s generated=%zu",
                 st->id + (st->openai ? 5 : 0), st->s->n);
     gen_end(st->s);
+    pthread_mutex_destroy(&st->lock);
+    pthread_cond_destroy(&st->moved);
     free(st->prompt);
     free(st->model);
     free(st->pending);
@@ -477,7 +511,7 @@ static void stream_done(void *ctx)
 }
 
 /* Queues "data:<ev>\n\n" (OpenAI: "data: <ev>\n\n"; `ev` is stolen) or, with ev NULL, the
- * raw event `raw`, after what is still pending. */
+ * raw event `raw`, after what is still pending. Runs on the pump. */
 static int stream_push(gen_stream *st, json_t *ev, const char *raw)
 {
     char *text = ev ? json_dumps(ev, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
@@ -485,23 +519,23 @@ static int stream_push(gen_stream *st, json_t *ev, const char *raw)
     const char *body = ev ? text : raw, *lead = st->openai ? "data: " : "data:";
     if (!body)
         return -1;
+    size_t n = strlen(body), ll = strlen(lead);
+    pthread_mutex_lock(&st->lock);
     if (st->off == st->len)
         st->off = st->len = 0;
-    size_t n = strlen(body), ll = strlen(lead), need = st->len + ll + n + 2;
-    if (need > st->cap) {
-        char *p = realloc(st->pending, need);
-        if (!p) {
-            free(text);
-            return -1;
-        }
-        st->pending = p, st->cap = need;
+    size_t need = st->len + ll + n + 2;
+    char *p = need > st->cap ? realloc(st->pending, need) : st->pending;
+    if (p) {
+        st->pending = p, st->cap = need > st->cap ? need : st->cap;
+        memcpy(p + st->len, lead, ll);
+        memcpy(p + st->len + ll, body, n);
+        memcpy(p + st->len + ll + n, "\n\n", 2);
+        st->len = need;
+        pthread_cond_broadcast(&st->moved);
     }
-    memcpy(st->pending + st->len, lead, ll);
-    memcpy(st->pending + st->len + ll, body, n);
-    memcpy(st->pending + st->len + ll + n, "\n\n", 2);
-    st->len = need;
+    pthread_mutex_unlock(&st->lock);
     free(text);
-    return 0;
+    return p ? 0 : -1;
 }
 
 /* TGI: one event per token; the last carries generated_text and details. */
@@ -587,42 +621,77 @@ static int openai_chunk(gen_stream *st)
     return stream_push(st, ev, NULL) || (last && stream_push(st, NULL, "[DONE]")) ? -1 : 0;
 }
 
+/* Steps the session and queues its events until the last, or until the stream is
+ * cancelled, staying at most STREAM_AHEAD bytes ahead of MHD. */
+static void *stream_pump(void *ctx)
+{
+    gen_stream *st = ctx;
+    for (;;) {
+        pthread_mutex_lock(&st->lock);
+        while (!st->cancelled && st->len - st->off >= STREAM_AHEAD)
+            pthread_cond_wait(&st->moved, &st->lock);
+        int stop = st->cancelled || st->finished;
+        pthread_mutex_unlock(&st->lock);
+        if (stop)
+            break;
+        int32_t id;
+        int rc = gen_step(st->s, &id), failed = rc < 0;
+        if (!failed && (st->openai ? openai_chunk(st) : tgi_event(st, id, rc)) != 0)
+            failed = 1;
+        if (failed) {
+            stream_push(st, NULL,
+                        st->openai ? "{\"error\":{\"message\":\"generation failed\",\"type\":\"server_error\","
+                                     "\"param\":null,\"code\":\"internal_error\"}}"
+                                   : "{\"error\":\"generation failed\",\"error_type\":\"Backend\"}");
+            st->finished = 1;
+        }
+    }
+    /* The session takes no more steps, so the batcher need not wait for it. */
+    gen_leave(st->s);
+    pthread_mutex_lock(&st->lock);
+    st->pumping = st->pumping ? 2 : 0; /* 2: ended, still to be joined */
+    pthread_cond_broadcast(&st->moved);
+    pthread_mutex_unlock(&st->lock);
+    return NULL;
+}
+
+/* MHD's side: waits for the pump's next events and hands them over; 0 once the last is. */
 static long stream_next(void *ctx, char *buf, size_t cap)
 {
     gen_stream *st = ctx;
-    if (st->off == st->len) {
-        if (st->finished)
-            return 0;
-        int32_t id;
-        int rc = gen_step(st->s, &id);
-        if (rc < 0) {
-            st->finished = 1;
-            if (stream_push(st, NULL,
-                            st->openai ? "{\"error\":{\"message\":\"generation failed\",\"type\":\"server_error\","
-                                         "\"param\":null,\"code\":\"internal_error\"}}"
-                                       : "{\"error\":\"generation failed\",\"error_type\":\"Backend\"}") != 0)
-                return -1;
-        } else if (st->openai ? openai_chunk(st) : tgi_event(st, id, rc)) {
-            return -1;
-        }
-    }
+    pthread_mutex_lock(&st->lock);
+    while (st->off == st->len && st->pumping == 1)
+        pthread_cond_wait(&st->moved, &st->lock);
     size_t n = st->len - st->off < cap ? st->len - st->off : cap;
     memcpy(buf, st->pending + st->off, n);
     st->off += n;
+    pthread_cond_broadcast(&st->moved);
+    pthread_mutex_unlock(&st->lock);
     return (long)n;
 }
 
-/* Starts streaming session s (taken over) as the reply. */
+/* Starts streaming session s (taken over) as the reply: the pump, then the stream. */
 static void stream_start(srv_req *req, gen_session *s, gen_stream *st)
 {
+    if (st) {
+        st->s = s;
+        pthread_mutex_init(&st->lock, NULL);
+        pthread_cond_init(&st->moved, NULL);
+        if (!st->openai)
+            snprintf(st->id, sizeof st->id, "%s", srv_req_id(req));
+        st->pumping = 1;
+        if (pthread_create(&st->pump, NULL, stream_pump, st) != 0) {
+            st->pumping = 0;
+            st->finished = 1; /* nothing was cancelled */
+            stream_done(st);
+            st = NULL, s = NULL;
+        }
+    }
     if (!st) {
         gen_end(s);
         srv_reply_error(req, SRV_E_OUT_OF_MEMORY, NULL, "out of memory");
         return;
     }
-    st->s = s;
-    if (!st->openai)
-        snprintf(st->id, sizeof st->id, "%s", srv_req_id(req));
     srv_reply_stream(req, "text/event-stream", stream_next, stream_done, st);
 }
 
