@@ -148,8 +148,11 @@ void app_generate_jobs(void *ctx, void **items, size_t n_jobs)
     gpt2_cache *kcs[MAX_DECODE_BATCH];
     int32_t ids[MAX_DECODE_BATCH];
     gen_job *decode[MAX_DECODE_BATCH];
-    float *logits = malloc(MAX_DECODE_BATCH * V * sizeof *logits);
+    for (size_t j = 0; j < n_jobs; j++) /* logits for the decode steps only, not 64 rows */
+        B += ((gen_job *)items[j])->n == 1 && !((gen_job *)items[j])->begin;
+    float *logits = malloc((B < MAX_DECODE_BATCH ? B : MAX_DECODE_BATCH) * V * sizeof *logits + 1);
     mdl_error me;
+    B = 0;
     pthread_mutex_lock(&m->step);
     for (size_t j = 0; j < n_jobs; j++) {
         gen_job *job = items[j];
