@@ -1,9 +1,11 @@
-/* generate.c — POST /generate (TGI), POST /v1/completions and GET /v1/models (OpenAI) over
- * the GPT-2 decoder, with or without a PEFT adapter per request. Adapters come from the
+/* generate.c — POST /generate and /generate_stream (TGI), POST /v1/completions (streamed or
+ * not) and GET /v1/models (OpenAI) over the GPT-2 decoder, with or without a PEFT adapter
+ * per request. Adapters come from the
  * registry (adapters.c) by name; a session holds a reference to its adapter's version from
  * prefill to its last token. An unknown name is a 404 that lists what exists, never the
  * base model silently. */
 #include <math.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +50,7 @@ typedef struct {
     uint64_t seed;
     finish_reason finish;
     int done;
+    int joined;               /* between its prefill and its last step: srv_batcher_join */
     int32_t eos_id;           /* the EOS token that ended it (FINISH_EOS), with its logprob */
     float eos_logprob;
     char *text;               /* generated text (bytes; may end mid-character) */
@@ -56,10 +59,19 @@ typedef struct {
 
 static const int32_t *gen_ids(const gen_session *s) { return s->history + s->np; }
 
+/* The session takes no more decode steps: the batcher no longer waits for it. */
+static void gen_leave(gen_session *s)
+{
+    if (s->joined)
+        srv_batcher_leave(s->m->batcher);
+    s->joined = 0;
+}
+
 static void gen_end(gen_session *s)
 {
     if (!s)
         return;
+    gen_leave(s);
     gpt2_cache_free(s->kc);
     app_adapter_release(s->ad);
     free(s->logits);
@@ -136,8 +148,11 @@ void app_generate_jobs(void *ctx, void **items, size_t n_jobs)
     gpt2_cache *kcs[MAX_DECODE_BATCH];
     int32_t ids[MAX_DECODE_BATCH];
     gen_job *decode[MAX_DECODE_BATCH];
-    float *logits = malloc(MAX_DECODE_BATCH * V * sizeof *logits);
+    for (size_t j = 0; j < n_jobs; j++) /* logits for the decode steps only, not 64 rows */
+        B += ((gen_job *)items[j])->n == 1 && !((gen_job *)items[j])->begin;
+    float *logits = malloc((B < MAX_DECODE_BATCH ? B : MAX_DECODE_BATCH) * V * sizeof *logits + 1);
     mdl_error me;
+    B = 0;
     pthread_mutex_lock(&m->step);
     for (size_t j = 0; j < n_jobs; j++) {
         gen_job *job = items[j];
@@ -251,6 +266,10 @@ static gen_session *gen_begin(srv_req *req, struct app *app, app_model *m, app_a
         gen_end(s);
         return NULL;
     }
+    /* From here on it comes back for one decode step after another: the batcher gathers
+     * the steps of all generations under way into one batch. */
+    srv_batcher_join(m->batcher);
+    s->joined = 1;
     return s;
 }
 
@@ -268,6 +287,7 @@ static int gen_step(gen_session *s, int32_t *id)
         s->eos_logprob = lp;
         s->finish = FINISH_EOS;
         s->done = 1;
+        gen_leave(s);
         return 0;
     }
     s->logprobs[s->n] = lp;
@@ -278,11 +298,13 @@ static int gen_step(gen_session *s, int32_t *id)
         if (find_stop(s->stop, s->text, s->text_len) >= 0) {
             s->finish = FINISH_STOP;
             s->done = 1;
+            gen_leave(s);
             return 1;
         }
     }
     if (s->n == s->max_new) {
         s->done = 1; /* the last token needs no forward pass */
+        gen_leave(s);
         return 1;
     }
     return gen_forward(s, id, 1, 0) == 0 ? 1 : -1;
@@ -443,82 +465,237 @@ void h_generate(srv_req *req, void *ctx)
         srv_reply_error(req, SRV_E_OUT_OF_MEMORY, NULL, "out of memory");
 }
 
-/* ---- /generate_stream: server-sent events, one token per event (TGI's shape) ---- */
+/* ---- streams: server-sent events, one per token, in TGI's shape (/generate_stream) or
+ * OpenAI's (/v1/completions with "stream": true). The stream owns its session, which a
+ * thread of its own (the pump) steps and formats, a few events ahead of what MHD has taken:
+ * the HTTP thread that serves the connection may serve other streams too, and waiting on it
+ * would keep them out of each other's decode batches. When the client goes away MHD stops
+ * asking for more and stream_done stops the pump, which cancels the generation. */
+
+#define STREAM_AHEAD 1024 /* bytes of events the pump may have ready before MHD takes them */
 
 typedef struct {
     gen_session *s;
-    char *prompt;        /* for return_full_text; NULL otherwise */
-    int details, finished;
-    size_t index;
-    char *pending;       /* formatted events not yet sent */
-    size_t len, off;
+    int openai;          /* OpenAI chunks and a final [DONE]; TGI events otherwise */
+    int details, finished; /* finished: the last event is queued */
+    char *prompt;        /* TGI's return_full_text; NULL otherwise */
+    size_t index;        /* TGI: events so far */
+    char *model;         /* OpenAI: the model named, as each chunk repeats it */
+    json_int_t created;
+    size_t sent;         /* OpenAI: bytes of s->text sent so far */
+    char id[48];         /* OpenAI's completion id (cmpl-REQUEST_ID); the request id for TGI */
+    pthread_t pump;
+    pthread_mutex_t lock; /* guards what follows */
+    pthread_cond_t moved; /* events queued, or taken, or the stream cancelled */
+    int pumping, cancelled;
+    char *pending;       /* formatted events not yet taken by MHD */
+    size_t len, off, cap;
 } gen_stream;
 
 static void stream_done(void *ctx)
 {
     gen_stream *st = ctx;
+    pthread_mutex_lock(&st->lock);
+    st->cancelled = 1;
+    pthread_cond_broadcast(&st->moved);
+    pthread_mutex_unlock(&st->lock);
+    if (st->pumping)
+        pthread_join(st->pump, NULL); /* after the step under way, if any */
+    if (!st->finished)
+        srv_log(SRV_LOG_INFO, "generation cancelled: the client went away", "request_id=%s generated=%zu",
+                st->id + (st->openai ? 5 : 0), st->s->n);
     gen_end(st->s);
+    pthread_mutex_destroy(&st->lock);
+    pthread_cond_destroy(&st->moved);
     free(st->prompt);
+    free(st->model);
     free(st->pending);
     free(st);
 }
 
-/* Formats one event; the last one carries generated_text and details. */
-static int stream_event(gen_stream *st, json_t *token, int last)
+/* Queues "data:<ev>\n\n" (OpenAI: "data: <ev>\n\n"; `ev` is stolen) or, with ev NULL, the
+ * raw event `raw`, after what is still pending. Runs on the pump. */
+static int stream_push(gen_stream *st, json_t *ev, const char *raw)
 {
-    json_t *ev = json_pack("{s:I, s:o*, s:o*, s:o*}", "index", (json_int_t)++st->index, "token", token,
-                           "generated_text", last ? generated_text(st->s, st->prompt) : json_null(), "details",
-                           last && st->details ? details_json(st->s, 0) : json_null());
     char *text = ev ? srv_json_dumps(ev, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
     json_decref(ev);
-    if (!text)
+    const char *body = ev ? text : raw, *lead = st->openai ? "data: " : "data:";
+    if (!body)
         return -1;
-    free(st->pending);
-    size_t n = strlen(text);
-    st->pending = malloc(n + 8);
-    if (st->pending) {
-        memcpy(st->pending, "data:", 5);
-        memcpy(st->pending + 5, text, n);
-        memcpy(st->pending + 5 + n, "\n\n", 2);
-        st->len = n + 7;
-        st->off = 0;
+    size_t n = strlen(body), ll = strlen(lead);
+    pthread_mutex_lock(&st->lock);
+    if (st->off == st->len)
+        st->off = st->len = 0;
+    size_t need = st->len + ll + n + 2;
+    char *p = need > st->cap ? realloc(st->pending, need) : st->pending;
+    if (p) {
+        st->pending = p, st->cap = need > st->cap ? need : st->cap;
+        memcpy(p + st->len, lead, ll);
+        memcpy(p + st->len + ll, body, n);
+        memcpy(p + st->len + ll + n, "\n\n", 2);
+        st->len = need;
+        pthread_cond_broadcast(&st->moved);
     }
+    pthread_mutex_unlock(&st->lock);
     free(text);
-    return st->pending ? 0 : -1;
+    return p ? 0 : -1;
 }
 
+/* TGI: one event per token; the last carries generated_text and details. */
+static int tgi_event(gen_stream *st, int32_t id, int rc)
+{
+    gen_session *s = st->s;
+    int last = rc == 0 || s->done;
+    if (last && gen_decode(s) != 0)
+        return -1;
+    json_t *token = token_json(s->m, id, rc > 0 ? s->logprobs[s->n - 1] : 0.0f, rc == 0);
+    st->finished = last;
+    return stream_push(st,
+                       json_pack("{s:I, s:o*, s:o*, s:o*}", "index", (json_int_t)++st->index, "token", token,
+                                 "generated_text", last ? generated_text(s, st->prompt) : json_null(), "details",
+                                 last && st->details ? details_json(s, 0) : json_null()),
+                       NULL);
+}
+
+/* How many bytes at the end of text[0, len) begin a UTF-8 character whose other bytes are
+ * still to come (0-3): a token may end inside a character, and a chunk of text must not. */
+static size_t utf8_unfinished(const char *text, size_t len)
+{
+    for (size_t i = 1; i <= 3 && i <= len; i++) {
+        unsigned char c = (unsigned char)text[len - i];
+        if (c >= 0x80 && c <= 0xBF)
+            continue; /* a continuation byte: look further back for its lead */
+        size_t need = c >= 0xF0 && c <= 0xF4 ? 4 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xC2 && c <= 0xDF ? 2 : 1;
+        return need > i ? i : 0;
+    }
+    return 0;
+}
+
+/* The length of the longest tail of text[0, len) that is the start of a stop sequence. */
+static size_t stop_prefix_tail(json_t *stop, const char *text, size_t len)
+{
+    size_t longest = 0;
+    for (size_t i = 0; stop && i < json_array_size(stop); i++) {
+        const char *s = json_string_value(json_array_get(stop, i));
+        size_t sl = json_string_length(json_array_get(stop, i));
+        for (size_t k = (sl - 1 < len ? sl - 1 : len); k > longest; k--)
+            if (!memcmp(text + len - k, s, k)) {
+                longest = k;
+                break;
+            }
+    }
+    return longest;
+}
+
+/* The bytes of the text that can be sent: once finished, all of it up to the stop sequence
+ * (which OpenAI leaves out, as the answer without streaming does); before that, not a tail
+ * that may still become a stop sequence or the rest of a character. */
+static size_t openai_releasable(const gen_session *s)
+{
+    if (s->finish == FINISH_STOP) {
+        long at = find_stop(s->stop, s->text, s->text_len);
+        return at >= 0 ? (size_t)at : s->text_len;
+    }
+    if (s->done)
+        return s->text_len;
+    size_t n = s->text_len - utf8_unfinished(s->text, s->text_len);
+    return n - stop_prefix_tail(s->stop, s->text, n);
+}
+
+/* OpenAI: one chunk per token with the text it releases; the last carries finish_reason and
+ * is followed by [DONE]. */
+static int openai_chunk(gen_stream *st)
+{
+    gen_session *s = st->s;
+    if (gen_decode(s) != 0)
+        return -1;
+    size_t upto = openai_releasable(s);
+    if (upto < st->sent) /* never taken back */
+        upto = st->sent;
+    int last = s->done;
+    json_t *ev = json_pack("{s:s, s:s, s:I, s:s, s:[{s:o*, s:i, s:n, s:s?}]}", "id", st->id, "object",
+                           "text_completion", "created", st->created, "model", st->model, "choices", "text",
+                           srv_json_string_lossy(s->text + st->sent, upto - st->sent), "index", 0, "logprobs",
+                           "finish_reason", last ? finish_openai[s->finish] : NULL);
+    if (ev && !last) /* s? leaves the key out; OpenAI sends it as null */
+        json_object_set_new(json_array_get(json_object_get(ev, "choices"), 0), "finish_reason", json_null());
+    st->sent = upto;
+    st->finished = last;
+    return stream_push(st, ev, NULL) || (last && stream_push(st, NULL, "[DONE]")) ? -1 : 0;
+}
+
+/* Steps the session and queues its events until the last, or until the stream is
+ * cancelled, staying at most STREAM_AHEAD bytes ahead of MHD. */
+static void *stream_pump(void *ctx)
+{
+    gen_stream *st = ctx;
+    for (;;) {
+        pthread_mutex_lock(&st->lock);
+        while (!st->cancelled && st->len - st->off >= STREAM_AHEAD)
+            pthread_cond_wait(&st->moved, &st->lock);
+        int stop = st->cancelled || st->finished;
+        pthread_mutex_unlock(&st->lock);
+        if (stop)
+            break;
+        int32_t id;
+        int rc = gen_step(st->s, &id), failed = rc < 0;
+        if (!failed && (st->openai ? openai_chunk(st) : tgi_event(st, id, rc)) != 0)
+            failed = 1;
+        if (failed) {
+            stream_push(st, NULL,
+                        st->openai ? "{\"error\":{\"message\":\"generation failed\",\"type\":\"server_error\","
+                                     "\"param\":null,\"code\":\"internal_error\"}}"
+                                   : "{\"error\":\"generation failed\",\"error_type\":\"Backend\"}");
+            st->finished = 1;
+        }
+    }
+    /* The session takes no more steps, so the batcher need not wait for it. */
+    gen_leave(st->s);
+    pthread_mutex_lock(&st->lock);
+    st->pumping = st->pumping ? 2 : 0; /* 2: ended, still to be joined */
+    pthread_cond_broadcast(&st->moved);
+    pthread_mutex_unlock(&st->lock);
+    return NULL;
+}
+
+/* MHD's side: waits for the pump's next events and hands them over; 0 once the last is. */
 static long stream_next(void *ctx, char *buf, size_t cap)
 {
     gen_stream *st = ctx;
-    if (st->off == st->len) {
-        if (st->finished)
-            return 0;
-        int32_t id;
-        int rc = gen_step(st->s, &id);
-        if (rc < 0) {
-            static const char err[] = "data:{\"error\":\"generation failed\",\"error_type\":\"Backend\"}\n\n";
-            free(st->pending);
-            st->pending = malloc(sizeof err);
-            if (!st->pending)
-                return -1;
-            memcpy(st->pending, err, sizeof err - 1);
-            st->len = sizeof err - 1;
-            st->off = 0;
-            st->finished = 1;
-        } else {
-            int last = rc == 0 || st->s->done;
-            if (last && gen_decode(st->s) != 0)
-                return -1;
-            float lp = rc > 0 ? st->s->logprobs[st->s->n - 1] : 0.0f;
-            if (stream_event(st, token_json(st->s->m, id, lp, rc == 0), last) != 0)
-                return -1;
-            st->finished = last;
-        }
-    }
+    pthread_mutex_lock(&st->lock);
+    while (st->off == st->len && st->pumping == 1)
+        pthread_cond_wait(&st->moved, &st->lock);
     size_t n = st->len - st->off < cap ? st->len - st->off : cap;
     memcpy(buf, st->pending + st->off, n);
     st->off += n;
+    pthread_cond_broadcast(&st->moved);
+    pthread_mutex_unlock(&st->lock);
     return (long)n;
+}
+
+/* Starts streaming session s (taken over) as the reply: the pump, then the stream. */
+static void stream_start(srv_req *req, gen_session *s, gen_stream *st)
+{
+    if (st) {
+        st->s = s;
+        pthread_mutex_init(&st->lock, NULL);
+        pthread_cond_init(&st->moved, NULL);
+        if (!st->openai)
+            snprintf(st->id, sizeof st->id, "%s", srv_req_id(req));
+        st->pumping = 1;
+        if (pthread_create(&st->pump, NULL, stream_pump, st) != 0) {
+            st->pumping = 0;
+            st->finished = 1; /* nothing was cancelled */
+            stream_done(st);
+            st = NULL, s = NULL;
+        }
+    }
+    if (!st) {
+        gen_end(s);
+        srv_reply_error(req, SRV_E_OUT_OF_MEMORY, NULL, "out of memory");
+        return;
+    }
+    srv_reply_stream(req, "text/event-stream", stream_next, stream_done, st);
 }
 
 void h_generate_stream(srv_req *req, void *ctx)
@@ -529,15 +706,13 @@ void h_generate_stream(srv_req *req, void *ctx)
     if (!s)
         return;
     gen_stream *st = calloc(1, sizeof *st);
-    if (!st || (p.return_full_text && !(st->prompt = strdup(in.inputs)))) {
+    if (st && p.return_full_text && !(st->prompt = strdup(in.inputs))) {
         free(st);
-        gen_end(s);
-        srv_reply_error(req, SRV_E_OUT_OF_MEMORY, NULL, "out of memory");
-        return;
+        st = NULL;
     }
-    st->s = s;
-    st->details = p.details;
-    srv_reply_stream(req, "text/event-stream", stream_next, stream_done, st);
+    if (st)
+        st->details = p.details;
+    stream_start(req, s, st);
 }
 
 /* ---- OpenAI ---- */
@@ -569,10 +744,6 @@ void h_completions(srv_req *req, void *ctx)
     json_t *body = srv_req_json(req);
     if (!body || srv_validate(req, body, completions_fields, sizeof completions_fields / sizeof completions_fields[0], &in))
         return;
-    if (in.stream) {
-        srv_reply_error(req, SRV_E_INVALID_VALUE, "/stream", "streaming completions are not available yet");
-        return;
-    }
     /* stop: a string or a list of strings. */
     json_t *stop = in.stop && json_is_string(in.stop) ? json_pack("[O]", in.stop) : json_incref(in.stop);
     gen_params p;
@@ -585,8 +756,29 @@ void h_completions(srv_req *req, void *ctx)
     app_adapter *ad = NULL;
     gen_session *s = NULL;
     if (check_stop(req, stop, "/stop") || !(m = app_network_ready(req, app, APP_GENERATOR)) ||
-        app_adapter_acquire(req, app, m, in.model, "/model", &ad) || !(s = gen_begin(req, app, m, ad, in.prompt, &p)) ||
-        gen_run(req, s)) {
+        app_adapter_acquire(req, app, m, in.model, "/model", &ad) || !(s = gen_begin(req, app, m, ad, in.prompt, &p))) {
+        json_decref(stop);
+        return;
+    }
+    const char *model = in.model ? in.model : m->name;
+    char id[48];
+    snprintf(id, sizeof id, "cmpl-%s", srv_req_id(req));
+    if (in.stream) { /* errors until here were JSON replies; the stream starts after the prefill */
+        json_decref(stop);
+        gen_stream *st = calloc(1, sizeof *st);
+        if (st && !(st->model = strdup(model))) {
+            free(st);
+            st = NULL;
+        }
+        if (st) {
+            st->openai = 1;
+            st->created = (json_int_t)time(NULL);
+            memcpy(st->id, id, sizeof id);
+        }
+        stream_start(req, s, st);
+        return;
+    }
+    if (gen_run(req, s)) {
         gen_end(s);
         json_decref(stop);
         return;
@@ -594,10 +786,8 @@ void h_completions(srv_req *req, void *ctx)
     /* OpenAI leaves the stop sequence out of the text. */
     long at = s->finish == FINISH_STOP ? find_stop(stop, s->text, s->text_len) : -1;
     size_t len = at >= 0 ? (size_t)at : s->text_len;
-    char id[40];
-    snprintf(id, sizeof id, "cmpl-%s", srv_req_id(req));
     json_t *out = json_pack("{s:s, s:s, s:I, s:s, s:[{s:i, s:o*, s:s, s:n}], s:{s:I, s:I, s:I}}", "id", id, "object",
-                            "text_completion", "created", (json_int_t)time(NULL), "model", in.model ? in.model : m->name,
+                            "text_completion", "created", (json_int_t)time(NULL), "model", model,
                             "choices", "index", 0, "text", srv_json_string_lossy(s->text, len), "finish_reason",
                             finish_openai[s->finish], "logprobs", "usage", "prompt_tokens", (json_int_t)s->np,
                             "completion_tokens", (json_int_t)s->n, "total_tokens", (json_int_t)(s->np + s->n));

@@ -9,6 +9,7 @@
 
 #define BATCH_TOKENS 16384 /* tokens gathered into one batched forward pass */
 #define GEN_BATCH_COST 64  /* decode steps (1 each) or prefill tokens gathered into one batch */
+#define GEN_GATHER_US 4000 /* how long a decode batch waits for the other generations' steps */
 
 typedef struct {
     const tok_encoding *seqs;
@@ -134,6 +135,7 @@ void app_load_models(struct app *app)
                         app_role_names[r], m->dir, m->error);
                 continue;
             }
+            srv_batcher_set_gather(m->batcher, GEN_GATHER_US);
             app_adapters_init(app);
         }
         if (r != APP_GENERATOR && enc_has_weights(m->dir)) {

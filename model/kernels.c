@@ -194,35 +194,46 @@ typedef struct {
     int by_rows;
 } gemm_args;
 
-/* c[M,N] += a[M,K] · b[K,N] (b row-major, as Conv1D weights) for M ≤ FEW_ROWS: eight
- * columns at a time, their M sums kept in registers over the whole of K (M is a constant
- * in each instance, see rows_kn), so each weight is loaded once and each row of a only as
- * broadcasts. */
+/* c[M,N] += a[M,K] · b[K,N] (b row-major, as Conv1D weights) for M ≤ FEW_ROWS. b is walked
+ * in blocks of KB rows, each row front to back: KB sequential streams the prefetchers follow
+ * (a walk down a column block would jump a whole row of b, several KB, per load). Within a
+ * block, eight columns at a time keep their M sums in registers (M is a constant in each
+ * instance, see rows_kn) while the KB weights meet each row of a as broadcasts; c, a few KB
+ * per row, stays in cache between blocks. The sums over k run in order, as one pass would. */
 typedef float v8f __attribute__((vector_size(32))); /* eight floats; GCC splits it where AVX is absent */
+#define KB 8
 
 static inline __attribute__((always_inline)) void rows_kn_m(const float *a, size_t lda, const float *b, size_t ldb,
                                                              float *c, size_t ldc, size_t M, size_t N, size_t K)
 {
-    size_t n0 = 0;
-    for (; n0 + 8 <= N; n0 += 8) {
-        v8f acc[FEW_ROWS];
-#pragma GCC unroll 8
-        for (size_t m = 0; m < M; m++)
-            memcpy(&acc[m], c + m * ldc + n0, sizeof acc[m]);
-        for (size_t k = 0; k < K; k++) {
-            v8f w;
-            memcpy(&w, b + k * ldb + n0, sizeof w);
+    size_t k0 = 0;
+    for (; k0 + KB <= K; k0 += KB) {
+        size_t n0 = 0;
+        for (; n0 + 8 <= N; n0 += 8) {
+            v8f acc[FEW_ROWS];
 #pragma GCC unroll 8
             for (size_t m = 0; m < M; m++)
-                acc[m] += a[m * lda + k] * w;
-        }
+                memcpy(&acc[m], c + m * ldc + n0, sizeof acc[m]);
 #pragma GCC unroll 8
-        for (size_t m = 0; m < M; m++)
-            memcpy(c + m * ldc + n0, &acc[m], sizeof acc[m]);
+            for (size_t k = k0; k < k0 + KB; k++) {
+                v8f w;
+                memcpy(&w, b + k * ldb + n0, sizeof w);
+#pragma GCC unroll 8
+                for (size_t m = 0; m < M; m++)
+                    acc[m] += a[m * lda + k] * w;
+            }
+#pragma GCC unroll 8
+            for (size_t m = 0; m < M; m++)
+                memcpy(c + m * ldc + n0, &acc[m], sizeof acc[m]);
+        }
+        for (size_t k = k0; n0 < N && k < k0 + KB; k++) /* the last N % 8 columns */
+            for (size_t m = 0; m < M; m++)
+                for (size_t n = n0; n < N; n++)
+                    c[m * ldc + n] += a[m * lda + k] * b[k * ldb + n];
     }
-    for (size_t k = 0; n0 < N && k < K; k++) /* the last N % 8 columns */
+    for (size_t k = k0; k < K; k++) /* the last K % KB rows of b */
         for (size_t m = 0; m < M; m++)
-            for (size_t n = n0; n < N; n++)
+            for (size_t n = 0; n < N; n++)
                 c[m * ldc + n] += a[m * lda + k] * b[k * ldb + n];
 }
 

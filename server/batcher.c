@@ -1,7 +1,9 @@
 #include "batcher.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <time.h>
 
 typedef struct waiter {
     void *item;
@@ -15,7 +17,8 @@ struct srv_batcher {
     pthread_cond_t work;      /* signalled when an item arrives or on stop */
     pthread_cond_t finished;  /* broadcast when a batch completes */
     waiter *head, *tail;
-    size_t queued;
+    size_t queued, joined;   /* items waiting; clients that will submit again (srv_batcher_join) */
+    unsigned gather_us;
     int stopping;
     srv_batch_fn run;
     void *ctx;
@@ -36,6 +39,16 @@ static void *worker(void *arg)
             pthread_cond_wait(&b->work, &b->lock);
         if (!b->head)
             break; /* stopping and drained */
+        if (b->gather_us && b->queued < b->joined && !b->stopping) {
+            struct timespec until;
+            clock_gettime(CLOCK_MONOTONIC, &until);
+            until.tv_nsec += (long)b->gather_us * 1000;
+            until.tv_sec += until.tv_nsec / 1000000000;
+            until.tv_nsec %= 1000000000;
+            while (b->queued < b->joined && !b->stopping &&
+                   pthread_cond_timedwait(&b->work, &b->lock, &until) != ETIMEDOUT)
+                ;
+        }
         size_t n = 0, cost = 0;
         for (waiter *w = b->head; w && (n == 0 || cost + w->cost <= b->max_cost); w = w->next)
             n++, cost += w->cost;
@@ -88,8 +101,12 @@ srv_batcher *srv_batcher_create(srv_batch_fn run, void *ctx, size_t max_cost)
     srv_batcher *b = calloc(1, sizeof *b);
     if (!b)
         return NULL;
+    pthread_condattr_t monotonic;
+    pthread_condattr_init(&monotonic);
+    pthread_condattr_setclock(&monotonic, CLOCK_MONOTONIC);
     pthread_mutex_init(&b->lock, NULL);
-    pthread_cond_init(&b->work, NULL);
+    pthread_cond_init(&b->work, &monotonic);
+    pthread_condattr_destroy(&monotonic);
     pthread_cond_init(&b->finished, NULL);
     b->run = run;
     b->ctx = ctx;
@@ -138,6 +155,23 @@ int srv_batcher_submit(srv_batcher *b, void *item, size_t cost)
         pthread_cond_wait(&b->finished, &b->lock);
     pthread_mutex_unlock(&b->lock);
     return 0;
+}
+
+void srv_batcher_set_gather(srv_batcher *b, unsigned gather_us) { b->gather_us = gather_us; }
+
+void srv_batcher_join(srv_batcher *b)
+{
+    pthread_mutex_lock(&b->lock);
+    b->joined++;
+    pthread_mutex_unlock(&b->lock);
+}
+
+void srv_batcher_leave(srv_batcher *b)
+{
+    pthread_mutex_lock(&b->lock);
+    b->joined--;
+    pthread_cond_signal(&b->work); /* a worker gathering may have all it waits for now */
+    pthread_mutex_unlock(&b->lock);
 }
 
 void srv_batcher_stats(srv_batcher *b, unsigned long long *items, unsigned long long *batches, size_t *queued)

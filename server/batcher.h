@@ -29,6 +29,15 @@ void srv_batcher_destroy(srv_batcher *b);
  * batcher is shutting down or out of memory (the item was not run). */
 int srv_batcher_submit(srv_batcher *b, void *item, size_t cost);
 
+/* Clients that submit item after item, each waiting for the last (generations: one decode
+ * step at a time), join while they do so. A worker that finds fewer items queued than
+ * joined clients waits up to `gather_us` (set once, before use; 0, the default, never
+ * waits) for the others before it runs the batch, so that their steps run as one batch
+ * instead of splitting into a batch of whoever came back first and one of the rest. */
+void srv_batcher_set_gather(srv_batcher *b, unsigned gather_us);
+void srv_batcher_join(srv_batcher *b);
+void srv_batcher_leave(srv_batcher *b);
+
 /* Items processed and batches run so far, for /metrics. */
 void srv_batcher_stats(srv_batcher *b, unsigned long long *items, unsigned long long *batches,
                        size_t *queued);

@@ -485,6 +485,182 @@ static void test_eviction(void)
     CU_ASSERT_EQUAL(it_stop(&small), 0);
 }
 
+/* ---- OpenAI streaming ---- */
+
+/* POST /v1/completions with `body` (a JSON object holding "stream": true or not). Streamed:
+ * checks every chunk's shape and that [DONE] comes last, and returns the concatenated text
+ * and the last chunk's finish_reason. Not streamed: the choice's text and finish_reason.
+ * Returns 0, or -1 (printed) when the reply is not what OpenAI sends. */
+static int completion(json_t *body, char **text, char *finish, size_t cap)
+{
+    char *req = json_dumps(body, JSON_COMPACT);
+    it_response r = it_post(&srv, "/v1/completions", req);
+    free(req);
+    int stream = json_is_true(json_object_get(body, "stream")), rc = r.status == 200 ? 0 : -1;
+    char ctype[64] = "";
+    it_header(&r, "Content-Type", ctype, sizeof ctype);
+    size_t tl = 0;
+    *text = calloc(1, 1);
+    *finish = '\0';
+    if (!rc && !stream) {
+        json_t *c = json_array_get(json_object_get(r.json, "choices"), 0);
+        free(*text);
+        *text = strdup(json_string_value(json_object_get(c, "text")));
+        snprintf(finish, cap, "%s", json_string_value(json_object_get(c, "finish_reason")));
+    } else if (!rc) {
+        rc = strcmp(ctype, "text/event-stream") == 0 ? 0 : -1;
+        int done = 0, chunks = 0;
+        for (char *ev = r.body, *end; !rc && ev && *ev; ev = end + 2) {
+            if (!(end = strstr(ev, "\n\n")) || strncmp(ev, "data: ", 6) != 0 || done) {
+                rc = -1; /* every event is "data: ...\n\n", and nothing follows [DONE] */
+                break;
+            }
+            *end = '\0';
+            if (!strcmp(ev + 6, "[DONE]")) {
+                done = 1;
+                continue;
+            }
+            json_t *j = json_loads(ev + 6, 0, NULL), *c = json_array_get(json_object_get(j, "choices"), 0);
+            const char *id = json_string_value(json_object_get(j, "id")), *t = json_string_value(json_object_get(c, "text"));
+            json_t *fr = json_object_get(c, "finish_reason");
+            if (!id || strncmp(id, "cmpl-", 5) || !json_is_integer(json_object_get(j, "created")) || !t ||
+                strcmp(json_string_value(json_object_get(j, "object")), "text_completion") ||
+                strcmp(json_string_value(json_object_get(j, "model")), json_string_value(json_object_get(body, "model"))) ||
+                json_integer_value(json_object_get(c, "index")) != 0 || !json_is_null(json_object_get(c, "logprobs")) ||
+                !fr || *finish) {
+                rc = -1; /* a chunk after the one with finish_reason is wrong too */
+            } else {
+                *text = realloc(*text, tl + strlen(t) + 1);
+                strcpy(*text + tl, t);
+                tl += strlen(t);
+                if (!json_is_null(fr))
+                    snprintf(finish, cap, "%s", json_string_value(fr));
+                chunks++;
+            }
+            json_decref(j);
+        }
+        if (!done || !*finish || chunks < 1)
+            rc = -1;
+    }
+    if (rc)
+        fprintf(stderr, "completion: %ld %s %.400s\n", r.status, ctype, r.body);
+    it_free(&r);
+    return rc;
+}
+
+/* The streamed text equals the text without streaming, chunk by chunk concatenated. */
+static void same_both_ways(json_t *body, const char *want_finish, char **out)
+{
+    char *plain, *streamed, f1[16], f2[16];
+    json_object_set_new(body, "stream", json_false());
+    CU_ASSERT_EQUAL(completion(body, &plain, f1, sizeof f1), 0);
+    json_object_set_new(body, "stream", json_true());
+    CU_ASSERT_EQUAL(completion(body, &streamed, f2, sizeof f2), 0);
+    CU_ASSERT_STRING_EQUAL(streamed, plain);
+    CU_ASSERT_STRING_EQUAL(f2, f1);
+    if (want_finish)
+        CU_ASSERT_STRING_EQUAL(f1, want_finish);
+    free(streamed);
+    if (out)
+        *out = plain;
+    else
+        free(plain);
+}
+
+static void test_openai_stream(void)
+{
+    /* Greedy with an adapter, and sampled with a seed. */
+    char *text = NULL;
+    json_t *body = json_pack("{s:s, s:s, s:i, s:i}", "model", "lora", "prompt", PROMPT, "max_tokens", N_NEW, "temperature", 0);
+    same_both_ways(body, "length", &text);
+    CU_ASSERT_FATAL(text && strlen(text) > 12);
+    json_t *sampled = json_pack("{s:s, s:s, s:i, s:f, s:f, s:i}", "model", "gpt2-untied", "prompt", PROMPT, "max_tokens",
+                                N_NEW, "temperature", 0.9, "top_p", 0.95, "seed", 7);
+    same_both_ways(sampled, NULL, NULL);
+    json_decref(sampled);
+    /* A stop sequence across two tokens (the last two characters of one and the first of the
+     * next): both end before it, finish_reason "stop", and the stream must hold back the
+     * first two until the third shows they are the stop sequence. Another that starts like
+     * the text but never completes is held back, then flushed. */
+    it_response r = it_post(&srv, "/generate?adapter=lora",
+                            "{\"inputs\":\"" PROMPT "\",\"parameters\":{\"max_new_tokens\":32,\"details\":true}}");
+    json_t *toks = json_object_get(json_object_get(r.json, "details"), "tokens");
+    char stop[4] = "", never[16];
+    for (size_t i = 1; !*stop && i + 1 < json_array_size(toks); i++) {
+        const char *a = json_string_value(json_object_get(json_array_get(toks, i), "text"));
+        const char *b = json_string_value(json_object_get(json_array_get(toks, i + 1), "text"));
+        size_t al = a ? strlen(a) : 0;
+        if (al >= 2 && b && a[al - 2] > ' ' && a[al - 2] <= '~' && a[al - 1] > ' ' && a[al - 1] <= '~' && b[0] > ' ' &&
+            b[0] <= '~')
+            snprintf(stop, sizeof stop, "%.2s%c", a + al - 2, b[0]);
+    }
+    it_free(&r);
+    CU_ASSERT_FATAL(*stop != '\0');
+    char *first = strstr(text, stop);
+    CU_ASSERT_FATAL(first != NULL);
+    size_t at = (size_t)(first - text);
+    snprintf(never, sizeof never, "%.2s\x01never", stop);
+    json_object_set_new(body, "stop", json_pack("[s, s]", never, stop));
+    char *cut = NULL;
+    same_both_ways(body, "stop", &cut);
+    CU_ASSERT_PTR_NULL(cut ? strstr(cut, stop) : NULL);
+    CU_ASSERT(cut && strlen(cut) == at && !strncmp(cut, text, at));
+    free(cut);
+    json_object_set_new(body, "stop", json_string(never));
+    same_both_ways(body, "length", NULL);
+    json_decref(body);
+    free(text);
+    /* Errors before the first byte are JSON in OpenAI's shape. */
+    r = it_post(&srv, "/v1/completions", "{\"model\":\"nope\",\"prompt\":\"hi\",\"stream\":true}");
+    CU_ASSERT_TRUE(it_is_openai_error(&r, 404, "not_found"));
+    it_free(&r);
+    r = it_post(&srv, "/v1/completions", "{\"prompt\":\"hi\",\"stream\":true,\"max_tokens\":100000}");
+    CU_ASSERT_TRUE(it_is_openai_error(&r, 422, "out_of_range"));
+    it_free(&r);
+    r = it_post(&srv, "/v1/completions", "{\"prompt\":\"hi\",\"stream\":\"yes\"}");
+    CU_ASSERT_EQUAL(r.status, 422);
+    it_free(&r);
+}
+
+/* A stream whose client leaves after the first chunk: the generation stops there, and its
+ * adapter reference is given back. */
+static void test_openai_stream_gone(void)
+{
+    static const char body[] = "{\"model\":\"lora\",\"prompt\":\"a\",\"max_tokens\":40,\"stream\":true}";
+    char req[512], buf[4096];
+    int n = snprintf(req, sizeof req,
+                     "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     "Content-Length: %zu\r\n\r\n%s",
+                     sizeof body - 1, body);
+    CU_ASSERT_FALSE(it_log_contains(&srv, "stderr.log", "generation cancelled"));
+    int fd = it_open(&srv, req, (size_t)n);
+    CU_ASSERT_FATAL(fd >= 0);
+    size_t got = 0;
+    struct pollfd p = {fd, POLLIN, 0};
+    buf[0] = '\0';
+    while (!strstr(buf, "data: ") && got + 1 < sizeof buf && poll(&p, 1, 5000) > 0) {
+        ssize_t r = recv(fd, buf + got, sizeof buf - 1 - got, 0);
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+        buf[got] = '\0';
+    }
+    CU_ASSERT_PTR_NOT_NULL(strstr(buf, "data: {"));
+    close(fd);
+    long in_use = -1;
+    for (int i = 0; i < 100 && in_use != 0; i++) {
+        usleep(50000);
+        it_response r = it_get(&srv, "/adapters/lora");
+        in_use = json_integer_value(json_object_get(r.json, "in_use"));
+        it_free(&r);
+    }
+    CU_ASSERT_EQUAL(in_use, 0);
+    CU_ASSERT_TRUE(it_log_contains(&srv, "stderr.log", "generation cancelled: the client went away"));
+    json_t *ids = generate_ids(&srv, 1, 1, NULL);
+    CU_ASSERT_TRUE(matches(1, ids));
+    json_decref(ids);
+}
+
 /* A client that closes its side of the connection after sending the request: the
  * generation stops at the next check (every 4 tokens), not after all 32. */
 static void test_client_gone(void)
@@ -531,5 +707,7 @@ void cu_register(void)
     CU_add_test(s, "adapter files", test_bad_files);
     CU_add_test(s, "concurrent adapters with deletes and reloads", test_concurrent);
     CU_add_test(s, "LRU eviction under the byte budget", test_eviction);
+    CU_add_test(s, "OpenAI streaming: the same text, stop sequences left out, [DONE] last", test_openai_stream);
+    CU_add_test(s, "an OpenAI stream whose client leaves is cancelled", test_openai_stream_gone);
     CU_add_test(s, "a client that leaves cancels its generation", test_client_gone);
 }
