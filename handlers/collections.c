@@ -137,10 +137,11 @@ int app_compile_filter(srv_req *req, json_t *filter, const char *pointer, st_fil
 
 static json_t *collection_json(const st_collection *c)
 {
-    return json_pack("{s:s, s:I, s:s, s:{s:I, s:I}, s:I, s:s, s:s}", "name", c->name, "dimension",
+    return json_pack("{s:s, s:I, s:s, s:{s:I, s:I}, s:I, s:I, s:I, s:s, s:s}", "name", c->name, "dimension",
                      (json_int_t)c->dimension, "distance", st_distance_names[c->distance], "hnsw", "m",
                      (json_int_t)c->m, "ef_construction", (json_int_t)c->ef_construction, "count",
-                     (json_int_t)c->count, "index", c->index_state, "created_at", c->created_at);
+                     (json_int_t)c->count, "indexed_vectors_count", (json_int_t)c->indexed, "pending_vectors_count",
+                     (json_int_t)c->pending, "index", c->index_state, "created_at", c->created_at);
 }
 
 static void reply_collection(srv_req *req, unsigned status, const st_collection *c)

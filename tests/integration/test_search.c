@@ -68,6 +68,8 @@ static void test_collections(void)
     CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(r.json, "distance")), "cosine");
     CU_ASSERT_EQUAL(json_integer_value(json_object_get(json_object_get(r.json, "hnsw"), "m")), 16);
     CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(r.json, "index")), "ready");
+    CU_ASSERT(json_integer_value(json_object_get(r.json, "indexed_vectors_count")) == 0 &&
+              json_integer_value(json_object_get(r.json, "pending_vectors_count")) == 0);
     it_free(&r);
     r = it_post(&srv, "/collections", "{\"name\":\"crud\",\"dimension\":3}");
     CU_ASSERT(it_is_error(&r, 409, "already_exists", "/name"));
