@@ -13,8 +13,8 @@
  *                   background: timed until it is done).
  *
  * usage: ingest_bench PORT [N DIM BATCH THREADS TEXTS EF_CONSTRUCTION]
- *        ingest_bench make-data DIR N DIM   (a data dir holding collection "startup", indexed;
- *                                           bench/ingest_startup.sh times the daemon on it)
+ *        ingest_bench make-data DIR N DIM EF_CONSTRUCTION   (a data dir holding collection
+ *                       "startup", all indexed; bench/ingest_startup.sh times the daemon on it)
  * (bench/ingest_bench.sh runs the server; HNSW m = 16 throughout)
  * Bodies are serialized before the clock starts. Prints one JSON object. */
 #include <curl/curl.h>
@@ -143,9 +143,9 @@ static void random_unit(float *vecs, size_t n, size_t dim, unsigned seed)
     }
 }
 
-/* make-data DIR N DIM: a data dir whose collection "startup" holds N random unit vectors,
- * all indexed, for bench/ingest_startup.sh. */
-static int make_data(const char *dir, size_t n, size_t dim)
+/* make-data DIR N DIM EF_CONSTRUCTION: a data dir whose collection "startup" holds N random
+ * unit vectors, all indexed, for bench/ingest_startup.sh. */
+static int make_data(const char *dir, size_t n, size_t dim, unsigned efc)
 {
     float *vecs = malloc(n * dim * sizeof *vecs);
     st_doc *docs = calloc(n, sizeof *docs);
@@ -157,7 +157,7 @@ static int make_data(const char *dir, size_t n, size_t dim)
     for (size_t i = 0; i < n; i++)
         docs[i] = (st_doc){.id = {.num = (int64_t)i}, .vector = vecs + i * dim};
     st_collection spec = {.name = "startup", .dimension = (unsigned)dim, .distance = ST_COSINE, .m = 16,
-                          .ef_construction = 200};
+                          .ef_construction = efc};
     int rc = st_collection_create(db, &spec, &err);
     for (size_t b = 0; rc == 0 && b < n; b += 1000)
         rc = st_upsert(db, "startup", (unsigned)dim, docs + b, n - b < 1000 ? n - b : 1000, &err);
@@ -202,11 +202,13 @@ int main(int argc, char **argv)
 {
     if (argc < 2) {
         fprintf(stderr, "usage: ingest_bench PORT [N DIM BATCH THREADS TEXTS EF_CONSTRUCTION]\n"
-                        "       ingest_bench make-data DIR N DIM\n");
+                        "       ingest_bench make-data DIR N DIM EF_CONSTRUCTION\n");
         return 2;
     }
     if (!strcmp(argv[1], "make-data"))
-        return argc == 5 ? make_data(argv[2], strtoul(argv[3], NULL, 10), strtoul(argv[4], NULL, 10)) : 2;
+        return argc == 6 ? make_data(argv[2], strtoul(argv[3], NULL, 10), strtoul(argv[4], NULL, 10),
+                                     (unsigned)strtoul(argv[5], NULL, 10))
+                         : 2;
     port = (unsigned)strtoul(argv[1], NULL, 10);
     size_t n = argc > 2 ? strtoul(argv[2], NULL, 10) : 20000, dim = argc > 3 ? strtoul(argv[3], NULL, 10) : 384,
            batch = argc > 4 ? strtoul(argv[4], NULL, 10) : 256, texts = argc > 6 ? strtoul(argv[6], NULL, 10) : 2048;

@@ -12,7 +12,8 @@
 
 #include "store_internal.h"
 
-#define ST_FLUSH_EVERY 512 /* inserts between commits of the node records */
+#define ST_FLUSH_EVERY 2048 /* inserts between commits of the node records: fewer commits
+                            * rewrite each busy neighbour's record fewer times */
 #define RETRY_S 1          /* the pause after a failure (out of memory, a commit that failed) */
 #define INDEXER_NICE 10    /* acknowledging writes and answering searches come first */
 
