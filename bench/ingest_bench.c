@@ -1,14 +1,20 @@
 /* ingest_bench.c — HTTP ingest into a collection, beside its peers measured in the same run.
  *
  *   vectors given:  POST /collections/{c}/documents with batches of random unit vectors from
- *                   THREADS client threads, against st_upsert of the same batches in-process
- *                   (the store's own ceiling: SQLite + FTS5 + HNSW, no HTTP, no JSON);
+ *                   THREADS client threads until the last batch is acknowledged (rows and
+ *                   FTS5 committed), then until the background indexer has them all in the
+ *                   graph (GET /collections/{c} polled: pending_vectors_count 0); against
+ *                   st_upsert of the same batches in-process (the store's own ceiling: no
+ *                   HTTP, no JSON), timed the same two ways;
  *   texts embedded: the same route with texts and no vectors, against POST /embed of the
  *                   same texts (the embedder's ceiling over HTTP);
  *   start-up:       st_open of the in-process database, the index loaded from its records,
- *                   against the same open when the records are unusable (a full rebuild).
+ *                   against the same open when the records are unusable (a rebuild in the
+ *                   background: timed until it is done).
  *
  * usage: ingest_bench PORT [N DIM BATCH THREADS TEXTS EF_CONSTRUCTION]
+ *        ingest_bench make-data DIR N DIM EF_CONSTRUCTION   (a data dir holding collection
+ *                       "startup", all indexed; bench/ingest_startup.sh times the daemon on it)
  * (bench/ingest_bench.sh runs the server; HNSW m = 16 throughout)
  * Bodies are serialized before the clock starts. Prints one JSON object. */
 #include <curl/curl.h>
@@ -20,6 +26,8 @@
 #include <unistd.h>
 
 #include <sqlite3.h>
+
+#include <jansson.h>
 
 #include "bench.h"
 #include "collections.h"
@@ -78,6 +86,91 @@ static void *client(void *arg)
     return NULL;
 }
 
+static float rnd(unsigned *s)
+{
+    *s = *s * 1103515245u + 12345u;
+    return (float)((*s >> 8) & 0xffff) / 32768.0f - 1.0f;
+}
+
+static size_t collect(char *p, size_t size, size_t n, void *ctx)
+{
+    json_t **out = ctx;
+    json_decref(*out);
+    *out = json_loadb(p, size * n, 0, NULL); /* the reply is small: one chunk */
+    return size * n;
+}
+
+/* The collection's pending_vectors_count over HTTP, or -1. */
+static long http_pending(CURL *c, const char *name)
+{
+    char url[256];
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/collections/%s", port, name);
+    json_t *body = NULL;
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, NULL); /* post()'s list is gone */
+    curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
+    long pending = -1;
+    if (curl_easy_perform(c) == CURLE_OK && json_is_integer(json_object_get(body, "pending_vectors_count")))
+        pending = (long)json_integer_value(json_object_get(body, "pending_vectors_count"));
+    json_decref(body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, NULL);
+    return pending;
+}
+
+/* Waits until the in-process collection has nothing pending; returns 0, or -1. */
+static int wait_indexed(st_db *db, const char *name)
+{
+    st_collection info;
+    st_error err;
+    while (st_collection_get(db, name, &info, &err) == 0 && info.pending > 0)
+        usleep(5000);
+    return st_collection_get(db, name, &info, &err) == 0 && info.pending == 0 ? 0 : -1;
+}
+
+/* Random unit vectors: vecs[n, dim]. */
+static void random_unit(float *vecs, size_t n, size_t dim, unsigned seed)
+{
+    for (size_t i = 0; i < n; i++) {
+        double ss = 0;
+        for (size_t d = 0; d < dim; d++) {
+            vecs[i * dim + d] = rnd(&seed);
+            ss += (double)vecs[i * dim + d] * vecs[i * dim + d];
+        }
+        for (size_t d = 0; d < dim; d++)
+            vecs[i * dim + d] = (float)(vecs[i * dim + d] / sqrt(ss));
+    }
+}
+
+/* make-data DIR N DIM EF_CONSTRUCTION: a data dir whose collection "startup" holds N random
+ * unit vectors, all indexed, for bench/ingest_startup.sh. */
+static int make_data(const char *dir, size_t n, size_t dim, unsigned efc)
+{
+    float *vecs = malloc(n * dim * sizeof *vecs);
+    st_doc *docs = calloc(n, sizeof *docs);
+    st_db *db;
+    st_error err;
+    if (!vecs || !docs || st_open(dir, &db, &err) != 0)
+        return 1;
+    random_unit(vecs, n, dim, 7);
+    for (size_t i = 0; i < n; i++)
+        docs[i] = (st_doc){.id = {.num = (int64_t)i}, .vector = vecs + i * dim};
+    st_collection spec = {.name = "startup", .dimension = (unsigned)dim, .distance = ST_COSINE, .m = 16,
+                          .ef_construction = efc};
+    int rc = st_collection_create(db, &spec, &err);
+    for (size_t b = 0; rc == 0 && b < n; b += 1000)
+        rc = st_upsert(db, "startup", (unsigned)dim, docs + b, n - b < 1000 ? n - b : 1000, &err);
+    if (rc == 0)
+        rc = wait_indexed(db, "startup");
+    if (rc != 0)
+        fprintf(stderr, "ingest_bench make-data: %s\n", err.msg);
+    st_close(db);
+    free(docs);
+    free(vecs);
+    return rc ? 1 : 0;
+}
+
 /* Posts every body from `threads` clients; returns the seconds taken (failures in *failed). */
 static double run(char **bodies, size_t n, const char *path, int threads, long *failed)
 {
@@ -90,12 +183,6 @@ static double run(char **bodies, size_t n, const char *path, int threads, long *
         pthread_join(th[t], NULL);
     *failed = j.failures;
     return now() - t0;
-}
-
-static float rnd(unsigned *s)
-{
-    *s = *s * 1103515245u + 12345u;
-    return (float)((*s >> 8) & 0xffff) / 32768.0f - 1.0f;
 }
 
 /* A text of ~16 words from a small vocabulary, different for each i. */
@@ -114,9 +201,14 @@ static void text_of(size_t i, char *out, size_t cap)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: ingest_bench PORT [N DIM BATCH THREADS TEXTS EF_CONSTRUCTION]\n");
+        fprintf(stderr, "usage: ingest_bench PORT [N DIM BATCH THREADS TEXTS EF_CONSTRUCTION]\n"
+                        "       ingest_bench make-data DIR N DIM EF_CONSTRUCTION\n");
         return 2;
     }
+    if (!strcmp(argv[1], "make-data"))
+        return argc == 6 ? make_data(argv[2], strtoul(argv[3], NULL, 10), strtoul(argv[4], NULL, 10),
+                                     (unsigned)strtoul(argv[5], NULL, 10))
+                         : 2;
     port = (unsigned)strtoul(argv[1], NULL, 10);
     size_t n = argc > 2 ? strtoul(argv[2], NULL, 10) : 20000, dim = argc > 3 ? strtoul(argv[3], NULL, 10) : 384,
            batch = argc > 4 ? strtoul(argv[4], NULL, 10) : 256, texts = argc > 6 ? strtoul(argv[6], NULL, 10) : 2048;
@@ -132,17 +224,9 @@ int main(int argc, char **argv)
     st_doc *docs = calloc(n, sizeof *docs);
     if (!vecs || !bodies || !docs)
         return 1;
-    unsigned seed = 42;
-    for (size_t i = 0; i < n; i++) {
-        double ss = 0;
-        for (size_t d = 0; d < dim; d++) {
-            vecs[i * dim + d] = rnd(&seed);
-            ss += (double)vecs[i * dim + d] * vecs[i * dim + d];
-        }
-        for (size_t d = 0; d < dim; d++)
-            vecs[i * dim + d] = (float)(vecs[i * dim + d] / sqrt(ss));
+    random_unit(vecs, n, dim, 42);
+    for (size_t i = 0; i < n; i++)
         docs[i] = (st_doc){.id = {.num = (int64_t)i}, .vector = vecs + i * dim};
-    }
     for (size_t b = 0; b < n_batches; b++) {
         size_t cap = batch * dim * 16 + batch * 32 + 64, o = 0;
         char *s = malloc(cap);
@@ -169,8 +253,16 @@ int main(int argc, char **argv)
         fprintf(stderr, "ingest_bench: cannot create the collection (is ragd on port %u?)\n", port);
         return 1;
     }
-    long failed;
+    long failed, pending;
+    double t0 = now();
     double http_s = run(bodies, n_batches, "/collections/ingest/documents", threads, &failed);
+    while ((pending = http_pending(c, "ingest")) > 0)
+        usleep(5000);
+    double http_indexed_s = now() - t0;
+    if (pending != 0) {
+        fprintf(stderr, "ingest_bench: cannot read the collection's pending count\n");
+        return 1;
+    }
 
     /* In-process peer: the same batches through st_upsert, one writer. */
     char dir[64];
@@ -183,7 +275,7 @@ int main(int argc, char **argv)
                           .ef_construction = (unsigned)efc};
     if (st_collection_create(db, &spec, &err) != 0)
         return 1;
-    double t0 = now();
+    t0 = now();
     for (size_t b = 0; b < n_batches; b++) {
         size_t k = b + 1 < n_batches ? batch : n - b * batch;
         if (st_upsert(db, "ingest", (unsigned)dim, docs + b * batch, k, &err) != 0) {
@@ -192,6 +284,9 @@ int main(int argc, char **argv)
         }
     }
     double store_s = now() - t0;
+    if (wait_indexed(db, "ingest") != 0)
+        return 1;
+    double store_indexed_s = now() - t0;
     st_close(db);
     /* Start-up: open the database with this collection, loading the index from its records,
      * then again after spoiling the index header, which forces a rebuild from the documents. */
@@ -209,7 +304,8 @@ int main(int argc, char **argv)
             sqlite3_close(conn);
         }
         t0 = now();
-        if (st_open(dir, &db, &err) != 0 || st_collection_get(db, "ingest", &info, &err) != 0)
+        if (st_open(dir, &db, &err) != 0 || wait_indexed(db, "ingest") != 0 ||
+            st_collection_get(db, "ingest", &info, &err) != 0)
             return 1;
         *(pass ? &rebuild_s : &load_s) = now() - t0;
         snprintf(state[pass], sizeof state[pass], "%s", info.index_state);
@@ -254,10 +350,14 @@ int main(int argc, char **argv)
     curl_easy_cleanup(c);
 
     double http_rate = (double)n / http_s, store_rate = (double)n / store_s;
+    double http_indexed = (double)n / http_indexed_s, store_indexed = (double)n / store_indexed_s;
     printf("{\"bench\":\"ingest\",\"vectors\":%zu,\"dim\":%zu,\"batch\":%zu,\"client_threads\":%d,\"ef_construction\":%d,"
            "\"http_vectors_per_s\":%.0f,\"failed_batches\":%ld,\"in_process_st_upsert_vectors_per_s\":%.0f,"
-           "\"ratio_http_to_in_process\":%.2f,\"target_vectors_per_s\":5000,\"ratio_to_target\":%.2f",
-           n, dim, batch, threads, efc, http_rate, failed, store_rate, http_rate / store_rate, http_rate / 5000);
+           "\"ratio_http_to_in_process\":%.2f,\"target_vectors_per_s\":5000,\"ratio_to_target\":%.2f,"
+           "\"http_indexed_vectors_per_s\":%.0f,\"in_process_indexed_vectors_per_s\":%.0f,"
+           "\"ratio_indexed_http_to_in_process\":%.2f",
+           n, dim, batch, threads, efc, http_rate, failed, store_rate, http_rate / store_rate, http_rate / 5000,
+           http_indexed, store_indexed, http_indexed / store_indexed);
     printf(",\"startup_s_%s\":%.3f,\"startup_s_%s\":%.3f,\"ratio_rebuild_to_load\":%.1f", state[0], load_s, state[1],
            rebuild_s, rebuild_s / load_s);
     if (texts && text_s > 0)

@@ -1,11 +1,13 @@
-/* coll_index.c — a collection in memory: its HNSW index (which holds the vectors) and the
- * parsed metadata beside it, by label; loading the index from its stored records (or
- * rebuilding it from the documents when they are unusable) and writing its changed records
- * inside a write transaction. */
+/* coll_index.c — a collection in memory: its HNSW index (which holds the indexed vectors),
+ * the tail of documents waiting for the indexer, and the parsed metadata, by label; loading
+ * the index from its stored records (rows without one join the tail; when the records are
+ * unusable every row does, and the index is rebuilt in the background) and writing its
+ * changed records inside a write transaction. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "distance.h"
 #include "store_internal.h"
 
 static void coll_clear(st_coll *c)
@@ -13,12 +15,15 @@ static void coll_clear(st_coll *c)
     for (size_t i = 0; i < c->n_labels; i++)
         json_decref(c->meta[i]);
     hnsw_destroy(c->index);
-    free(c->live);
-    free(c->meta);
+    free(c->live), free(c->meta), free(c->tail_at);
+    free(c->tail_labels), free(c->tail_raw), free(c->tail_prep);
     c->index = NULL;
     c->live = NULL;
     c->meta = NULL;
-    c->n_labels = c->cap = 0;
+    c->tail_at = NULL;
+    c->tail_labels = NULL;
+    c->tail_raw = c->tail_prep = NULL;
+    c->n_labels = c->cap = c->n_tail = c->tail_cap = 0;
     c->count = 0;
 }
 
@@ -28,6 +33,7 @@ void st__coll_put(st_coll *c)
         return;
     coll_clear(c);
     pthread_rwlock_destroy(&c->lock);
+    pthread_mutex_destroy(&c->index_mu);
     free(c);
 }
 
@@ -63,6 +69,7 @@ st_coll *st__coll_new(int64_t id, const st_collection *spec, st_error *err)
     c->index_state = "ready";
     atomic_init(&c->refs, 1);
     atomic_init(&c->deleted, 0);
+    pthread_mutex_init(&c->index_mu, NULL);
     /* Writers first: a stream of searches must not starve an upsert (glibc prefers readers). */
     pthread_rwlockattr_t attr;
     pthread_rwlockattr_init(&attr);
@@ -72,40 +79,59 @@ st_coll *st__coll_new(int64_t id, const st_collection *spec, st_error *err)
     return c;
 }
 
-/* Makes room for label `label`. Returns 0, or -1 when out of memory. */
-static int coll_reserve(st_coll *c, size_t label)
+int st__coll_reserve(st_coll *c, size_t max_label, size_t extra)
 {
-    if (label < c->cap)
-        return 0;
-    size_t cap = c->cap ? c->cap : 64;
-    while (cap <= label)
-        cap *= 2;
-    unsigned char *l = realloc(c->live, cap);
-    if (l)
-        c->live = l;
-    json_t **m = realloc(c->meta, cap * sizeof *m);
-    if (m)
-        c->meta = m;
-    if (!l || !m)
-        return -1;
-    memset(c->live + c->cap, 0, cap - c->cap);
-    memset(c->meta + c->cap, 0, (cap - c->cap) * sizeof *m);
-    c->cap = cap;
+    if (max_label >= c->cap) {
+        size_t cap = c->cap ? c->cap : 64;
+        while (cap <= max_label)
+            cap *= 2;
+        unsigned char *l = realloc(c->live, cap);
+        if (l)
+            c->live = l;
+        json_t **m = realloc(c->meta, cap * sizeof *m);
+        if (m)
+            c->meta = m;
+        uint32_t *t = realloc(c->tail_at, cap * sizeof *t);
+        if (t)
+            c->tail_at = t;
+        if (!l || !m || !t)
+            return -1;
+        memset(c->live + c->cap, 0, cap - c->cap);
+        memset(c->meta + c->cap, 0, (cap - c->cap) * sizeof *m);
+        for (size_t i = c->cap; i < cap; i++)
+            c->tail_at[i] = ST_NOT_PENDING;
+        c->cap = cap;
+    }
+    if (c->n_tail + extra > c->tail_cap) {
+        size_t cap = c->tail_cap ? c->tail_cap : 64, dim = c->spec.dimension;
+        while (cap < c->n_tail + extra)
+            cap *= 2;
+        if (cap >= ST_NOT_PENDING)
+            return -1;
+        int64_t *l = realloc(c->tail_labels, cap * sizeof *l);
+        if (l)
+            c->tail_labels = l;
+        float *r = realloc(c->tail_raw, cap * dim * sizeof *r);
+        if (r)
+            c->tail_raw = r;
+        float *p = realloc(c->tail_prep, cap * dim * sizeof *p);
+        if (p)
+            c->tail_prep = p;
+        if (!l || !r || !p)
+            return -1;
+        c->tail_cap = cap;
+    }
     return 0;
 }
 
-/* Records a document's metadata (parsed) at `label` as live. */
-static int coll_set_meta(st_coll *c, size_t label, const char *meta, size_t meta_len)
+int st__coll_indexed(const st_coll *c, size_t label)
 {
-    json_t *m = NULL;
-    json_error_t je;
-    int oom;
-    if (meta && !(m = st__json_loadb(meta, meta_len, 0, &je, &oom)))
-        return -1;
-    if (coll_reserve(c, label) != 0) {
-        json_decref(m);
-        return -1;
-    }
+    return label < c->n_labels && c->live[label] && c->tail_at[label] == ST_NOT_PENDING;
+}
+
+/* Marks `label` live with metadata m (ownership passes). Room reserved. */
+static void set_live(st_coll *c, size_t label, json_t *m)
+{
     json_decref(c->meta[label]);
     c->meta[label] = m;
     if (!c->live[label])
@@ -113,31 +139,51 @@ static int coll_set_meta(st_coll *c, size_t label, const char *meta, size_t meta
     c->live[label] = 1;
     if (label >= c->n_labels)
         c->n_labels = label + 1;
-    return 0;
 }
 
-/* Puts a document at `label`: its vector into the index, its metadata beside it. */
-int st__coll_set(st_coll *c, size_t label, const float *vec, const char *meta, size_t meta_len, st_error *err)
+void st__coll_pend(st_coll *c, size_t label, const float *vec, json_t *meta)
 {
-    hnsw_error herr;
-    if (!c->index)
-        return st__fail(err, ST_ERR_NOMEM, c->spec.name, "the index could not be reloaded after a failure");
-    if (hnsw_upsert(c->index, (int64_t)label, vec, &herr) != HNSW_OK)
-        return st__fail(err, herr.code == HNSW_ENOMEM ? ST_ERR_NOMEM : ST_ERR_INVALID, c->spec.name, herr.msg);
-    if (coll_set_meta(c, label, meta, meta_len) != 0)
-        return st__fail(err, ST_ERR_NOMEM, c->spec.name, "out of memory (or unreadable metadata)");
-    return 0;
+    size_t dim = c->spec.dimension;
+    uint32_t at = c->tail_at[label];
+    if (at == ST_NOT_PENDING) {
+        at = (uint32_t)c->n_tail++;
+        c->tail_at[label] = at;
+        c->tail_labels[at] = (int64_t)label;
+    }
+    memcpy(c->tail_raw + at * dim, vec, dim * sizeof *vec);
+    memcpy(c->tail_prep + at * dim, vec, dim * sizeof *vec);
+    dist_prepare((dist_metric)c->spec.distance, c->tail_prep + at * dim, dim); /* checked by the caller */
+    set_live(c, label, meta);
+}
+
+/* Takes `label` out of the tail: the last entry moves into its place. */
+static void tail_remove(st_coll *c, size_t label)
+{
+    size_t dim = c->spec.dimension;
+    uint32_t at = c->tail_at[label], last = (uint32_t)--c->n_tail;
+    c->tail_at[label] = ST_NOT_PENDING;
+    if (at == last)
+        return;
+    int64_t moved = c->tail_labels[last];
+    c->tail_labels[at] = moved;
+    memcpy(c->tail_raw + at * dim, c->tail_raw + last * dim, dim * sizeof(float));
+    memcpy(c->tail_prep + at * dim, c->tail_prep + last * dim, dim * sizeof(float));
+    c->tail_at[moved] = at;
 }
 
 int st__coll_unset(st_coll *c, size_t label, st_error *err)
 {
     if (label >= c->n_labels || !c->live[label])
         return 0;
-    hnsw_error herr;
-    if (!c->index)
-        return st__fail(err, ST_ERR_NOMEM, c->spec.name, "the index could not be reloaded after a failure");
-    if (hnsw_delete(c->index, (int64_t)label, &herr) != HNSW_OK)
-        return st__fail(err, herr.code == HNSW_ENOMEM ? ST_ERR_NOMEM : SQLITE_CORRUPT, c->spec.name, herr.msg);
+    if (c->tail_at[label] != ST_NOT_PENDING) {
+        tail_remove(c, label);
+    } else {
+        hnsw_error herr;
+        if (!c->index)
+            return st__fail(err, ST_ERR_NOMEM, c->spec.name, "the index could not be reloaded after a failure");
+        if (hnsw_delete(c->index, (int64_t)label, &herr) != HNSW_OK)
+            return st__fail(err, herr.code == HNSW_ENOMEM ? ST_ERR_NOMEM : SQLITE_CORRUPT, c->spec.name, herr.msg);
+    }
     c->live[label] = 0;
     json_decref(c->meta[label]);
     c->meta[label] = NULL;
@@ -145,7 +191,83 @@ int st__coll_unset(st_coll *c, size_t label, st_error *err)
     return 0;
 }
 
-/* Builds the index afresh from the documents (when the stored records are unusable). */
+int st__coll_index_one(st_coll *c, st_error *err)
+{
+    pthread_rwlock_wrlock(&c->lock);
+    int rc = 0;
+    if (c->n_tail && c->index) {
+        size_t at = c->n_tail - 1, dim = c->spec.dimension;
+        int64_t label = c->tail_labels[at];
+        hnsw_error herr;
+        if (hnsw_insert(c->index, label, c->tail_raw + at * dim, &herr) == HNSW_OK) {
+            tail_remove(c, (size_t)label);
+            rc = 1;
+        } else {
+            rc = st__fail(err, herr.code == HNSW_ENOMEM ? ST_ERR_NOMEM : SQLITE_CORRUPT, c->spec.name, herr.msg);
+        }
+    }
+    pthread_rwlock_unlock(&c->lock);
+    return rc;
+}
+
+/* One row as loaded: into the graph when it has a record (rec != NULL), else into the tail;
+ * its metadata parsed beside it. Returns 0, or -1 when the row or record is unusable or
+ * memory runs out. */
+static int load_row(st_coll *c, sqlite3_stmt *st, int with_records, hnsw_error *herr)
+{
+    int64_t label = sqlite3_column_int64(st, 0);
+    size_t bytes = c->spec.dimension * sizeof(float);
+    const char *meta = (const char *)sqlite3_column_text(st, 2);
+    int has_rec = with_records && sqlite3_column_type(st, 3) == SQLITE_BLOB;
+    if (label < 0 || label >= (int64_t)ST_NOT_PENDING || (size_t)sqlite3_column_bytes(st, 1) != bytes)
+        return -1;
+    const float *vec = sqlite3_column_blob(st, 1);
+    float *copy = has_rec ? NULL : malloc(bytes);
+    json_t *m = NULL;
+    int ok = (has_rec || copy) && (!meta || (m = json_loadb(meta, (size_t)sqlite3_column_bytes(st, 2), 0, NULL))) &&
+             st__coll_reserve(c, (size_t)label, 1) == 0;
+    if (ok && has_rec)
+        ok = hnsw_load_add(c->index, label, vec, sqlite3_column_blob(st, 3), (size_t)sqlite3_column_bytes(st, 3),
+                           herr) == HNSW_OK;
+    if (ok && !has_rec) { /* a vector that cannot be prepared was never acknowledged */
+        memcpy(copy, vec, bytes);
+        ok = dist_prepare((dist_metric)c->spec.distance, copy, c->spec.dimension) == 0;
+        if (ok)
+            st__coll_pend(c, (size_t)label, vec, m);
+    }
+    if (ok && has_rec)
+        set_live(c, (size_t)label, m);
+    if (!ok)
+        json_decref(m);
+    free(copy);
+    return ok ? 0 : -1;
+}
+
+/* Reads every row of the collection (with its node record when with_records) through
+ * load_row. Returns 0, 1 when a row or record is unusable, -1 on a database error. */
+static int load_rows(sqlite3 *conn, st_coll *c, int with_records, st_error *err)
+{
+    sqlite3_stmt *st;
+    const char *sql = with_records
+                          ? "SELECT d.label, d.vector, d.metadata, n.record FROM documents d "
+                            "LEFT JOIN index_nodes n ON n.collection_id = d.collection_id AND n.label = d.label "
+                            "WHERE d.collection_id = ?1"
+                          : "SELECT label, vector, metadata FROM documents WHERE collection_id = ?1";
+    if (sqlite3_prepare_v2(conn, sql, -1, &st, NULL) != SQLITE_OK)
+        return st__sqlite_fail(conn, err, "loading an index");
+    sqlite3_bind_int64(st, 1, c->id);
+    int rc, bad = 0;
+    hnsw_error herr;
+    while (!bad && (rc = sqlite3_step(st)) == SQLITE_ROW)
+        bad = load_row(c, st, with_records, &herr) != 0;
+    sqlite3_finalize(st);
+    if (bad)
+        return 1;
+    return rc == SQLITE_DONE ? 0 : st__sqlite_fail(conn, err, "loading an index");
+}
+
+/* Starts the index afresh (when the stored records are unusable): the records are dropped
+ * and every document goes into the tail, for the indexer to insert. */
 static int coll_rebuild(sqlite3 *conn, st_coll *c, st_error *err)
 {
     coll_clear(c);
@@ -154,36 +276,25 @@ static int coll_rebuild(sqlite3 *conn, st_coll *c, st_error *err)
     hnsw_error herr;
     if (hnsw_create(&p, &c->index, &herr) != HNSW_OK)
         return st__fail(err, ST_ERR_NOMEM, c->spec.name, herr.msg);
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(conn, "SELECT label, vector, metadata FROM documents WHERE collection_id = ?1", -1, &st,
-                           NULL) != SQLITE_OK)
-        return st__sqlite_fail(conn, err, "rebuilding an index");
-    sqlite3_bind_int64(st, 1, c->id);
-    int rc, bad = 0;
-    size_t bytes = c->spec.dimension * sizeof(float);
-    while (!bad && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        int64_t label = sqlite3_column_int64(st, 0);
-        const char *meta = (const char *)sqlite3_column_text(st, 2);
-        float *vec = malloc(bytes);
-        if (label < 0 || (size_t)sqlite3_column_bytes(st, 1) != bytes)
-            bad = st__fail(err, SQLITE_CORRUPT, c->spec.name, "a stored vector has the wrong size");
-        else if (!vec)
-            bad = st__fail(err, ST_ERR_NOMEM, c->spec.name, "out of memory");
-        else
-            bad = st__coll_set(c, (size_t)label, memcpy(vec, sqlite3_column_blob(st, 1), bytes), meta,
-                           meta ? (size_t)sqlite3_column_bytes(st, 2) : 0, err);
-        free(vec);
-    }
-    sqlite3_finalize(st);
-    if (bad)
-        return -1;
+    /* Best effort: should this fail, the next start-up finds the records inconsistent again
+     * and rebuilds again. */
+    char sql[160];
+    snprintf(sql, sizeof sql,
+             "BEGIN IMMEDIATE; DELETE FROM index_nodes WHERE collection_id = %lld; "
+             "UPDATE collections SET index_header = NULL WHERE id = %lld; COMMIT",
+             (long long)c->id, (long long)c->id);
+    if (sqlite3_exec(conn, sql, NULL, NULL, NULL) != SQLITE_OK)
+        sqlite3_exec(conn, "ROLLBACK", NULL, NULL, NULL);
+    int rc = load_rows(conn, c, 0, err);
+    if (rc > 0)
+        return st__fail(err, SQLITE_CORRUPT, c->spec.name, "a stored vector has the wrong size or is not finite");
     c->index_state = "rebuilt";
-    return rc == SQLITE_DONE ? 0 : st__sqlite_fail(conn, err, "rebuilding an index");
+    return rc;
 }
 
-/* Loads the index from its header and node records (no distance is computed); falls back to
- * a rebuild when they are missing or inconsistent. The caller holds the write lock or is the
- * only user. */
+/* Loads the graph from its header and node records (no distance is computed) and puts every
+ * row without a record into the tail; falls back to a rebuild when the records are
+ * inconsistent. The caller holds index_mu and the write lock, or is the only user. */
 int st__coll_load(sqlite3 *conn, st_coll *c, st_error *err)
 {
     coll_clear(c);
@@ -196,34 +307,23 @@ int st__coll_load(sqlite3 *conn, st_coll *c, st_error *err)
     int ok = has_header && hnsw_load_begin(sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0),
                                            &c->index, &herr) == HNSW_OK;
     sqlite3_finalize(st);
-    if (!ok) { /* never written (an empty collection: nothing to rebuild), or unreadable */
-        int rc = coll_rebuild(conn, c, err);
-        if (rc == 0 && !has_header)
-            c->index_state = "ready";
+    if (has_header && !ok)
+        return coll_rebuild(conn, c, err);
+    if (!has_header) { /* nothing indexed yet: every row is in the tail */
+        hnsw_params p;
+        index_params(&c->spec, &p);
+        if (hnsw_create(&p, &c->index, &herr) != HNSW_OK)
+            return st__fail(err, ST_ERR_NOMEM, c->spec.name, herr.msg);
+        int rc = load_rows(conn, c, 0, err);
+        if (rc > 0)
+            return coll_rebuild(conn, c, err);
+        c->index_state = c->count ? "loaded" : "ready";
         return rc;
     }
-    if (sqlite3_prepare_v2(conn,
-                           "SELECT d.label, d.vector, d.metadata, n.record FROM documents d "
-                           "LEFT JOIN index_nodes n ON n.collection_id = d.collection_id AND n.label = d.label "
-                           "WHERE d.collection_id = ?1",
-                           -1, &st, NULL) != SQLITE_OK)
-        return st__sqlite_fail(conn, err, "loading an index");
-    sqlite3_bind_int64(st, 1, c->id);
-    int rc;
-    size_t bytes = c->spec.dimension * sizeof(float);
-    while (ok && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        int64_t label = sqlite3_column_int64(st, 0);
-        const char *meta = (const char *)sqlite3_column_text(st, 2);
-        ok = label >= 0 && (size_t)sqlite3_column_bytes(st, 1) == bytes &&
-             sqlite3_column_type(st, 3) == SQLITE_BLOB &&
-             hnsw_load_add(c->index, label, sqlite3_column_blob(st, 1), sqlite3_column_blob(st, 3),
-                           (size_t)sqlite3_column_bytes(st, 3), &herr) == HNSW_OK &&
-             coll_set_meta(c, (size_t)label, meta, meta ? (size_t)sqlite3_column_bytes(st, 2) : 0) == 0;
-    }
-    sqlite3_finalize(st);
-    if (ok && rc != SQLITE_DONE)
-        return st__sqlite_fail(conn, err, "loading an index");
-    if (ok && hnsw_load_finish(c->index, &herr) == HNSW_OK) {
+    int rc = load_rows(conn, c, 1, err);
+    if (rc < 0)
+        return rc;
+    if (rc == 0 && hnsw_load_finish(c->index, &herr) == HNSW_OK) {
         c->index_state = "loaded";
         return 0;
     }

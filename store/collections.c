@@ -142,6 +142,8 @@ static void spec_of(st_coll *c, st_collection *out)
     *out = c->spec;
     pthread_rwlock_rdlock(&c->lock);
     out->count = c->count;
+    out->pending = (int64_t)c->n_tail;
+    out->indexed = c->count - out->pending;
     snprintf(out->index_state, sizeof out->index_state, "%s", c->index_state);
     pthread_rwlock_unlock(&c->lock);
 }

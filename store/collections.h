@@ -4,12 +4,15 @@
  *
  * A collection has a fixed dimension and distance. A document is (id, text?, metadata?,
  * vector): its id is an integer or a string and keeps that type, so 7 and "7" are two
- * documents. Every batch of upserts is one SQLite transaction that writes the rows, the
- * FTS5 entries and the ANN index's changed nodes together: once st_upsert returns 0 the
- * batch survives kill -9, and when it fails nothing of it is visible (the in-memory index
- * is reloaded from the database). On st_open every collection's HNSW index loads from its
- * stored node records (hnsw.h), resolving labels only; should they be unusable it is
- * rebuilt from the documents and says so in index_state.
+ * documents. Every batch of upserts is one SQLite transaction that writes the rows and the
+ * FTS5 entries together: once st_upsert returns 0 the batch survives kill -9 and every
+ * search sees it, and when it fails nothing of it is visible. The vectors are then inserted
+ * into the collection's HNSW graph by a background thread, which commits their node records
+ * as it goes; until then they wait in the collection's tail, which every dense search scans
+ * exactly beside the graph walk (counts: indexed and pending). On st_open every
+ * collection's graph loads from its stored node records (hnsw.h), resolving labels only, and
+ * the documents without a record join the tail; should the records be unusable, every
+ * document does (the graph is rebuilt in the background) and index_state says so.
  *
  * Scores are higher-is-better for every distance: cosine similarity, dot product, and the
  * negated Euclidean distance for l2. Keyword scores are FTS5's BM25 negated (higher is
@@ -61,6 +64,8 @@ typedef struct {
     char index_state[16];        /* (filled by get/list) "ready" (built by this process),
                                   * "loaded" (from its stored nodes at start-up, no rebuild) or
                                   * "rebuilt" (the stored nodes were unusable) */
+    int64_t indexed, pending;    /* (filled by get/list) documents in the graph, and in the
+                                  * tail waiting for the indexer; they sum to count */
 } st_collection;
 
 /* 1 when `name` follows the collection name rule above. */

@@ -1,6 +1,8 @@
-/* documents.c — documents: batch upserts that write the rows, the FTS5 entries and the
- * index's changed records in one transaction (and reload the collection when it fails),
- * reading one back, and deleting one. */
+/* documents.c — documents: batch upserts that write the rows and the FTS5 entries in one
+ * transaction and hand the vectors to the tail (the indexer inserts them into the graph
+ * later), reading one back, and deleting one. A write that changes the graph itself (a
+ * delete, or a new vector for an indexed document) commits the changed node records in its
+ * own transaction, and reloads the collection when that fails. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,8 +62,10 @@ static int step_done(sqlite3_stmt *st)
     return rc == SQLITE_DONE ? 0 : -1;
 }
 
-/* Writes one document's rows; *label receives its label (existing or new). */
-static int write_doc(upsert_stmts *s, int64_t cid, unsigned dim, const st_doc *d, int64_t *next_label, int64_t *label)
+/* Writes one document's rows; *label receives its label (existing or new), *existed 1 when
+ * the row was there before. */
+static int write_doc(upsert_stmts *s, int64_t cid, unsigned dim, const st_doc *d, int64_t *next_label, int64_t *label,
+                     int *existed)
 {
     sqlite3_bind_int64(s->find, 1, cid);
     bind_id(s->find, 2, &d->id);
@@ -74,6 +78,7 @@ static int write_doc(upsert_stmts *s, int64_t cid, unsigned dim, const st_doc *d
         return -1;
     if (!exists)
         *label = (*next_label)++;
+    *existed = exists;
     sqlite3_stmt *w = exists ? s->update : s->insert;
     sqlite3_bind_int64(w, 1, cid);
     sqlite3_bind_int64(w, 2, *label);
@@ -117,10 +122,7 @@ static int next_label_of(sqlite3 *conn, int64_t cid, int64_t *out)
     return ok ? 0 : -1;
 }
 
-/* The end of every write transaction, after the rows and the in-memory change (`touched`):
- * the index's changed records, then COMMIT; on any failure ROLLBACK, and the collection
- * reloads from what the database holds, so nothing of the failed write stays visible. */
-static int finish_write(st_db *db, st_coll *c, int rc, int touched, st_error *err)
+int st__finish_write(st_db *db, st_coll *c, int rc, int touched, st_error *err)
 {
     if (rc == 0 && touched)
         rc = st__coll_write_index(db->conn, c, err);
@@ -162,6 +164,15 @@ static int check_docs(const st_coll *c, const st_doc *docs, size_t n, st_error *
     return 0;
 }
 
+/* Parses each document's metadata (NULL when it has none) into metas[0..n). */
+static int parse_metas(const st_doc *docs, size_t n, json_t **metas, const char *collection, st_error *err)
+{
+    for (size_t i = 0; i < n; i++)
+        if (docs[i].metadata && !(metas[i] = json_loadb(docs[i].metadata, docs[i].metadata_len, 0, NULL)))
+            return st__fail(err, ST_ERR_NOMEM, collection, "out of memory (or unreadable metadata)");
+    return 0;
+}
+
 int st_upsert(st_db *db, const char *collection, unsigned dimension, const st_doc *docs, size_t n, st_error *err)
 {
     err->code = 0;
@@ -177,20 +188,28 @@ int st_upsert(st_db *db, const char *collection, unsigned dimension, const st_do
         return -1;
     }
     int64_t *labels = malloc((n ? n : 1) * sizeof *labels);
-    if (!labels) {
+    json_t **metas = calloc(n ? n : 1, sizeof *metas);
+    if (!labels || !metas) {
+        free(labels);
+        free(metas);
         st__coll_put(c);
         return st__fail(err, ST_ERR_NOMEM, collection, "out of memory");
     }
     pthread_mutex_lock(&db->write_mu);
     upsert_stmts s = {0};
-    int64_t next = 0;
-    int touched = 0; /* the in-memory index has changed */
+    int64_t next = 0, max_label = 0;
+    int replaces = 0; /* some document existed: its label may be in the graph or the tail */
+    int touched = 0;  /* the graph has changed (index_mu held) */
     int rc = atomic_load(&c->deleted) ? st__fail(err, ST_ERR_NOT_FOUND, collection, "no such collection")
                                       : st__exec(db->conn, "BEGIN IMMEDIATE", err, "upserting");
     if (rc == 0) {
         rc = prepare_upsert(db->conn, c->id, &s) == 0 && next_label_of(db->conn, c->id, &next) == 0 ? 0 : -1;
-        for (size_t i = 0; rc == 0 && i < n; i++)
-            rc = write_doc(&s, c->id, dimension, &docs[i], &next, &labels[i]);
+        for (size_t i = 0; rc == 0 && i < n; i++) {
+            int existed = 0;
+            rc = write_doc(&s, c->id, dimension, &docs[i], &next, &labels[i], &existed);
+            replaces |= existed;
+            max_label = labels[i] > max_label ? labels[i] : max_label;
+        }
         if (rc == 0) {
             sqlite3_bind_int64(s.next, 1, c->id);
             sqlite3_bind_int64(s.next, 2, next);
@@ -199,19 +218,42 @@ int st_upsert(st_db *db, const char *collection, unsigned dimension, const st_do
         if (rc != 0)
             st__sqlite_fail(db->conn, err, "upserting");
         finalize_upsert(&s);
+        if (rc == 0)
+            rc = parse_metas(docs, n, metas, collection, err);
     }
     if (rc == 0) {
-        touched = 1;
-        /* One document at a time under the write lock, so a search waits for one insert at
-         * most, not for the whole batch. */
-        for (size_t i = 0; rc == 0 && i < n; i++) {
-            pthread_rwlock_wrlock(&c->lock);
-            rc = st__coll_set(c, (size_t)labels[i], docs[i].vector, docs[i].metadata, docs[i].metadata_len, err);
-            pthread_rwlock_unlock(&c->lock);
+        /* New labels are nobody's but ours; a replaced one may be moving from the tail into
+         * the graph, so the indexer waits while it is dealt with. A replaced vector that is
+         * in the graph leaves it now (and its node record with this transaction). */
+        if (replaces) {
+            pthread_mutex_lock(&c->index_mu);
+            touched = 1;
         }
+        pthread_rwlock_wrlock(&c->lock);
+        if (st__coll_reserve(c, (size_t)max_label, n) != 0)
+            rc = st__fail(err, ST_ERR_NOMEM, collection, "out of memory");
+        for (size_t i = 0; rc == 0 && replaces && i < n; i++)
+            if (st__coll_indexed(c, (size_t)labels[i]))
+                rc = st__coll_unset(c, (size_t)labels[i], err);
+        pthread_rwlock_unlock(&c->lock);
     }
-    rc = finish_write(db, c, rc, touched, err);
+    rc = st__finish_write(db, c, rc, touched, err);
+    if (rc == 0) { /* committed: room was reserved, so this cannot fail */
+        pthread_rwlock_wrlock(&c->lock);
+        for (size_t i = 0; i < n; i++) {
+            st__coll_pend(c, (size_t)labels[i], docs[i].vector, metas[i]);
+            metas[i] = NULL;
+        }
+        pthread_rwlock_unlock(&c->lock);
+    }
+    if (touched)
+        pthread_mutex_unlock(&c->index_mu);
     pthread_mutex_unlock(&db->write_mu);
+    if (rc == 0)
+        st__indexer_wake(db);
+    for (size_t i = 0; i < n; i++)
+        json_decref(metas[i]);
+    free(metas);
     free(labels);
     st__coll_put(c);
     return rc;
@@ -340,12 +382,15 @@ int st_document_delete(st_db *db, const char *collection, const st_id *id, st_er
             snprintf(sql, sizeof sql, "DELETE FROM fts_%lld WHERE rowid = %lld", (long long)c->id, (long long)label);
             rc = st__exec(db->conn, sql, err, "deleting a document");
         }
+        /* The label may be in the graph or on its way there: the indexer waits. */
+        pthread_mutex_lock(&c->index_mu);
         if (rc == 0 && label >= 0) {
             pthread_rwlock_wrlock(&c->lock);
             rc = st__coll_unset(c, (size_t)label, err);
             pthread_rwlock_unlock(&c->lock);
         }
-        rc = finish_write(db, c, rc, label >= 0, err);
+        rc = st__finish_write(db, c, rc, label >= 0, err);
+        pthread_mutex_unlock(&c->index_mu);
     }
     pthread_mutex_unlock(&db->write_mu);
     st__coll_put(c);

@@ -37,7 +37,7 @@
  * Persistence (formats below, all integers little-endian)
  *   The index remembers which nodes changed since hnsw_clear_dirty: inserted nodes, nodes
  *   whose neighbour lists changed (new links, pruning, delete repairs), and deleted labels.
- *   After a batch the caller, inside the same SQLite transaction as the documents, writes
+ *   After a batch of changes the caller, inside one SQLite transaction, writes
  *   hnsw_node_record for each dirty live label, drops the record of each deleted label
  *   (hnsw_dirty_foreach reports both), writes hnsw_header_record, commits, then calls
  *   hnsw_clear_dirty. If the transaction fails, the caller destroys the index and reloads it

@@ -45,11 +45,21 @@ static double estimate_passing(const st_coll *c, const st_filter *f)
     return seen ? (double)pass / (double)seen * (double)c->count : 0;
 }
 
-/* Dense ranking: up to k hits for the query vector, best first. The HNSW walk evaluates the
- * filter on each node it visits; exact search is used instead when asked, when the
- * collection is small, when few documents pass the filter (a filtered walk would visit most
- * of the graph), and whenever the walk comes back short of k (so top_k is filled whenever k
- * documents pass). */
+static int by_score(const void *a, const void *b)
+{
+    const dist_hit *x = a, *y = b;
+    if (x->score != y->score)
+        return x->score < y->score ? 1 : -1;
+    return (x->label > y->label) - (x->label < y->label);
+}
+
+/* Dense ranking: up to k hits for the query vector, best first: the graph's, merged with an
+ * exact scan of the tail (the documents the indexer has not reached; a label is in one or
+ * the other). The HNSW walk evaluates the filter on each node it visits; exact search of
+ * the graph's vectors is used instead when asked, when the collection is small, when few
+ * documents pass the filter (a filtered walk would visit most of the graph), and whenever
+ * the walk comes back short of k (so top_k is filled whenever k documents pass). out has
+ * room for 2k hits. */
 static int dense(st_coll *c, const st_query *q, size_t k, dist_hit *out, size_t *n, st_error *err)
 {
     size_t dim = c->spec.dimension;
@@ -80,6 +90,13 @@ static int dense(st_coll *c, const st_query *q, size_t k, dist_hit *out, size_t 
     }
     if (exact && rc == HNSW_OK)
         rc = hnsw_search_exact(c->index, query, k, accept, &a, out, n, &herr);
+    if (rc == HNSW_OK && c->n_tail) {
+        *n += dist_exact_topk((dist_metric)c->spec.distance, c->tail_prep, c->tail_labels, NULL, c->n_tail, dim,
+                              query, k, accept, &a, out + *n);
+        qsort(out, *n, sizeof *out, by_score);
+        if (*n > k)
+            *n = k;
+    }
     pthread_rwlock_unlock(&c->lock);
     free(query);
     if (rc != HNSW_OK)
@@ -167,14 +184,6 @@ static int keyword(st_db *db, st_coll *c, const st_query *q, size_t k, dist_hit 
     return rc == SQLITE_OK || rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
 }
 
-static int by_score(const void *a, const void *b)
-{
-    const dist_hit *x = a, *y = b;
-    if (x->score != y->score)
-        return x->score < y->score ? 1 : -1;
-    return (x->label > y->label) - (x->label < y->label);
-}
-
 /* Reciprocal rank fusion of two rankings into out (room for na + nb); returns the count. */
 static size_t fuse(const dist_hit *a, size_t na, const dist_hit *b, size_t nb, dist_hit *out)
 {
@@ -252,7 +261,7 @@ int st_search(st_db *db, const char *collection, const st_query *q, st_record **
         return st__fail(err, ST_ERR_INVALID, "vector", "the query vector's dimension differs from the collection's");
     }
     size_t depth = q->mode == ST_MODE_HYBRID ? (q->top_k > FUSION_DEPTH ? q->top_k : FUSION_DEPTH) : q->top_k;
-    dist_hit *a = malloc(depth * sizeof *a), *b = malloc(depth * sizeof *b), *fused = malloc(2 * depth * sizeof *fused);
+    dist_hit *a = malloc(2 * depth * sizeof *a), *b = malloc(depth * sizeof *b), *fused = malloc(2 * depth * sizeof *fused);
     size_t na = 0, nb = 0, n = 0;
     int rc = a && b && fused ? 0 : st__fail(err, ST_ERR_NOMEM, collection, "out of memory");
     if (rc == 0 && q->mode != ST_MODE_KEYWORD)

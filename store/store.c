@@ -200,6 +200,8 @@ int st_open(const char *dir, st_db **out, st_error *err)
     pthread_mutex_init(&db->pool_mu, NULL);
     pthread_cond_init(&db->pool_cv, NULL);
     pthread_mutex_init(&db->reg_mu, NULL);
+    pthread_mutex_init(&db->idx_mu, NULL);
+    pthread_cond_init(&db->idx_cv, NULL);
     if (snprintf(db->path, sizeof db->path, "%s/ragd.db", dir) >= (int)sizeof db->path) {
         st_close(db);
         return st__fail(err, -1, dir, "path too long");
@@ -220,7 +222,7 @@ int st_open(const char *dir, st_db **out, st_error *err)
         st_close(db);
         return -1;
     }
-    if (migrate(db, err) != 0 || st__load_collections(db, err) != 0) {
+    if (migrate(db, err) != 0 || st__load_collections(db, err) != 0 || st__indexer_start(db, err) != 0) {
         st_close(db);
         return -1;
     }
@@ -232,6 +234,7 @@ void st_close(st_db *db)
 {
     if (!db)
         return;
+    st__indexer_stop(db);
     st__free_collections(db);
     for (int i = 0; i < db->n_idle; i++)
         sqlite3_close(db->readers[i]);
@@ -240,6 +243,8 @@ void st_close(st_db *db)
     pthread_mutex_destroy(&db->pool_mu);
     pthread_cond_destroy(&db->pool_cv);
     pthread_mutex_destroy(&db->reg_mu);
+    pthread_mutex_destroy(&db->idx_mu);
+    pthread_cond_destroy(&db->idx_cv);
     free(db);
 }
 

@@ -1,12 +1,21 @@
 /*
  * store_internal.h — what the files of store/ share and nobody else sees: the database
- * handle, its reader pool and collection registry, and small SQLite helpers.
+ * handle, its reader pool, collection registry and indexer thread, and small SQLite helpers.
  *
  * Locks, always taken in this order and never the other way round:
  *   write_mu (the one writer connection and every transaction on it)
- *     -> a collection's rwlock (its in-memory index and metadata; writer-preferring, taken
- *        for one document at a time, so searches interleave with a batch being applied)
- *   reg_mu and pool_mu are leaves: held for a few instructions, never while taking another.
+ *     -> a collection's index_mu (whoever changes its HNSW graph, from the change until the
+ *        changed records are committed: the indexer inserting, a writer deleting)
+ *       -> a collection's rwlock (its in-memory index, tail and metadata; writer-preferring,
+ *          taken for one document at a time, so searches interleave with writes)
+ *   reg_mu, pool_mu and idx_mu are leaves: held for a few instructions, never while taking
+ *   another.
+ *
+ * Indexing is asynchronous. A batch is acknowledged once its rows and FTS5 entries commit;
+ * its vectors then wait in the collection's tail (searched exactly, beside the graph) until
+ * the indexer thread inserts them into the graph and commits their node records. A label is
+ * in exactly one of the two places, moved under the write lock, so a search sees every
+ * committed document once. On disk, a row without a node record is in the tail.
  */
 #ifndef RAGD_STORE_INTERNAL_H
 #define RAGD_STORE_INTERNAL_H
@@ -31,28 +40,63 @@ typedef struct {
     atomic_int refs;            /* the registry holds one; each user holds one */
     atomic_int deleted;         /* set (under write_mu) when the collection is deleted while
                                  * others may still hold a reference */
+    pthread_mutex_t index_mu;   /* see the lock order above */
     pthread_rwlock_t lock;
-    hnsw *index;                /* the documents' vectors and graph, by label */
+    hnsw *index;                /* the indexed documents' vectors and graph, by label */
     const char *index_state;    /* "ready", "loaded" (from its records) or "rebuilt" */
     size_t n_labels, cap;       /* labels 0..n_labels-1 have slots below */
     unsigned char *live;        /* [cap] 1 when the label is a current document */
     json_t **meta;              /* [cap] parsed metadata, NULL when none */
-    int64_t count;              /* live documents */
+    uint32_t *tail_at;          /* [cap] the label's place in the tail, or ST_NOT_PENDING */
+    int64_t count;              /* live documents (indexed + pending) */
+    /* The tail: committed documents not yet in the graph, in no particular order. */
+    size_t n_tail, tail_cap;
+    int64_t *tail_labels;       /* [tail_cap] */
+    float *tail_raw;            /* [tail_cap, dim] the vectors as given (what the index inserts) */
+    float *tail_prep;           /* [tail_cap, dim] the same, dist_prepare'd (what search scans) */
 } st_coll;
+
+#define ST_NOT_PENDING UINT32_MAX
 
 /* ---- coll_index.c ---- */
 
 /* A collection with an empty index. NULL when out of memory or (err filled) when the
  * parameters are out of the index's range. */
 st_coll *st__coll_new(int64_t id, const st_collection *spec, st_error *err);
-/* Puts a document at `label`: its vector into the index, its metadata beside it; removes
- * one. The caller holds the write lock. */
-int st__coll_set(st_coll *c, size_t label, const float *vec, const char *meta, size_t meta_len, st_error *err);
+/* Room for labels up to max_label and for `extra` more documents in the tail, so that
+ * st__coll_pend cannot fail. Write lock held. Returns 0, or -1 when out of memory. */
+int st__coll_reserve(st_coll *c, size_t max_label, size_t extra);
+/* Makes `label` a current document with metadata `meta` (parsed; ownership passes) and
+ * vector vec (finite; non-zero under cosine) waiting in the tail, replacing what the label
+ * had there. The label must not be in the index (1 from st__coll_indexed: delete it first).
+ * Write lock held, room reserved. */
+void st__coll_pend(st_coll *c, size_t label, const float *vec, json_t *meta);
+/* 1 when `label` is in the index (as opposed to the tail or nowhere). Any lock held. */
+int st__coll_indexed(const st_coll *c, size_t label);
+/* Indexes the newest tail document (index_mu held; takes the write lock for the insert).
+ * Returns 1 when one was indexed, 0 when the tail is empty, -1 (err filled) when out of
+ * memory: the document stays in the tail. */
+int st__coll_index_one(st_coll *c, st_error *err);
+/* Removes a document, from the tail or the index (the latter needs index_mu). Write lock held. */
 int st__coll_unset(st_coll *c, size_t label, st_error *err);
-/* (Re)loads the collection through `conn` (caller holds the write lock or is the only user). */
+/* (Re)loads the collection through `conn`: the graph from its records, every row without
+ * one into the tail. The caller holds index_mu and the write lock, or is the only user. */
 int st__coll_load(sqlite3 *conn, st_coll *c, st_error *err);
-/* Writes the index's changes since the last clear inside the caller's transaction. */
+/* Writes the index's changes since the last clear inside the caller's transaction
+ * (index_mu held). */
 int st__coll_write_index(sqlite3 *conn, st_coll *c, st_error *err);
+/* Ends a write transaction that may have changed the index (`touched`, index_mu held):
+ * the changed records when rc == 0, COMMIT, clearing the index's changes; on any failure
+ * ROLLBACK and a reload, so nothing of it stays visible. Returns rc or the failure. */
+int st__finish_write(st_db *db, st_coll *c, int rc, int touched, st_error *err);
+
+/* ---- indexer.c ---- */
+
+/* The indexer thread: inserts tail documents into their collection's graph and commits their
+ * node records every ST_FLUSH_EVERY inserts and when the tail is empty. */
+int st__indexer_start(st_db *db, st_error *err);
+void st__indexer_stop(st_db *db); /* after its current insert; commits what it indexed */
+void st__indexer_wake(st_db *db);
 
 /* The collection named `name` with a reference taken, or NULL (ST_ERR_NOT_FOUND in err). */
 st_coll *st__coll_get(st_db *db, const char *name, st_error *err);
@@ -90,6 +134,12 @@ struct st_db {
     pthread_mutex_t reg_mu;   /* the collections, by name; each holds a reference */
     st_coll **colls;
     size_t n_colls, cap_colls;
+
+    pthread_mutex_t idx_mu;   /* the indexer thread's wake-ups */
+    pthread_cond_t idx_cv;
+    int idx_work, idx_started;
+    atomic_int idx_stop;
+    pthread_t indexer;
 };
 
 int st__fail(st_error *err, int code, const char *what, const char *detail);

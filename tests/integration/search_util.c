@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* POSTs a jansson body (stolen). */
 it_response post_json(const it_server *s, const char *path, json_t *body)
@@ -54,6 +55,27 @@ long count_of(const it_server *s, const char *name)
     long n = r.status == 200 ? (long)json_integer_value(json_object_get(r.json, "count")) : -1;
     it_free(&r);
     return n;
+}
+
+long wait_indexed(const it_server *s, const char *name)
+{
+    char path[128];
+    snprintf(path, sizeof path, "/collections/%s", name);
+    for (int i = 0; i < 6000; i++) {
+        it_response r = it_get(s, path);
+        json_int_t count = json_integer_value(json_object_get(r.json, "count")),
+                   indexed = json_integer_value(json_object_get(r.json, "indexed_vectors_count")),
+                   pending = json_integer_value(json_object_get(r.json, "pending_vectors_count"));
+        int ok = r.status == 200 && json_is_integer(json_object_get(r.json, "pending_vectors_count")) &&
+                 indexed + pending == count;
+        it_free(&r);
+        if (!ok)
+            return -1;
+        if (pending == 0)
+            return (long)indexed;
+        usleep(10000);
+    }
+    return -1;
 }
 
 json_t *vec_json(const float *v, int dim)

@@ -21,6 +21,9 @@ long create(const it_server *s, const char *name, int dim, const char *distance)
 int index_state_is(const it_server *s, const char *name, const char *want);
 /* The collection's document count, or -1. */
 long count_of(const it_server *s, const char *name);
+/* Waits (up to 60 s) until GET /collections/NAME reports nothing pending for the background
+ * indexer; returns indexed_vectors_count, or -1 (also when indexed + pending != count). */
+long wait_indexed(const it_server *s, const char *name);
 json_t *vec_json(const float *v, int dim);
 /* Deterministic pseudo-random values in [-1, 1). */
 float rnd(unsigned *state);

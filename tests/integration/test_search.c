@@ -68,6 +68,8 @@ static void test_collections(void)
     CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(r.json, "distance")), "cosine");
     CU_ASSERT_EQUAL(json_integer_value(json_object_get(json_object_get(r.json, "hnsw"), "m")), 16);
     CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(r.json, "index")), "ready");
+    CU_ASSERT(json_integer_value(json_object_get(r.json, "indexed_vectors_count")) == 0 &&
+              json_integer_value(json_object_get(r.json, "pending_vectors_count")) == 0);
     it_free(&r);
     r = it_post(&srv, "/collections", "{\"name\":\"crud\",\"dimension\":3}");
     CU_ASSERT(it_is_error(&r, 409, "already_exists", "/name"));
@@ -304,6 +306,38 @@ static void test_ids(void)
               fabs(json_number_value(json_object_get(json_array_get(json_object_get(r.json, "results"), 0), "score")) +
                    0.5) < 1e-6);
     it_free(&r);
+}
+
+/* An upsert body of ids and vectors only is scanned straight into the batch; one with
+ * metadata goes through the JSON tree. Both store the same float32 values, bit for bit,
+ * including -0 (an integer to JSON, so 0), denormals, rounding, and integers. */
+static void test_fast_upsert_same_values(void)
+{
+    CU_ASSERT_EQUAL_FATAL(create(&srv, "bits", 8, "l2"), 201);
+    const char *vec = "[-0, 1e-45, 0.1, 3.4028234e38, 1E2, -12, 0.30000000000000004, 123456789]";
+    char body[512];
+    snprintf(body, sizeof body, " {\"documents\" : [ {\"vector\":%s, \"id\": 1},{\"id\":\"two\",\"text\":\"t\",\"vector\":%s}\n]}\n",
+             vec, vec);
+    CU_ASSERT_EQUAL(status_of(it_post(&srv, "/collections/bits/documents", body)), 200);
+    snprintf(body, sizeof body, "{\"documents\":[{\"id\":3,\"metadata\":{},\"vector\":%s}]}", vec);
+    CU_ASSERT_EQUAL(status_of(it_post(&srv, "/collections/bits/documents", body)), 200);
+    char *dumps[3] = {NULL, NULL, NULL};
+    const char *paths[] = {"/collections/bits/documents/1", "/collections/bits/documents/two",
+                           "/collections/bits/documents/3"};
+    for (int i = 0; i < 3; i++) {
+        it_response r = it_get(&srv, paths[i]);
+        CU_ASSERT_EQUAL(r.status, 200);
+        dumps[i] = json_dumps(json_object_get(r.json, "vector"), JSON_COMPACT | JSON_REAL_PRECISION(17));
+        it_free(&r);
+    }
+    CU_ASSERT(dumps[0] && dumps[1] && dumps[2] && !strcmp(dumps[0], dumps[2]) && !strcmp(dumps[1], dumps[2]) &&
+              !strncmp(dumps[2], "[0.0,", 5));
+    for (int i = 0; i < 3; i++)
+        free(dumps[i]);
+    it_response r = it_get(&srv, "/collections/bits/documents/two");
+    CU_ASSERT(r.status == 200 && !strcmp(json_string_value(json_object_get(r.json, "text")), "t"));
+    it_free(&r);
+    CU_ASSERT_EQUAL(count_of(&srv, "bits"), 3);
 }
 
 /* ---- search modes ---- */
@@ -612,6 +646,7 @@ void cu_register(void)
     CU_add_test(s, "collections", test_collections);
     CU_add_test(s, "bad batches write nothing", test_bad_batches);
     CU_add_test(s, "ids keep their type", test_ids);
+    CU_add_test(s, "the fast upsert path stores the same values", test_fast_upsert_same_values);
     CU_add_test(s, "dense, keyword, hybrid", test_modes);
     CU_add_test(s, "filters", test_filters);
     CU_add_test(s, "server-side embedding and rerank", test_embedding_and_rerank);

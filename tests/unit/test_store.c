@@ -1,6 +1,8 @@
 /* test_store.c — the store layer directly: opening the database (WAL, migrations from an
  * older schema, reopening, refusing the future), collections, id typing, atomic batches
- * (a batch that fails half way leaves neither rows nor index entries), filters and search. */
+ * (a batch that fails half way leaves neither rows nor index entries), filters and search,
+ * the index loaded from its records or rebuilt, and the tail of documents not yet indexed
+ * (found by every search, indexed in the background, never stale). */
 #include <math.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -135,6 +137,22 @@ static st_db *fresh(void)
     return st_open(dir, &db, &err) == 0 ? db : NULL;
 }
 
+/* Waits (up to 60 s) until the background indexer has every document of the collection in
+ * its graph; returns the number indexed, or -1. */
+static int64_t wait_indexed(st_db *db, const char *name)
+{
+    st_collection got;
+    st_error err;
+    for (int i = 0; i < 12000; i++) {
+        if (st_collection_get(db, name, &got, &err) != 0 || got.indexed + got.pending != got.count)
+            return -1;
+        if (got.pending == 0)
+            return got.indexed;
+        usleep(5000);
+    }
+    return -1;
+}
+
 static st_id sid(const char *s) { return (st_id){.is_string = 1, .str = s, .len = strlen(s)}; }
 static st_id nid(int64_t v) { return (st_id){.num = v}; }
 
@@ -255,6 +273,7 @@ static void test_failed_batch_leaves_nothing(void)
     snprintf(path, sizeof path, "%s/ragd.db", dir);
     sqlite3 *c;
     CU_ASSERT_EQUAL_FATAL(sqlite3_open(path, &c), SQLITE_OK);
+    sqlite3_busy_timeout(c, 5000); /* the indexer may be committing */
     CU_ASSERT_EQUAL(sqlite3_exec(c,
                                  "CREATE TRIGGER boom BEFORE INSERT ON documents WHEN NEW.id = 'boom' "
                                  "BEGIN SELECT RAISE(ABORT, 'boom'); END;",
@@ -407,6 +426,7 @@ static void test_index_load_and_rebuild(void)
             st_results_free(hits, n);
         }
         CU_ASSERT_EQUAL(found, probes);
+        CU_ASSERT_EQUAL(wait_indexed(db, "ix"), N - (N + 6) / 7); /* so label 10 has its record */
         st_close(db);
         if (pass == 1) {
             sqlite3 *c;
@@ -416,6 +436,118 @@ static void test_index_load_and_rebuild(void)
         }
         CU_ASSERT_EQUAL_FATAL(st_open(dir, &db, &err), 0);
     }
+    st_close(db);
+}
+
+/* Rows committed without a node record (the indexer had not reached them before a kill -9)
+ * are the tail at start-up: the graph still loads from its records, the tail is found by
+ * every search at once and indexed in the background, and the next start-up loads it all. */
+static void test_tail_at_startup(void)
+{
+    st_db *db = fresh();
+    CU_ASSERT_PTR_NOT_NULL_FATAL(db);
+    st_error err;
+    st_collection spec = {.name = "t", .dimension = 8, .distance = ST_L2, .m = 8, .ef_construction = 32};
+    CU_ASSERT_EQUAL_FATAL(st_collection_create(db, &spec, &err), 0);
+    enum { N = 700, EXTRA = 300 };
+    static float vecs[N + EXTRA][8];
+    st_doc docs[N];
+    unsigned seed = 3;
+    for (int i = 0; i < N + EXTRA; i++)
+        for (int d = 0; d < 8; d++) {
+            seed = seed * 1103515245u + 12345u;
+            vecs[i][d] = (float)((seed >> 8) & 0xffff) / 32768.0f - 1.0f;
+        }
+    for (int i = 0; i < N; i++)
+        docs[i] = (st_doc){.id = nid(i), .vector = vecs[i]};
+    CU_ASSERT_EQUAL_FATAL(st_upsert(db, "t", 8, docs, N, &err), 0);
+    CU_ASSERT_EQUAL(wait_indexed(db, "t"), N);
+    st_close(db);
+    /* EXTRA more rows, as a batch acknowledged just before a kill -9 leaves them. */
+    char path[128];
+    snprintf(path, sizeof path, "%s/ragd.db", dir);
+    sqlite3 *c;
+    sqlite3_stmt *st;
+    CU_ASSERT_EQUAL_FATAL(sqlite3_open(path, &c), SQLITE_OK);
+    CU_ASSERT_EQUAL_FATAL(sqlite3_prepare_v2(c,
+                                             "INSERT INTO documents(collection_id, label, id, vector) "
+                                             "VALUES (1, ?1, ?1, ?2)",
+                                             -1, &st, NULL),
+                          SQLITE_OK);
+    sqlite3_exec(c, "BEGIN", NULL, NULL, NULL);
+    for (int i = N; i < N + EXTRA; i++) {
+        sqlite3_bind_int(st, 1, i);
+        sqlite3_bind_blob(st, 2, vecs[i], sizeof vecs[i], SQLITE_STATIC);
+        CU_ASSERT_EQUAL(sqlite3_step(st), SQLITE_DONE);
+        sqlite3_reset(st);
+    }
+    CU_ASSERT_EQUAL(sqlite3_exec(c, "UPDATE collections SET next_label = 1000; COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_finalize(st);
+    sqlite3_close(c);
+    for (int pass = 0; pass < 2; pass++) {
+        CU_ASSERT_EQUAL_FATAL(st_open(dir, &db, &err), 0);
+        st_collection got;
+        CU_ASSERT_EQUAL(st_collection_get(db, "t", &got, &err), 0);
+        CU_ASSERT_STRING_EQUAL(got.index_state, "loaded");
+        CU_ASSERT_EQUAL(got.count, N + EXTRA);
+        CU_ASSERT(got.indexed >= N && got.indexed + got.pending == N + EXTRA);
+        int found = 0;
+        for (int i = 1; i < N + EXTRA; i += 9) { /* each document is its own nearest neighbour */
+            st_query q = {.mode = ST_MODE_DENSE, .vector = vecs[i], .dimension = 8, .top_k = 1};
+            st_record *hits;
+            size_t n;
+            CU_ASSERT_EQUAL_FATAL(st_search(db, "t", &q, &hits, &n, &err), 0);
+            found += n == 1 && hits[0].id.num == i && hits[0].score == 0;
+            st_results_free(hits, n);
+        }
+        CU_ASSERT_EQUAL(found, (N + EXTRA - 1 + 8) / 9);
+        CU_ASSERT_EQUAL(wait_indexed(db, "t"), N + EXTRA);
+        st_close(db);
+    }
+    CU_ASSERT_EQUAL(pragma_int(path, "SELECT count(*) FROM index_nodes"), N + EXTRA);
+}
+
+/* A new vector for a document already in the graph takes it out of the graph at once: no
+ * search returns the old vector's score, before or after the indexer puts it back. */
+static void test_replaced_vector_never_stale(void)
+{
+    st_db *db = fresh();
+    CU_ASSERT_PTR_NOT_NULL_FATAL(db);
+    st_error err;
+    st_collection spec = {.name = "r", .dimension = 4, .distance = ST_L2, .m = 4, .ef_construction = 16};
+    CU_ASSERT_EQUAL_FATAL(st_collection_create(db, &spec, &err), 0);
+    enum { N = 400 };
+    static float vecs[N][4];
+    st_doc docs[N];
+    for (int i = 0; i < N; i++) {
+        for (int d = 0; d < 4; d++)
+            vecs[i][d] = (float)((i * 7 + d * 13) % 101);
+        docs[i] = (st_doc){.id = nid(i), .vector = vecs[i]};
+    }
+    CU_ASSERT_EQUAL_FATAL(st_upsert(db, "r", 4, docs, N, &err), 0);
+    CU_ASSERT_EQUAL_FATAL(wait_indexed(db, "r"), N);
+    float moved[4] = {500, 500, 500, 500};
+    for (int round = 0; round < 2; round++) {
+        st_doc d = {.id = nid(42), .vector = moved};
+        CU_ASSERT_EQUAL_FATAL(st_upsert(db, "r", 4, &d, 1, &err), 0);
+        for (int exact = 0; exact < 2; exact++) {
+            st_query q = {.mode = ST_MODE_DENSE, .vector = vecs[42], .dimension = 4, .top_k = 1, .exact = exact};
+            st_record *hits;
+            size_t n;
+            CU_ASSERT_EQUAL_FATAL(st_search(db, "r", &q, &hits, &n, &err), 0);
+            CU_ASSERT(n == 1 && hits[0].id.num != 42);
+            st_results_free(hits, n);
+            q.vector = moved;
+            CU_ASSERT_EQUAL_FATAL(st_search(db, "r", &q, &hits, &n, &err), 0);
+            CU_ASSERT(n == 1 && hits[0].id.num == 42 && hits[0].score == 0);
+            st_results_free(hits, n);
+        }
+        CU_ASSERT_EQUAL(wait_indexed(db, "r"), N);
+        moved[0] = -500;
+    }
+    st_id gone = nid(42);
+    CU_ASSERT_EQUAL(st_document_delete(db, "r", &gone, &err), 0);
+    CU_ASSERT_EQUAL(wait_indexed(db, "r"), N - 1);
     st_close(db);
 }
 
@@ -514,6 +646,8 @@ void cu_register(void)
     CU_add_test(s, "a failed batch leaves nothing", test_failed_batch_leaves_nothing);
     CU_add_test(s, "search, filters, reopen", test_search_and_reopen);
     CU_add_test(s, "index loads from its records, or is rebuilt", test_index_load_and_rebuild);
+    CU_add_test(s, "rows without records are the tail at start-up", test_tail_at_startup);
+    CU_add_test(s, "a replaced vector is never stale", test_replaced_vector_never_stale);
     CU_add_test(s, "error kinds", test_error_kinds);
     CU_add_test(s, "filters", test_filters);
 }
