@@ -53,6 +53,8 @@ static void run_jobs(void *ctx, void **items, size_t n_jobs)
 int app_encode(srv_req *req, app_model *m, const char *query, const char **texts, const size_t *lens, size_t n,
                const char *pointer, int is_list, int truncate, tok_direction dir, float *out, size_t *tokens)
 {
+    if (srv_req_admit(req, &m->gate, m->name) != 0)
+        return -1;
     tok_encoding *seqs = calloc(n, sizeof *seqs);
     if (!seqs) {
         srv_reply_error(req, SRV_E_OUT_OF_MEMORY, NULL, "out of memory");
