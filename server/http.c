@@ -158,7 +158,8 @@ static int reject_early(srv_req *req)
     }
     srv_metrics_inflight(d->metrics, 1);
     req->inflight_counted = 1;
-    if (srv_metrics_inflight_now(d->metrics) > (long)d->cfg.max_concurrent) {
+    /* The health routes are never turned away: a probe must see the truth under load. */
+    if (!(rt->flags & SRV_ROUTE_PUBLIC) && srv_metrics_inflight_now(d->metrics) > (long)d->cfg.max_concurrent) {
         srv_reply_error(req, SRV_E_OVERLOADED, NULL, "more than %u requests in flight; retry shortly",
                         d->cfg.max_concurrent);
         return 1;
