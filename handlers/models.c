@@ -179,9 +179,9 @@ app_model *app_network_ready(srv_req *req, struct app *app, app_role role)
 {
     app_model *m = app_model_ready(req, app, role);
     if (m && !m->enc && !m->gpt) {
+        /* The directory stays in the server's log: a 5xx body names no server path. */
         srv_reply_error(req, SRV_E_MODEL_NOT_LOADED, NULL,
-                        "the %s directory %s holds a tokenizer but no weights (model.safetensors)",
-                        app_role_names[role], m->dir);
+                        "the %s directory holds a tokenizer but no weights (model.safetensors)", app_role_names[role]);
         return NULL;
     }
     return m;
@@ -203,8 +203,8 @@ app_model *app_model_ready(srv_req *req, struct app *app, app_role role)
                         app_role_names[role]);
         return NULL;
     default:
-        srv_reply_error(req, SRV_E_MODEL_NOT_LOADED, "/model", "the %s failed to load: %s",
-                        app_role_names[role], m->error);
+        srv_reply_error(req, SRV_E_MODEL_NOT_LOADED, "/model", "the %s failed to load (the server log says why)",
+                        app_role_names[role]);
         return NULL;
     }
 }

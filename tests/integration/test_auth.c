@@ -99,6 +99,12 @@ static void test_accepted(void)
             CU_ASSERT(r.status == 200 && !strcmp(json_string_value(json_object_get(r.json, "status")), "ok"));
             it_free(&r);
         }
+    /* A 5xx body names no server path: the generator directory holds a tokenizer only. */
+    it_response g = it_request(&srv, "POST", "/generate", keys[0], "{\"inputs\":\"Hi\"}", 15);
+    CU_ASSERT(it_is_error(&g, 503, "model_not_loaded", NULL));
+    const char *why = json_string_value(json_object_get(g.json, "error"));
+    CU_ASSERT(why && !strstr(why, gpt2) && !strchr(why, '/'));
+    it_free(&g);
     /* /info says auth is on. */
     it_response r = call("/info", keys[0]);
     CU_ASSERT(r.status == 200 && json_is_true(json_object_get(r.json, "auth")));
