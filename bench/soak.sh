@@ -67,7 +67,7 @@ for name, body in bodies.items():
 PY
 
 routes=(embed search generate)
-declare -A cap
+declare -A rate
 loaders=()
 for r in "${routes[@]}"; do
     "$gen" "$base/$r" "$work/$r.json" 20 16 0 >"$work/cap-$r.json" &
@@ -75,7 +75,7 @@ for r in "${routes[@]}"; do
 done
 wait "${loaders[@]}"
 for r in "${routes[@]}"; do
-    cap[$r]=$(/usr/bin/python3 -c "import json,sys; print(max(1, round(json.load(open(sys.argv[1]))['ok_per_s'])))" \
+    rate[$r]=$(/usr/bin/python3 -c "import json,sys; print(max(1, round(2 * json.load(open(sys.argv[1]))['ok_per_s'])))" \
         "$work/cap-$r.json")
 done
 
@@ -87,7 +87,7 @@ done
 sampler=$!
 loaders=()
 for r in "${routes[@]}"; do
-    "$gen" "$base/$r" "$work/$r.json" "$secs" 300 $((2 * cap[$r])) >"$work/over-$r.json" &
+    "$gen" "$base/$r" "$work/$r.json" "$secs" 300 "${rate[$r]}" >"$work/over-$r.json" &
     loaders+=($!)
 done
 wait "${loaders[@]}"

@@ -6,7 +6,7 @@
  *               Content-Type (415), Content-Length against --max-body-bytes (413, before
  *               any body byte is buffered);
  *   body     -> appended to the request's buffer, counted against the cap (chunked too);
- *   complete -> the route's handler runs on the MHD worker thread and queues exactly one
+ *   complete -> the route's handler runs on the connection's thread and queues exactly one
  *               reply through the srv_reply_* functions;
  *   finished -> metrics, one log line, everything the request owns is freed.
  *
