@@ -243,8 +243,10 @@ static app_adapter *load_and_publish(srv_req *req, struct app *app, const app_mo
     }
     if (adp_load(reg->root_fd, path, gpt2_get_config(m->gpt), &ad->a, &me) != 0) {
         free(ad);
-        srv_reply_error(req, me.code == MDL_ENOMEM ? SRV_E_OUT_OF_MEMORY : SRV_E_INVALID_VALUE, field,
-                        "adapter '%s' cannot be loaded: %s", name, me.msg);
+        if (me.code == MDL_ENOMEM)
+            srv_reply_error(req, SRV_E_OUT_OF_MEMORY, NULL, "out of memory while loading adapter '%s'", name);
+        else
+            srv_reply_error(req, SRV_E_INVALID_VALUE, field, "adapter '%s' cannot be loaded: %s", name, me.msg);
         return NULL;
     }
     snprintf(ad->name, sizeof ad->name, "%s", name);

@@ -36,6 +36,7 @@ typedef struct {
     srv_batcher *batcher;     /* runs enc's or gpt's forward passes, batching concurrent requests */
     gpt2_model *gpt;          /* the generator's network; NULL when dir holds no weights */
     pthread_mutex_t step;     /* held by the generator's batch runner around each batch of steps */
+    srv_gate gate;            /* admission: --max-model-requests running or waiting on it */
     char name[64];            /* the model id clients see (the directory's base name) */
     atomic_int state;         /* app_model_state */
     char error[320];          /* why loading failed (state FAILED) */

@@ -205,6 +205,10 @@ static int gen_forward(gen_session *s, const int32_t *ids, size_t n, int begin)
 static gen_session *gen_begin(srv_req *req, struct app *app, app_model *m, app_adapter *ad, const char *prompt,
                               const gen_params *p)
 {
+    if (srv_req_admit(req, &m->gate, m->name) != 0) {
+        app_adapter_release(ad);
+        return NULL;
+    }
     const gpt2_config *c = gpt2_get_config(m->gpt);
     tok_encoding e = {0};
     tok_options o = {.add_special_tokens = 1};

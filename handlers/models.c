@@ -54,6 +54,8 @@ static void run_jobs(void *ctx, void **items, size_t n_jobs)
 int app_encode(srv_req *req, app_model *m, const char *query, const char **texts, const size_t *lens, size_t n,
                const char *pointer, int is_list, int truncate, tok_direction dir, float *out, size_t *tokens)
 {
+    if (srv_req_admit(req, &m->gate, m->name) != 0)
+        return -1;
     tok_encoding *seqs = calloc(n, sizeof *seqs);
     if (!seqs) {
         srv_reply_error(req, SRV_E_OUT_OF_MEMORY, NULL, "out of memory");
@@ -179,9 +181,9 @@ app_model *app_network_ready(srv_req *req, struct app *app, app_role role)
 {
     app_model *m = app_model_ready(req, app, role);
     if (m && !m->enc && !m->gpt) {
+        /* The directory stays in the server's log: a 5xx body names no server path. */
         srv_reply_error(req, SRV_E_MODEL_NOT_LOADED, NULL,
-                        "the %s directory %s holds a tokenizer but no weights (model.safetensors)",
-                        app_role_names[role], m->dir);
+                        "the %s directory holds a tokenizer but no weights (model.safetensors)", app_role_names[role]);
         return NULL;
     }
     return m;
@@ -203,8 +205,8 @@ app_model *app_model_ready(srv_req *req, struct app *app, app_role role)
                         app_role_names[role]);
         return NULL;
     default:
-        srv_reply_error(req, SRV_E_MODEL_NOT_LOADED, "/model", "the %s failed to load: %s",
-                        app_role_names[role], m->error);
+        srv_reply_error(req, SRV_E_MODEL_NOT_LOADED, "/model", "the %s failed to load (the server log says why)",
+                        app_role_names[role]);
         return NULL;
     }
 }

@@ -117,6 +117,7 @@ static int reject_early(srv_req *req)
         return 1;
     }
     if (req->route == SRV_MATCH_METHOD) {
+        req->path_route = srv_route_find_path(d->routes, d->n_routes, req->url);
         srv_reply_header(req, "Allow", allow);
         srv_reply_error(req, SRV_E_METHOD_NOT_ALLOWED, NULL, "%s is not allowed on %.200s; allowed: %s",
                         req->method, req->url, allow);
@@ -157,7 +158,8 @@ static int reject_early(srv_req *req)
     }
     srv_metrics_inflight(d->metrics, 1);
     req->inflight_counted = 1;
-    if (srv_metrics_inflight_now(d->metrics) > (long)d->cfg.max_concurrent) {
+    /* The health routes are never turned away: a probe must see the truth under load. */
+    if (!(rt->flags & SRV_ROUTE_PUBLIC) && srv_metrics_inflight_now(d->metrics) > (long)d->cfg.max_concurrent) {
         srv_reply_error(req, SRV_E_OVERLOADED, NULL, "more than %u requests in flight; retry shortly",
                         d->cfg.max_concurrent);
         return 1;
@@ -263,7 +265,11 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double secs = (double)(t1.tv_sec - req->t0.tv_sec) + (double)(t1.tv_nsec - req->t0.tv_nsec) * 1e-9;
     unsigned status = req->queued ? req->status : 499; /* 499: the client went away first */
-    size_t route = req->route >= 0 ? (size_t)req->route : d->n_routes;
+    size_t route = d->n_routes; /* "unmatched" */
+    if (req->route >= 0)
+        route = (size_t)req->route;
+    else if (req->route == SRV_MATCH_METHOD && req->path_route >= 0)
+        route = srv_metrics_wrong_method(d->n_routes, (size_t)req->path_route);
     srv_metrics_observe(d->metrics, route, status, secs);
     if (req->inflight_counted)
         srv_metrics_inflight(d->metrics, -1);
@@ -408,12 +414,17 @@ int srv_daemon_start(srv_daemon *d, srv_daemon_error *err)
 {
     if (open_listener(d, err) != 0)
         return -1;
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    /* A thread per connection: a handler waiting for a model blocks only its own connection,
+     * so /health and requests for other models are still read and answered (and the model
+     * gates can answer 429 at once) however long the queue in front of a model is. Threads
+     * are bounded by --max-connections; a slow client holds one sleeping thread until
+     * --timeout closes it. */
+    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ITC |
+                     MHD_USE_ERROR_LOG;
     d->mhd = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, d,
         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, d, /* first, so every message goes through it */
         MHD_OPTION_LISTEN_SOCKET, (MHD_socket)d->listen_fd,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)d->cfg.http_threads,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)d->cfg.timeout_s,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)d->cfg.max_connections,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)d->cfg.max_connections_per_ip,

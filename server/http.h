@@ -2,11 +2,11 @@
  * http.h — the HTTP daemon over libmicrohttpd, and the request context handlers see.
  *
  * Request lifecycle (all in http.c):
- *   headers  -> request id, route match (404/405), in-flight cap (429), auth (401),
+ *   headers  -> request id, route match (404/405), auth (401), in-flight cap (429),
  *               Content-Type (415), Content-Length against --max-body-bytes (413, before
  *               any body byte is buffered);
  *   body     -> appended to the request's buffer, counted against the cap (chunked too);
- *   complete -> the route's handler runs on the MHD worker thread and queues exactly one
+ *   complete -> the route's handler runs on the connection's thread and queues exactly one
  *               reply through the srv_reply_* functions;
  *   finished -> metrics, one log line, everything the request owns is freed.
  *
@@ -16,6 +16,7 @@
 #define RAGD_HTTP_H
 
 #include <jansson.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -26,7 +27,6 @@ typedef struct srv_daemon srv_daemon;
 
 typedef struct {
     const char *listen;            /* HOST:PORT */
-    unsigned http_threads;
     size_t max_body_bytes;
     unsigned max_concurrent;
     unsigned max_connections, max_connections_per_ip;
@@ -99,6 +99,24 @@ int srv_req_replied(const srv_req *req);
 typedef long (*srv_stream_next)(void *ctx, char *buf, size_t cap);
 void srv_reply_stream(srv_req *req, const char *content_type, srv_stream_next next, void (*done)(void *ctx),
                       void *ctx);
+
+/* ---- admission: a bound on the requests queued in front of a shared resource ---- */
+
+/* A gate lets at most `cap` requests hold a place at once: for a model, those running on
+ * it and those waiting for its batcher, so the wait of an admitted request is bounded and
+ * the rest are told to come back (TEI's max_concurrent_requests). Zero-initialize it and
+ * set cap before serving. */
+typedef struct {
+    atomic_uint held;
+    unsigned cap;
+} srv_gate;
+
+/* Takes a place at `g` for the rest of the request. The place is given back when the
+ * request is over (reply sent, stream ended or client gone), so a streamed generation keeps
+ * it to its last token; taking the same gate twice in one request takes one place. When
+ * the gate is full, queues 429 overloaded (with Retry-After) naming `what` and returns -1;
+ * otherwise 0. */
+int srv_req_admit(srv_req *req, srv_gate *g, const char *what);
 
 /* ---- without a socket: unit tests and fuzz targets ---- */
 

@@ -15,6 +15,7 @@
 #include "metrics.h"
 
 #define MAX_REPLY_HEADERS 8
+#define MAX_REQ_GATES 4 /* places one request may hold (one per model it uses) */
 
 struct srv_daemon {
     srv_daemon_config cfg;
@@ -39,6 +40,7 @@ struct srv_req {
     char id[24];
     const char *method, *url;
     int route;                /* index, or SRV_MATCH_NONE / SRV_MATCH_METHOD */
+    int path_route;           /* on SRV_MATCH_METHOD: the first route with the path's pattern */
     srv_params params;
     struct timespec t0;
     int inflight_counted;
@@ -47,6 +49,8 @@ struct srv_req {
     size_t body_len, body_cap;
     int body_too_large;
     json_t *json;
+    srv_gate *gates[MAX_REQ_GATES]; /* places held, given back by srv_req_free */
+    size_t n_gates;
     /* reply */
     int replied, queued;
     unsigned status;

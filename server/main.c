@@ -52,6 +52,7 @@ static int serve(const srv_config *cfg)
     const char *dirs[APP_N_ROLES] = {cfg->generator_dir, cfg->embedder_dir, cfg->reranker_dir};
     for (int r = 0; r < APP_N_ROLES; r++) {
         app.models[r].dir = dirs[r] && *dirs[r] ? dirs[r] : NULL;
+        app.models[r].gate.cap = (unsigned)cfg->max_model_requests;
         atomic_init(&app.models[r].state, app.models[r].dir ? APP_MODEL_LOADING : APP_MODEL_ABSENT);
     }
     /* Each model's batcher runs one forward pass at a time, on every compute thread. */
@@ -73,7 +74,6 @@ static int serve(const srv_config *cfg)
     }
     srv_daemon_config dc = {
         .listen = cfg->listen,
-        .http_threads = (unsigned)cfg->http_threads,
         .max_body_bytes = (size_t)cfg->max_body_bytes,
         .max_concurrent = (unsigned)cfg->max_concurrent,
         .max_connections = (unsigned)cfg->max_connections,

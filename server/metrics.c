@@ -29,7 +29,7 @@ struct srv_metrics {
     pthread_mutex_t lock; /* guards routes[]; held only for a few adds */
     const char *const *methods, *const *patterns;
     size_t n_routes;
-    route_stats *routes; /* n_routes + 1 (unmatched) */
+    route_stats *routes; /* n_routes, unmatched, then n_routes of 405s by pattern */
     atomic_long inflight;
 };
 
@@ -39,7 +39,7 @@ srv_metrics *srv_metrics_create(const char *const *methods, const char *const *p
     srv_metrics *m = calloc(1, sizeof *m);
     if (!m)
         return NULL;
-    m->routes = calloc(n_routes + 1, sizeof *m->routes);
+    m->routes = calloc(2 * n_routes + 1, sizeof *m->routes);
     if (!m->routes) {
         free(m);
         return NULL;
@@ -63,7 +63,7 @@ void srv_metrics_destroy(srv_metrics *m)
 
 void srv_metrics_observe(srv_metrics *m, size_t route, unsigned status, double seconds)
 {
-    if (route > m->n_routes)
+    if (route > 2 * m->n_routes)
         route = m->n_routes;
     size_t b = 0;
     while (b < N_BOUNDS && seconds > bounds[b])
@@ -130,6 +130,13 @@ static void put(text *t, const char *fmt, ...)
     }
 }
 
+/* The method and route labels of series index r (see metrics.h). */
+static void labels(const srv_metrics *m, size_t r, const char **method, const char **pattern)
+{
+    *method = r < m->n_routes ? m->methods[r] : "";
+    *pattern = r < m->n_routes ? m->patterns[r] : r == m->n_routes ? "unmatched" : m->patterns[r - m->n_routes - 1];
+}
+
 char *srv_metrics_render(srv_metrics *m, size_t *len)
 {
     text t = {malloc(4096), 0, 4096, 0};
@@ -142,18 +149,18 @@ char *srv_metrics_render(srv_metrics *m, size_t *len)
     put(&t, "# HELP ragd_http_requests_total Requests answered, by route and status.\n"
             "# TYPE ragd_http_requests_total counter\n");
     pthread_mutex_lock(&m->lock);
-    for (size_t r = 0; r <= m->n_routes; r++) {
-        const char *meth = r < m->n_routes ? m->methods[r] : "";
-        const char *pat = r < m->n_routes ? m->patterns[r] : "unmatched";
+    for (size_t r = 0; r <= 2 * m->n_routes; r++) {
+        const char *meth, *pat;
+        labels(m, r, &meth, &pat);
         for (size_t i = 0; i < m->routes[r].n; i++)
             put(&t, "ragd_http_requests_total{method=\"%s\",route=\"%s\",status=\"%u\"} %llu\n",
                 meth, pat, m->routes[r].s[i].status, m->routes[r].s[i].count);
     }
     put(&t, "# HELP ragd_http_request_duration_seconds Time from request to response.\n"
             "# TYPE ragd_http_request_duration_seconds histogram\n");
-    for (size_t r = 0; r <= m->n_routes; r++) {
-        const char *meth = r < m->n_routes ? m->methods[r] : "";
-        const char *pat = r < m->n_routes ? m->patterns[r] : "unmatched";
+    for (size_t r = 0; r <= 2 * m->n_routes; r++) {
+        const char *meth, *pat;
+        labels(m, r, &meth, &pat);
         for (size_t i = 0; i < m->routes[r].n; i++) {
             const series *s = &m->routes[r].s[i];
             unsigned long long cum = 0;

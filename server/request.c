@@ -312,8 +312,27 @@ void srv_append_body(srv_req *req, const char *data, size_t n)
     req->body_len += n;
 }
 
+int srv_req_admit(srv_req *req, srv_gate *g, const char *what)
+{
+    for (size_t i = 0; i < req->n_gates; i++)
+        if (req->gates[i] == g)
+            return 0;
+    if (req->n_gates == MAX_REQ_GATES || atomic_fetch_add(&g->held, 1) >= g->cap) {
+        if (req->n_gates < MAX_REQ_GATES)
+            atomic_fetch_sub(&g->held, 1);
+        srv_reply_error(req, SRV_E_OVERLOADED, NULL,
+                        "'%s' has %u requests running or waiting (--max-model-requests); retry shortly", what,
+                        g->cap);
+        return -1;
+    }
+    req->gates[req->n_gates++] = g;
+    return 0;
+}
+
 void srv_req_free(srv_req *req)
 {
+    for (size_t i = 0; i < req->n_gates; i++)
+        atomic_fetch_sub(&req->gates[i]->held, 1);
     if (req->stream_next) /* replied with a stream that was never handed to MHD */
         req->stream_done(req->stream_ctx);
     free(req->body);

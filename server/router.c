@@ -57,3 +57,12 @@ int srv_route_match(const srv_route *routes, size_t n, const char *method, const
     params->n = 0;
     return path_matched ? SRV_MATCH_METHOD : SRV_MATCH_NONE;
 }
+
+int srv_route_find_path(const srv_route *routes, size_t n, const char *path)
+{
+    srv_params scratch;
+    for (size_t i = 0; i < n; i++)
+        if (match_pattern(routes[i].pattern, path, &scratch))
+            return (int)i;
+    return SRV_MATCH_NONE;
+}

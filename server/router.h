@@ -44,5 +44,8 @@ enum { SRV_MATCH_NONE = -1, SRV_MATCH_METHOD = -2 };
  * the method differs (allow receives "GET, POST"), or SRV_MATCH_NONE. */
 int srv_route_match(const srv_route *routes, size_t n, const char *method, const char *path,
                     srv_params *params, char *allow, size_t allow_cap);
+/* The index of the first route whose pattern matches `path` under any method, or
+ * SRV_MATCH_NONE. */
+int srv_route_find_path(const srv_route *routes, size_t n, const char *path);
 
 #endif

@@ -394,7 +394,7 @@ static void test_overload(void)
     CU_ASSERT(inflight_reaches(&s, 3)); /* the two held requests and /metrics itself */
     fds[2] = it_open(&s, held, sizeof held - 1);
     int got429 = 0;
-    for (int i = 0; i < 150 && !got429; i++, sleep_ms(20)) {
+    for (int i = 0; i < 500 && !got429; i++, sleep_ms(20)) { /* each held connection is read by its own thread */
         it_response r = it_post(&s, "/tokenize", "{\"inputs\":\"Hello world\"}");
         char retry[16] = "";
         if (r.status == 429) {

@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# The overload soak (docs/RELIABILITY.md §5), loopback only, bounded in time:
+#  1. capacity of the mix: /embed (MiniLM-L6 shape, one 16-token text), /search (a 384-d
+#     vector over 2,000 documents, k 10) and /generate (the small random GPT-2, 32 new
+#     tokens) at once, each closed loop with 16 connections for 20 s: each route's 2xx rate;
+#  2. overload: the three at once again, each open loop at twice that rate, for SECONDS,
+#     sampling ragd's VmRSS every 5 s;
+#  3. SIGTERM while /generate runs closed loop with 16 connections: in-flight requests finish
+#     with 200 and ragd exits 0.
+# Checks: every response 2xx or 429/503 with Retry-After, no other 5xx or transport error,
+# memory flat (last sample within 10% + 16 MB of the sample taken after the first tenth),
+# p99 of admitted requests bounded (printed: --max-model-requests, or --max-concurrent for
+# /search, over the route's rate bounds each admitted request's wait).
+# Prints one JSON object per phase and a verdict; exits 1 when a check fails.
+#   usage: bench/soak.sh [BUILD_DIR] [SECONDS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=${1:-build}
+secs=${2:-600}
+gen="$build/bench/load_gen"
+work=$(mktemp -d)
+pid=
+cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+/usr/bin/python3 tests/reference/make_bert_checkpoints.py "$work" --hidden 384 --layers 6 --heads 12 \
+    --intermediate 1536 --max-pos 512 --only embedder-mean >/dev/null
+/usr/bin/python3 tests/reference/make_gpt2_checkpoints.py "$work/gpt" >/dev/null
+start() {
+    rm -f "$work/port"
+    "$build/ragd" serve --listen 127.0.0.1:0 --port-file "$work/port" --data-dir "$work/data" \
+        --embedder "$work/embedder-mean" --generator "$work/gpt/gpt2-untied" \
+        --max-connections 1024 --max-connections-per-ip 1024 --max-concurrent 128 --max-model-requests 16 \
+        --log-level warn >/dev/null 2>>"$work/log" &
+    pid=$!
+    for _ in $(seq 600); do
+        [ -s "$work/port" ] && curl -fs "http://127.0.0.1:$(cat "$work/port")/health" >/dev/null && break
+        sleep 0.1
+    done
+    base="http://127.0.0.1:$(cat "$work/port")"
+}
+start
+
+# 2,000 documents with random unit vectors, and the three request bodies.
+/usr/bin/python3 - "$base" "$work" <<'PY'
+import json, random, sys, urllib.request
+base, work = sys.argv[1], sys.argv[2]
+def post(path, body):
+    req = urllib.request.Request(base + path, json.dumps(body).encode(), {"Content-Type": "application/json"})
+    urllib.request.urlopen(req).read()
+def unit(r):
+    v = [r.gauss(0, 1) for _ in range(384)]
+    n = sum(x * x for x in v) ** 0.5
+    return [round(x / n, 6) for x in v]
+r = random.Random(7)
+post("/collections", {"name": "soak", "dimension": 384, "distance": "cosine"})
+for b in range(0, 2000, 32):
+    post("/collections/soak/documents",
+         {"documents": [{"id": i, "vector": unit(r), "metadata": {"n": i}} for i in range(b, b + 32)]})
+bodies = {
+    "embed": {"inputs": ["the quick brown fox jumps over the lazy dog near the river bank today"]},
+    "search": {"collection": "soak", "vector": unit(r), "k": 10},
+    "generate": {"inputs": "Hello world, this is", "parameters": {"max_new_tokens": 32}},
+}
+for name, body in bodies.items():
+    open(f"{work}/{name}.json", "w").write(json.dumps(body))
+PY
+
+routes=(embed search generate)
+declare -A rate
+loaders=()
+for r in "${routes[@]}"; do
+    "$gen" "$base/$r" "$work/$r.json" 20 16 0 >"$work/cap-$r.json" &
+    loaders+=($!)
+done
+wait "${loaders[@]}"
+for r in "${routes[@]}"; do
+    rate[$r]=$(/usr/bin/python3 -c "import json,sys; print(max(1, round(2 * json.load(open(sys.argv[1]))['ok_per_s'])))" \
+        "$work/cap-$r.json")
+done
+
+: >"$work/rss"
+( while kill -0 "$pid" 2>/dev/null; do
+      awk '/^VmRSS/ {print $2}' "/proc/$pid/status" >>"$work/rss" 2>/dev/null || true
+      sleep 5
+  done ) &
+sampler=$!
+loaders=()
+for r in "${routes[@]}"; do
+    "$gen" "$base/$r" "$work/$r.json" "$secs" 300 "${rate[$r]}" >"$work/over-$r.json" &
+    loaders+=($!)
+done
+wait "${loaders[@]}"
+kill "$sampler" 2>/dev/null || true
+curl -fs "$base/metrics" >"$work/metrics" || true
+
+# SIGTERM under load.
+"$gen" "$base/generate" "$work/generate.json" 10 16 0 >"$work/term-load.json" &
+loader=$!
+sleep 3
+kill -TERM "$pid"
+set +e
+wait "$pid"
+term_rc=$?
+set -e
+pid=
+wait "$loader"
+
+/usr/bin/python3 - "$work" "$secs" "$term_rc" <<'PY'
+import json, sys
+work, secs, term_rc = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+routes = ["embed", "search", "generate"]
+ok = True
+for r in routes:
+    c = json.load(open(f"{work}/cap-{r}.json"))
+    o = json.load(open(f"{work}/over-{r}.json"))
+    bad = o["retry_after_missing"] + o["other_5xx"] + o["transport_errors"] + o["other_4xx"]
+    ok &= bad == 0 and o["status_2xx"] > 0
+    print(json.dumps({"phase": "overload", "route": "/" + r, "capacity_per_s": c["ok_per_s"],
+                      "capacity_p99_ms": c["p99_ms"], "offered_per_s": o["rate"],
+                      "ratio_offered_to_capacity": round(o["rate"] / max(c["ok_per_s"], 1e-9), 2), **o}))
+rss = [int(x) for x in open(f"{work}/rss").read().split()]
+first = rss[max(1, len(rss) // 10)] if len(rss) > 1 else rss[0]
+flat = rss[-1] <= first * 1.10 + 16 * 1024
+ok &= flat
+print(json.dumps({"phase": "memory", "samples": len(rss), "rss_kb_start": rss[0], "rss_kb_after_first_tenth": first,
+                  "rss_kb_end": rss[-1], "rss_kb_max": max(rss), "flat": flat}))
+t = json.load(open(f"{work}/term-load.json"))
+drained = term_rc == 0 and t["other_5xx"] == 0 and t["retry_after_missing"] == 0 and t["status_2xx"] > 0
+ok &= drained
+print(json.dumps({"phase": "sigterm", "exit_code": term_rc, **t, "drained": drained}))
+print(json.dumps({"soak": "pass" if ok else "FAIL", "seconds": secs}))
+sys.exit(0 if ok else 1)
+PY
