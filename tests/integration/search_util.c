@@ -1,7 +1,9 @@
 /* search_util.c — what the collection and search suites share: JSON requests, collection
- * helpers, deterministic vectors and batch ingestion (see search_util.h). */
+ * helpers, deterministic vectors, batch ingestion and reading the database file (see
+ * search_util.h). */
 #include "search_util.h"
 
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,4 +124,47 @@ int ingest(const it_server *s, const char *coll, int dim, int first_batch, int n
             return -1;
     }
     return 0;
+}
+
+int db_int(const char *path, const char *sql, long *out, char *text, size_t cap)
+{
+    sqlite3 *c;
+    sqlite3_stmt *st;
+    int rc = -1;
+    if (sqlite3_open_v2(path, &c, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK &&
+        sqlite3_prepare_v2(c, sql, -1, &st, NULL) == SQLITE_OK) {
+        if (sqlite3_step(st) == SQLITE_ROW) {
+            if (out)
+                *out = (long)sqlite3_column_int64(st, 0);
+            if (text)
+                snprintf(text, cap, "%s", (const char *)sqlite3_column_text(st, 0));
+            rc = 0;
+        }
+        sqlite3_finalize(st);
+    }
+    sqlite3_close(c);
+    return rc;
+}
+
+int batch_counts(const char *path, int per, int *counts, int n)
+{
+    memset(counts, 0, (size_t)n * sizeof *counts);
+    sqlite3 *c;
+    sqlite3_stmt *st;
+    int half = -1;
+    if (sqlite3_open_v2(path, &c, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+        sqlite3_prepare_v2(c,
+                           "SELECT json_extract(metadata, '$.batch') b, count(*) FROM documents GROUP BY b", -1,
+                           &st, NULL) == SQLITE_OK) {
+        half = 0;
+        while (sqlite3_step(st) == SQLITE_ROW) {
+            int b = sqlite3_column_int(st, 0), k = sqlite3_column_int(st, 1);
+            if (b >= 0 && b < n)
+                counts[b] = k;
+            half += k != per;
+        }
+        sqlite3_finalize(st);
+    }
+    sqlite3_close(c);
+    return half;
 }

@@ -1,7 +1,8 @@
 /*
- * search_util.h — helpers shared by it_search and it_durability: requests with jansson bodies,
- * collection shortcuts over a running ragd (harness.h), deterministic pseudo-random vectors,
- * and streams of batch upserts. Failures print what came back and return a value the test
+ * search_util.h — helpers shared by it_search, it_durability, it_crash and it_store_busy:
+ * requests with jansson bodies, collection shortcuts over a running ragd (harness.h),
+ * deterministic pseudo-random vectors, streams of batch upserts, and reads of the database
+ * file after a kill. Failures print what came back and return a value the test
  * asserts; nothing here calls CUnit.
  */
 #ifndef RAGD_IT_SEARCH_UTIL_H
@@ -33,5 +34,12 @@ char *search_body(const char *coll, const float *q, int dim);
  * (ids batch * per + i, a text, metadata {"batch": b}). Returns 0, or -1 at the first batch
  * that is not acknowledged with 200. */
 int ingest(const it_server *s, const char *coll, int dim, int first_batch, int n_batches, int per, unsigned *seed);
+/* Runs one SQL query on the database file (read-write, so a WAL left by a kill is replayed):
+ * its first column as an integer into *out and as text into text[0..cap), either may be NULL.
+ * Returns 0 when a row came back. */
+int db_int(const char *path, const char *sql, long *out, char *text, size_t cap);
+/* Counts the rows of each batch (metadata.batch) of `per` documents into counts[0..n); returns
+ * how many batches have some rows but not all of them, or -1 when the database cannot be read. */
+int batch_counts(const char *path, int per, int *counts, int n);
 
 #endif

@@ -141,51 +141,6 @@ static void *train_run(void *arg)
 
 /* ---- the files after a kill ---- */
 
-/* One text or integer from a query on the database file; 0 when a row came back. */
-static int db_one(const char *db, const char *sql, long *num, char *text, size_t cap)
-{
-    sqlite3 *c;
-    sqlite3_stmt *st;
-    int rc = -1;
-    if (sqlite3_open_v2(db, &c, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK &&
-        sqlite3_prepare_v2(c, sql, -1, &st, NULL) == SQLITE_OK) {
-        if (sqlite3_step(st) == SQLITE_ROW) {
-            if (num)
-                *num = (long)sqlite3_column_int64(st, 0);
-            if (text)
-                snprintf(text, cap, "%s", (const char *)sqlite3_column_text(st, 0));
-            rc = 0;
-        }
-        sqlite3_finalize(st);
-    }
-    sqlite3_close(c);
-    return rc;
-}
-
-/* Rows per batch (metadata.batch) into counts[0..n); returns how many batches are there in
- * part, or -1 when the database cannot be read. */
-static int batch_counts(const char *db, int *counts, int n)
-{
-    memset(counts, 0, (size_t)n * sizeof *counts);
-    sqlite3 *c;
-    sqlite3_stmt *st;
-    int partial = -1;
-    if (sqlite3_open_v2(db, &c, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
-        sqlite3_prepare_v2(c, "SELECT json_extract(metadata, '$.batch') b, count(*) FROM documents GROUP BY b", -1,
-                           &st, NULL) == SQLITE_OK) {
-        partial = 0;
-        while (sqlite3_step(st) == SQLITE_ROW) {
-            int b = sqlite3_column_int(st, 0), k = sqlite3_column_int(st, 1);
-            if (b >= 0 && b < n)
-                counts[b] = k;
-            partial += k != C_PER;
-        }
-        sqlite3_finalize(st);
-    }
-    sqlite3_close(c);
-    return partial;
-}
-
 #define C_MAX_RUNNING 8
 
 typedef struct {
@@ -476,7 +431,7 @@ static void check_restart(const it_server *s, totals *tot)
 {
     unsigned failures = CU_get_number_of_failures();
     long rows = -1;
-    db_one(db, "SELECT count(*) FROM documents", &rows, NULL, 0);
+    db_int(db, "SELECT count(*) FROM documents", &rows, NULL, 0);
     CU_ASSERT_EQUAL(count_of(s, "crash"), rows);
     CU_ASSERT(rows_found(s, rows));
     char st[160], err[160], started[160];
@@ -584,9 +539,9 @@ static void test_crash_loop(void)
 
         /* ---- the files as the kill left them ---- */
         char check[64] = "";
-        CU_ASSERT_EQUAL(db_one(db, "PRAGMA integrity_check", NULL, check, sizeof check), 0);
+        CU_ASSERT_EQUAL(db_int(db, "PRAGMA integrity_check", NULL, check, sizeof check), 0);
         CU_ASSERT_STRING_EQUAL(check, "ok");
-        int partial = batch_counts(db, per_batch, ing.sent), acked = 0;
+        int partial = batch_counts(db, C_PER, per_batch, ing.sent), acked = 0;
         CU_ASSERT_EQUAL(partial, 0);
         for (int b = 0; b < ing.sent; b++) {
             if (!ing.acked[b])
@@ -598,8 +553,8 @@ static void test_crash_loop(void)
             CU_ASSERT_EQUAL(per_batch[b], C_PER);
         }
         long rows = -1, fts = -1;
-        db_one(db, "SELECT count(*) FROM documents", &rows, NULL, 0);
-        db_one(db, "SELECT count(*) FROM fts_1", &fts, NULL, 0);
+        db_int(db, "SELECT count(*) FROM documents", &rows, NULL, 0);
+        db_int(db, "SELECT count(*) FROM fts_1", &fts, NULL, 0);
         CU_ASSERT_EQUAL(rows, fts);
         jobs_running(db, &left);
         publish_left pl;

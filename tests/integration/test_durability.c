@@ -233,52 +233,6 @@ static void *streamer(void *arg)
     return NULL;
 }
 
-/* Runs one SQL query on the database file that returns one integer (or text compared). */
-static int db_int(const char *path, const char *sql, long *out, char *text, size_t cap)
-{
-    sqlite3 *c;
-    sqlite3_stmt *st;
-    int rc = -1;
-    if (sqlite3_open_v2(path, &c, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK &&
-        sqlite3_prepare_v2(c, sql, -1, &st, NULL) == SQLITE_OK) {
-        if (sqlite3_step(st) == SQLITE_ROW) {
-            if (out)
-                *out = (long)sqlite3_column_int64(st, 0);
-            if (text)
-                snprintf(text, cap, "%s", (const char *)sqlite3_column_text(st, 0));
-            rc = 0;
-        }
-        sqlite3_finalize(st);
-    }
-    sqlite3_close(c);
-    return rc;
-}
-
-/* Counts the rows of each batch (metadata.batch) into counts[0..n); returns how many batches
- * have some rows but not all of them (or -1 when the database cannot be read). */
-static int batch_counts(const char *path, int *counts, int n)
-{
-    memset(counts, 0, (size_t)n * sizeof *counts);
-    sqlite3 *c;
-    sqlite3_stmt *st;
-    int half = -1;
-    if (sqlite3_open_v2(path, &c, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
-        sqlite3_prepare_v2(c,
-                           "SELECT json_extract(metadata, '$.batch') b, count(*) FROM documents GROUP BY b", -1,
-                           &st, NULL) == SQLITE_OK) {
-        half = 0;
-        while (sqlite3_step(st) == SQLITE_ROW) {
-            int b = sqlite3_column_int(st, 0), k = sqlite3_column_int(st, 1);
-            if (b >= 0 && b < n)
-                counts[b] = k;
-            half += k != K_PER;
-        }
-        sqlite3_finalize(st);
-    }
-    sqlite3_close(c);
-    return half;
-}
-
 static void test_kill9(void)
 {
     char data[64], db[128];
@@ -321,7 +275,7 @@ static void test_kill9(void)
          * is present. */
         static int per_batch[K_MAX_BATCHES];
         long rows = -1, fts = -1;
-        int half = batch_counts(db, per_batch, st.sent), acked = 0;
+        int half = batch_counts(db, K_PER, per_batch, st.sent), acked = 0;
         CU_ASSERT_EQUAL(half, 0);
         for (int b = 0; b < st.sent; b++) {
             if (!st.acked[b])
