@@ -33,6 +33,10 @@ static atomic_int alloc_armed, alloc_persistent, alloc_did_fire;
 
 static atomic_int alloc_trace;
 
+/* A countdown counts the arming thread's calls only: ragd's own threads (the store's indexer)
+ * keep running beside the operation under test. A persistent fault hits every thread. */
+static _Thread_local int alloc_armed_here, io_armed_here[FAULT_IO_N_KINDS];
+
 void fault_alloc_arm(long n, int persistent)
 {
     /* RAGD_FAULT_TRACE=N prints the stack of the failure when N is the allocation failed. */
@@ -42,12 +46,14 @@ void fault_alloc_arm(long n, int persistent)
     atomic_store(&alloc_seen, 0);
     atomic_store(&alloc_persistent, persistent);
     atomic_store(&alloc_did_fire, 0);
+    alloc_armed_here = 1;
     atomic_store(&alloc_armed, 1);
 }
 
 long fault_alloc_disarm(void)
 {
     atomic_store(&alloc_armed, 0);
+    alloc_armed_here = 0;
     return atomic_load(&alloc_seen);
 }
 
@@ -58,7 +64,8 @@ long fault_alloc_injected(void) { return atomic_load(&alloc_injected); }
 /* 1 when this allocation must fail. */
 static int alloc_fails(void)
 {
-    if (!atomic_load_explicit(&alloc_armed, memory_order_relaxed))
+    if (!atomic_load_explicit(&alloc_armed, memory_order_relaxed) ||
+        !(alloc_armed_here || atomic_load(&alloc_persistent)))
         return 0;
     atomic_fetch_add(&alloc_seen, 1);
     long left = atomic_fetch_sub(&alloc_left, 1) - 1;
@@ -143,12 +150,14 @@ void fault_io_arm(fault_io_kind kind, long n, int err, int persistent)
     atomic_store(&io[kind].err, err);
     atomic_store(&io[kind].persistent, persistent);
     atomic_store(&io[kind].fired, 0);
+    io_armed_here[kind] = 1;
     atomic_store(&io[kind].armed, 1);
 }
 
 long fault_io_disarm(fault_io_kind kind)
 {
     atomic_store(&io[kind].armed, 0);
+    io_armed_here[kind] = 0;
     return atomic_load(&io[kind].seen);
 }
 
@@ -160,7 +169,8 @@ long fault_io_injected(void) { return atomic_load(&io_injected); }
 static int io_fails(fault_io_kind kind, int fd)
 {
     struct stat st;
-    if (!atomic_load(&io[kind].armed) || fstat(fd, &st) != 0 ||
+    if (!atomic_load(&io[kind].armed) || !(io_armed_here[kind] || atomic_load(&io[kind].persistent)) ||
+        fstat(fd, &st) != 0 ||
         !(S_ISREG(st.st_mode) || (kind == FAULT_IO_SYNC && S_ISDIR(st.st_mode))))
         return 0;
     atomic_fetch_add(&io[kind].seen, 1);

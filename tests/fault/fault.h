@@ -21,8 +21,9 @@
  * flags=0x..."), so a test proves that a rejected name reaches no filesystem call, or that a
  * call that did happen did not follow a symlink.
  *
- * The counters are process-wide atomics: arm them only while the test's own thread does the
- * work under test.
+ * A countdown (the nth call) counts only the calls of the thread that armed it, so ragd's own
+ * threads (the store's indexer) may run beside the operation under test; a persistent fault
+ * (that call and every later one: a full disk) fails every thread's calls.
  */
 #ifndef RAGD_FAULT_H
 #define RAGD_FAULT_H

@@ -104,3 +104,21 @@ void fault_rmtree(const char *dir)
 {
     nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
+
+void fault_app_settle(fault_app *f)
+{
+    for (int tries = 0; tries < 3000; tries++) {
+        st_collection *list;
+        size_t n;
+        st_error err;
+        int64_t pending = 0;
+        if (st_collection_list(f->app.db, &list, &n, &err) != 0)
+            return;
+        for (size_t i = 0; i < n; i++)
+            pending += list[i].pending;
+        free(list);
+        if (!pending)
+            return;
+        usleep(10000);
+    }
+}

@@ -37,6 +37,10 @@ int fault_app_request(fault_app *f, const char *method, const char *path, const 
 /* Fills r->code from the body: run it with faults disarmed. */
 void fault_reply_parse(fault_reply *r);
 
+/* Waits (up to 30 s) until the store's indexer has emptied every collection's tail, so the
+ * heap holds still between operations. */
+void fault_app_settle(fault_app *f);
+
 /* Removes a directory tree (files and directories, never following a symlink). */
 void fault_rmtree(const char *dir);
 

@@ -36,9 +36,10 @@ static long total_injected;
 
 /* Live heap blocks that are not SQLite's: SQLite keeps pages cached across operations (and
  * frees them all on close, which the close check covers); everything else an operation
- * allocates must be freed by the time it returns. */
+ * allocates must be freed by the time it returns. Taken once the indexer has caught up. */
 static long heap_live(void)
 {
+    fault_app_settle(&fa);
     int cur = 0, hi = 0;
     sqlite3_status(SQLITE_STATUS_MALLOC_COUNT, &cur, &hi, 0);
     return fault_alloc_live() - cur;
