@@ -530,9 +530,10 @@ static int completion(json_t *body, char **text, char *finish, size_t cap)
                 !fr || *finish) {
                 rc = -1; /* a chunk after the one with finish_reason is wrong too */
             } else {
-                *text = realloc(*text, tl + strlen(t) + 1);
-                strcpy(*text + tl, t);
-                tl += strlen(t);
+                size_t n = strlen(t);
+                *text = realloc(*text, tl + n + 1);
+                memcpy(*text + tl, t, n + 1);
+                tl += n;
                 if (!json_is_null(fr))
                     snprintf(finish, cap, "%s", json_string_value(fr));
                 chunks++;

@@ -87,7 +87,7 @@ static void *client_loop(void *arg)
         c->t1[i] = now_s();
         char ra[16];
         c->status[i] = r.status;
-        c->retry_after[i] = it_header(&r, "Retry-After", ra, sizeof ra) && atoi(ra) > 0;
+        c->retry_after[i] = it_header(&r, "Retry-After", ra, sizeof ra) && strtol(ra, NULL, 10) > 0;
         const char *code = json_string_value(json_object_get(r.json, "code"));
         c->overloaded[i] = code && !strcmp(code, "overloaded");
         c->shutting_down[i] = code && !strcmp(code, "shutting_down");
