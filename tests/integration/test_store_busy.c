@@ -42,7 +42,7 @@ static pid_t hold_write_lock(const char *dir, int *release_fd)
         char path[128];
         snprintf(path, sizeof path, "%s/ragd.db", dir);
         sqlite3 *db;
-        char ok = sqlite3_open(path, &db) == SQLITE_OK &&
+        char ok = sqlite3_open(path, &db) == SQLITE_OK && sqlite3_busy_timeout(db, 10000) == SQLITE_OK &&
                   sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK;
         if (write(ready[1], &ok, 1) != 1 || !ok)
             _exit(1);
@@ -74,6 +74,7 @@ static void test_busy(void)
     it_response r = it_post(&s, "/collections/b/documents", "{\"documents\":[{\"id\":1,\"vector\":[1,0,0,0]}]}");
     CU_ASSERT_EQUAL(r.status, 200);
     it_free(&r);
+    CU_ASSERT_EQUAL(wait_indexed(&s, "b"), 1); /* the indexer's commit is done: ragd is idle */
 
     int release = -1;
     pid_t child = hold_write_lock(s.dir, &release);
