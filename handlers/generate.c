@@ -1,29 +1,28 @@
-/* generate.c — POST /generate and /generate_stream (TGI), POST /v1/completions (streamed or
- * not) and GET /v1/models (OpenAI) over the GPT-2 decoder, with or without a PEFT adapter
- * per request. Adapters come from the
- * registry (adapters.c) by name; a session holds a reference to its adapter's version from
+/* generate.c — POST /generate and /generate_stream (TGI), POST /v1/completions and
+ * GET /v1/models (OpenAI) over the GPT-2 decoder, with or without a PEFT adapter per request;
+ * generate_stream.c streams what these routes begin. Adapters come from the registry
+ * (adapters.c) by name; a session holds a reference to its adapter's version from
  * prefill to its last token. An unknown name is a 404 that lists what exists, never the
  * base model silently. */
 #include <math.h>
-#include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "app.h"
+#include "generate.h"
 #include "json_util.h"
 #include "log.h"
-#include "sampler.h"
 #include "validate.h"
 
 #define MAX_STOP 16
 #define MAX_STOP_BYTES 256
 
-typedef enum { FINISH_LENGTH, FINISH_EOS, FINISH_STOP } finish_reason;
 static const char *const finish_tgi[] = {"length", "eos_token", "stop_sequence"};
 static const char *const finish_openai[] = {"length", "stop", "stop"};
+
+const char *gen_finish_openai(gen_finish f) { return finish_openai[f]; }
 
 typedef struct {
     int64_t max_new_tokens, top_k, seed;
@@ -33,41 +32,17 @@ typedef struct {
     const char *adapter_id;
 } gen_params;
 
-/* One generation in progress: the prompt is prefilled by gen_begin, each gen_step yields one
- * token. Owns everything it points to, so a stream can outlive its request. */
-typedef struct {
-    app_model *m;
-    app_adapter *ad;          /* a reference of our own, or NULL (the base model) */
-    const adp_adapter *a;     /* ad->a, or NULL */
-    gpt2_cache *kc;
-    float *logits, *scratch;  /* logits of the next token; sampler scratch (2V) */
-    int32_t *history;         /* prompt ids, then generated ids */
-    float *logprobs;          /* of the generated ids */
-    size_t np, n, max_new;    /* prompt tokens, generated so far, budget */
-    smp_rng rng;
-    smp_params sp;
-    json_t *stop;             /* a reference of our own */
-    uint64_t seed;
-    finish_reason finish;
-    int done;
-    int joined;               /* between its prefill and its last step: srv_batcher_join */
-    int32_t eos_id;           /* the EOS token that ended it (FINISH_EOS), with its logprob */
-    float eos_logprob;
-    char *text;               /* generated text (bytes; may end mid-character) */
-    size_t text_len;
-} gen_session;
-
 static const int32_t *gen_ids(const gen_session *s) { return s->history + s->np; }
 
 /* The session takes no more decode steps: the batcher no longer waits for it. */
-static void gen_leave(gen_session *s)
+void gen_leave(gen_session *s)
 {
     if (s->joined)
         srv_batcher_leave(s->m->batcher);
     s->joined = 0;
 }
 
-static void gen_end(gen_session *s)
+void gen_end(gen_session *s)
 {
     if (!s)
         return;
@@ -84,7 +59,7 @@ static void gen_end(gen_session *s)
 }
 
 /* Decodes the generated ids into s->text. Returns 0 or -1 (out of memory). */
-static int gen_decode(gen_session *s)
+int gen_decode(gen_session *s)
 {
     tok_error te;
     free(s->text);
@@ -113,7 +88,7 @@ static int check_stop(srv_req *req, json_t *stop, const char *field)
 }
 
 /* The byte offset where any stop sequence first occurs in text, or -1. */
-static long find_stop(json_t *stop, const char *text, size_t len)
+long gen_find_stop(json_t *stop, const char *text, size_t len)
 {
     long first = -1;
     for (size_t i = 0; stop && i < json_array_size(stop); i++) {
@@ -263,7 +238,7 @@ static gen_session *gen_begin(srv_req *req, struct app *app, app_model *m, app_a
     smp_seed(&s->rng, s->seed);
     s->sp = (smp_params){(float)p->temperature, (size_t)p->top_k, (float)p->top_p, (float)p->repetition_penalty};
     s->stop = json_incref(p->stop);
-    s->finish = FINISH_LENGTH;
+    s->finish = GEN_FINISH_LENGTH;
     s->eos_id = -1;
     if (gen_forward(s, s->history, np, 1) != 0) {
         srv_reply_error(req, SRV_E_INTERNAL, NULL, "generation failed");
@@ -279,7 +254,7 @@ static gen_session *gen_begin(srv_req *req, struct app *app, app_model *m, app_a
 
 /* Produces the next token into *id (1), or finishes (0: s->finish says why; an EOS token,
  * which is not part of the text, is still reported in *id), or fails (-1). */
-static int gen_step(gen_session *s, int32_t *id)
+int gen_step(gen_session *s, int32_t *id)
 {
     if (s->done)
         return 0;
@@ -289,7 +264,7 @@ static int gen_step(gen_session *s, int32_t *id)
     if (*id == c->eos_id || *id == tok_eos_id(s->m->tok)) {
         s->eos_id = *id;
         s->eos_logprob = lp;
-        s->finish = FINISH_EOS;
+        s->finish = GEN_FINISH_EOS;
         s->done = 1;
         gen_leave(s);
         return 0;
@@ -299,8 +274,8 @@ static int gen_step(gen_session *s, int32_t *id)
     if (s->stop) {
         if (gen_decode(s) != 0)
             return -1;
-        if (find_stop(s->stop, s->text, s->text_len) >= 0) {
-            s->finish = FINISH_STOP;
+        if (gen_find_stop(s->stop, s->text, s->text_len) >= 0) {
+            s->finish = GEN_FINISH_STOP;
             s->done = 1;
             gen_leave(s);
             return 1;
@@ -337,7 +312,7 @@ static int gen_run(srv_req *req, gen_session *s)
 }
 
 /* One token as TGI describes it. */
-static json_t *token_json(const app_model *m, int32_t id, float logprob, int special)
+json_t *gen_token_json(const app_model *m, int32_t id, float logprob, int special)
 {
     char *piece = NULL;
     size_t pl = 0;
@@ -357,25 +332,25 @@ static json_t *adapter_json(const gen_session *s)
 
 /* TGI's details; the tokens (when asked) end with the EOS token that ended the generation,
  * marked special, with its logprob. generated_tokens counts it, as TGI does. */
-static json_t *details_json(const gen_session *s, int with_tokens)
+json_t *gen_details_json(const gen_session *s, int with_tokens)
 {
-    int eos = s->finish == FINISH_EOS && s->eos_id >= 0;
+    int eos = s->finish == GEN_FINISH_EOS && s->eos_id >= 0;
     json_t *d = json_pack("{s:s, s:I, s:I, s:I, s:o*}", "finish_reason", finish_tgi[s->finish], "prompt_tokens",
                           (json_int_t)s->np, "generated_tokens", (json_int_t)(s->n + (size_t)eos), "seed",
                           (json_int_t)(s->seed & 0x7fffffffffffffffull), "adapter", adapter_json(s));
     if (d && with_tokens) {
         json_t *tokens = json_array();
         for (size_t i = 0; tokens && i < s->n; i++)
-            json_array_append_new(tokens, token_json(s->m, gen_ids(s)[i], s->logprobs[i], 0));
+            json_array_append_new(tokens, gen_token_json(s->m, gen_ids(s)[i], s->logprobs[i], 0));
         if (tokens && eos)
-            json_array_append_new(tokens, token_json(s->m, s->eos_id, s->eos_logprob, 1));
+            json_array_append_new(tokens, gen_token_json(s->m, s->eos_id, s->eos_logprob, 1));
         json_object_set_new(d, "tokens", tokens);
     }
     return d;
 }
 
 /* generated_text, with the prompt in front when asked. */
-static json_t *generated_text(const gen_session *s, const char *prompt)
+json_t *gen_text_json(const gen_session *s, const char *prompt)
 {
     if (!prompt)
         return srv_json_string_lossy(s->text, s->text_len);
@@ -459,9 +434,9 @@ void h_generate(srv_req *req, void *ctx)
         gen_end(s);
         return;
     }
-    json_t *out = json_pack("{s:o*}", "generated_text", generated_text(s, p.return_full_text ? in.inputs : NULL));
+    json_t *out = json_pack("{s:o*}", "generated_text", gen_text_json(s, p.return_full_text ? in.inputs : NULL));
     if (out && p.details)
-        json_object_set_new(out, "details", details_json(s, 1));
+        json_object_set_new(out, "details", gen_details_json(s, 1));
     gen_end(s);
     if (out)
         srv_reply_json(req, 200, out);
@@ -469,254 +444,13 @@ void h_generate(srv_req *req, void *ctx)
         srv_reply_error(req, SRV_E_OUT_OF_MEMORY, NULL, "out of memory");
 }
 
-/* ---- streams: server-sent events, one per token, in TGI's shape (/generate_stream) or
- * OpenAI's (/v1/completions with "stream": true). The stream owns its session, which a
- * thread of its own (the pump) steps and formats, a few events ahead of what MHD has taken:
- * the HTTP thread that serves the connection may serve other streams too, and waiting on it
- * would keep them out of each other's decode batches. When the client goes away MHD stops
- * asking for more and stream_done stops the pump, which cancels the generation. */
-
-#define STREAM_AHEAD 1024 /* bytes of events the pump may have ready before MHD takes them */
-
-typedef struct {
-    gen_session *s;
-    int openai;          /* OpenAI chunks and a final [DONE]; TGI events otherwise */
-    int details, finished; /* finished: the last event is queued */
-    char *prompt;        /* TGI's return_full_text; NULL otherwise */
-    size_t index;        /* TGI: events so far */
-    char *model;         /* OpenAI: the model named, as each chunk repeats it */
-    json_int_t created;
-    size_t sent;         /* OpenAI: bytes of s->text sent so far */
-    char id[48];         /* OpenAI's completion id (cmpl-REQUEST_ID); the request id for TGI */
-    pthread_t pump;
-    pthread_mutex_t lock; /* guards what follows */
-    pthread_cond_t moved; /* events queued, or taken, or the stream cancelled */
-    int pumping, cancelled;
-    char *pending;       /* formatted events not yet taken by MHD */
-    size_t len, off, cap;
-} gen_stream;
-
-static void stream_done(void *ctx)
-{
-    gen_stream *st = ctx;
-    pthread_mutex_lock(&st->lock);
-    st->cancelled = 1;
-    pthread_cond_broadcast(&st->moved);
-    pthread_mutex_unlock(&st->lock);
-    if (st->pumping)
-        pthread_join(st->pump, NULL); /* after the step under way, if any */
-    if (!st->finished)
-        srv_log(SRV_LOG_INFO, "generation cancelled: the client went away", "request_id=%s generated=%zu",
-                st->id + (st->openai ? 5 : 0), st->s->n);
-    gen_end(st->s);
-    pthread_mutex_destroy(&st->lock);
-    pthread_cond_destroy(&st->moved);
-    free(st->prompt);
-    free(st->model);
-    free(st->pending);
-    free(st);
-}
-
-/* Queues "data:<ev>\n\n" (OpenAI: "data: <ev>\n\n"; `ev` is stolen) or, with ev NULL, the
- * raw event `raw`, after what is still pending. Runs on the pump. */
-static int stream_push(gen_stream *st, json_t *ev, const char *raw)
-{
-    char *text = ev ? srv_json_dumps(ev, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
-    json_decref(ev);
-    const char *body = ev ? text : raw, *lead = st->openai ? "data: " : "data:";
-    if (!body)
-        return -1;
-    size_t n = strlen(body), ll = strlen(lead);
-    pthread_mutex_lock(&st->lock);
-    if (st->off == st->len)
-        st->off = st->len = 0;
-    size_t need = st->len + ll + n + 2;
-    char *p = need > st->cap ? realloc(st->pending, need) : st->pending;
-    if (p) {
-        st->pending = p, st->cap = need > st->cap ? need : st->cap;
-        memcpy(p + st->len, lead, ll);
-        memcpy(p + st->len + ll, body, n);
-        memcpy(p + st->len + ll + n, "\n\n", 2);
-        st->len = need;
-        pthread_cond_broadcast(&st->moved);
-    }
-    pthread_mutex_unlock(&st->lock);
-    free(text);
-    return p ? 0 : -1;
-}
-
-/* TGI: one event per token; the last carries generated_text and details. */
-static int tgi_event(gen_stream *st, int32_t id, int rc)
-{
-    gen_session *s = st->s;
-    int last = rc == 0 || s->done;
-    if (last && gen_decode(s) != 0)
-        return -1;
-    json_t *token = token_json(s->m, id, rc > 0 ? s->logprobs[s->n - 1] : 0.0f, rc == 0);
-    st->finished = last;
-    return stream_push(st,
-                       json_pack("{s:I, s:o*, s:o*, s:o*}", "index", (json_int_t)++st->index, "token", token,
-                                 "generated_text", last ? generated_text(s, st->prompt) : json_null(), "details",
-                                 last && st->details ? details_json(s, 0) : json_null()),
-                       NULL);
-}
-
-/* How many bytes at the end of text[0, len) begin a UTF-8 character whose other bytes are
- * still to come (0-3): a token may end inside a character, and a chunk of text must not. */
-static size_t utf8_unfinished(const char *text, size_t len)
-{
-    for (size_t i = 1; i <= 3 && i <= len; i++) {
-        unsigned char c = (unsigned char)text[len - i];
-        if (c >= 0x80 && c <= 0xBF)
-            continue; /* a continuation byte: look further back for its lead */
-        size_t need = c >= 0xF0 && c <= 0xF4 ? 4 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xC2 && c <= 0xDF ? 2 : 1;
-        return need > i ? i : 0;
-    }
-    return 0;
-}
-
-/* The length of the longest tail of text[0, len) that is the start of a stop sequence. */
-static size_t stop_prefix_tail(json_t *stop, const char *text, size_t len)
-{
-    size_t longest = 0;
-    for (size_t i = 0; stop && i < json_array_size(stop); i++) {
-        const char *s = json_string_value(json_array_get(stop, i));
-        size_t sl = json_string_length(json_array_get(stop, i));
-        for (size_t k = (sl - 1 < len ? sl - 1 : len); k > longest; k--)
-            if (!memcmp(text + len - k, s, k)) {
-                longest = k;
-                break;
-            }
-    }
-    return longest;
-}
-
-/* The bytes of the text that can be sent: once finished, all of it up to the stop sequence
- * (which OpenAI leaves out, as the answer without streaming does); before that, not a tail
- * that may still become a stop sequence or the rest of a character. */
-static size_t openai_releasable(const gen_session *s)
-{
-    if (s->finish == FINISH_STOP) {
-        long at = find_stop(s->stop, s->text, s->text_len);
-        return at >= 0 ? (size_t)at : s->text_len;
-    }
-    if (s->done)
-        return s->text_len;
-    size_t n = s->text_len - utf8_unfinished(s->text, s->text_len);
-    return n - stop_prefix_tail(s->stop, s->text, n);
-}
-
-/* OpenAI: one chunk per token with the text it releases; the last carries finish_reason and
- * is followed by [DONE]. */
-static int openai_chunk(gen_stream *st)
-{
-    gen_session *s = st->s;
-    if (gen_decode(s) != 0)
-        return -1;
-    size_t upto = openai_releasable(s);
-    if (upto < st->sent) /* never taken back */
-        upto = st->sent;
-    int last = s->done;
-    json_t *ev = json_pack("{s:s, s:s, s:I, s:s, s:[{s:o*, s:i, s:n, s:s?}]}", "id", st->id, "object",
-                           "text_completion", "created", st->created, "model", st->model, "choices", "text",
-                           srv_json_string_lossy(s->text + st->sent, upto - st->sent), "index", 0, "logprobs",
-                           "finish_reason", last ? finish_openai[s->finish] : NULL);
-    if (ev && !last) /* s? leaves the key out; OpenAI sends it as null */
-        json_object_set_new(json_array_get(json_object_get(ev, "choices"), 0), "finish_reason", json_null());
-    st->sent = upto;
-    st->finished = last;
-    return stream_push(st, ev, NULL) || (last && stream_push(st, NULL, "[DONE]")) ? -1 : 0;
-}
-
-/* Steps the session and queues its events until the last, or until the stream is
- * cancelled, staying at most STREAM_AHEAD bytes ahead of MHD. */
-static void *stream_pump(void *ctx)
-{
-    gen_stream *st = ctx;
-    for (;;) {
-        pthread_mutex_lock(&st->lock);
-        while (!st->cancelled && st->len - st->off >= STREAM_AHEAD)
-            pthread_cond_wait(&st->moved, &st->lock);
-        int stop = st->cancelled || st->finished;
-        pthread_mutex_unlock(&st->lock);
-        if (stop)
-            break;
-        int32_t id;
-        int rc = gen_step(st->s, &id), failed = rc < 0;
-        if (!failed && (st->openai ? openai_chunk(st) : tgi_event(st, id, rc)) != 0)
-            failed = 1;
-        if (failed) {
-            stream_push(st, NULL,
-                        st->openai ? "{\"error\":{\"message\":\"generation failed\",\"type\":\"server_error\","
-                                     "\"param\":null,\"code\":\"internal_error\"}}"
-                                   : "{\"error\":\"generation failed\",\"error_type\":\"Backend\"}");
-            st->finished = 1;
-        }
-    }
-    /* The session takes no more steps, so the batcher need not wait for it. */
-    gen_leave(st->s);
-    pthread_mutex_lock(&st->lock);
-    st->pumping = st->pumping ? 2 : 0; /* 2: ended, still to be joined */
-    pthread_cond_broadcast(&st->moved);
-    pthread_mutex_unlock(&st->lock);
-    return NULL;
-}
-
-/* MHD's side: waits for the pump's next events and hands them over; 0 once the last is. */
-static long stream_next(void *ctx, char *buf, size_t cap)
-{
-    gen_stream *st = ctx;
-    pthread_mutex_lock(&st->lock);
-    while (st->off == st->len && st->pumping == 1)
-        pthread_cond_wait(&st->moved, &st->lock);
-    size_t n = st->len - st->off < cap ? st->len - st->off : cap;
-    memcpy(buf, st->pending + st->off, n);
-    st->off += n;
-    pthread_cond_broadcast(&st->moved);
-    pthread_mutex_unlock(&st->lock);
-    return (long)n;
-}
-
-/* Starts streaming session s (taken over) as the reply: the pump, then the stream. */
-static void stream_start(srv_req *req, gen_session *s, gen_stream *st)
-{
-    if (st) {
-        st->s = s;
-        pthread_mutex_init(&st->lock, NULL);
-        pthread_cond_init(&st->moved, NULL);
-        if (!st->openai)
-            snprintf(st->id, sizeof st->id, "%s", srv_req_id(req));
-        st->pumping = 1;
-        if (pthread_create(&st->pump, NULL, stream_pump, st) != 0) {
-            st->pumping = 0;
-            st->finished = 1; /* nothing was cancelled */
-            stream_done(st);
-            st = NULL, s = NULL;
-        }
-    }
-    if (!st) {
-        gen_end(s);
-        srv_reply_error(req, SRV_E_OUT_OF_MEMORY, NULL, "out of memory");
-        return;
-    }
-    srv_reply_stream(req, "text/event-stream", stream_next, stream_done, st);
-}
-
 void h_generate_stream(srv_req *req, void *ctx)
 {
     generate_req in = {0};
     gen_params p;
     gen_session *s = tgi_begin(req, ctx, &in, &p);
-    if (!s)
-        return;
-    gen_stream *st = calloc(1, sizeof *st);
-    if (st && p.return_full_text && !(st->prompt = strdup(in.inputs))) {
-        free(st);
-        st = NULL;
-    }
-    if (st)
-        st->details = p.details;
-    stream_start(req, s, st);
+    if (s)
+        gen_stream_start(req, s, &(gen_stream_opts){.details = p.details, .prompt = p.return_full_text ? in.inputs : NULL});
 }
 
 /* ---- OpenAI ---- */
@@ -769,17 +503,7 @@ void h_completions(srv_req *req, void *ctx)
     snprintf(id, sizeof id, "cmpl-%s", srv_req_id(req));
     if (in.stream) { /* errors until here were JSON replies; the stream starts after the prefill */
         json_decref(stop);
-        gen_stream *st = calloc(1, sizeof *st);
-        if (st && !(st->model = strdup(model))) {
-            free(st);
-            st = NULL;
-        }
-        if (st) {
-            st->openai = 1;
-            st->created = (json_int_t)time(NULL);
-            memcpy(st->id, id, sizeof id);
-        }
-        stream_start(req, s, st);
+        gen_stream_start(req, s, &(gen_stream_opts){.openai = 1, .model = model, .id = id});
         return;
     }
     if (gen_run(req, s)) {
@@ -788,7 +512,7 @@ void h_completions(srv_req *req, void *ctx)
         return;
     }
     /* OpenAI leaves the stop sequence out of the text. */
-    long at = s->finish == FINISH_STOP ? find_stop(stop, s->text, s->text_len) : -1;
+    long at = s->finish == GEN_FINISH_STOP ? gen_find_stop(stop, s->text, s->text_len) : -1;
     size_t len = at >= 0 ? (size_t)at : s->text_len;
     json_t *out = json_pack("{s:s, s:s, s:I, s:s, s:[{s:i, s:o*, s:s, s:n}], s:{s:I, s:I, s:I}}", "id", id, "object",
                             "text_completion", "created", (json_int_t)time(NULL), "model", model,
