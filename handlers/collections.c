@@ -13,6 +13,7 @@
 
 #include "app.h"
 #include "json_util.h"
+#include "json_watch.h"
 #include "log.h"
 #include "validate.h"
 
@@ -113,7 +114,7 @@ int app_compile_filter(srv_req *req, json_t *filter, const char *pointer, st_fil
     *out = NULL;
     if (!filter)
         return 0;
-    char *text = srv_json_dumps(filter, JSON_COMPACT | JSON_REAL_PRECISION(17));
+    char *text = jsonw_dumps(filter, JSON_COMPACT | JSON_REAL_PRECISION(17));
     if (!text) {
         srv_reply_error(req, SRV_E_OUT_OF_MEMORY, NULL, "out of memory");
         return -1;
@@ -572,7 +573,7 @@ static int parse_document(srv_req *req, const doc_shape *sh, json_t *d, size_t i
             srv_reply_error(req, SRV_E_INVALID_TYPE, field, "'%s' must be an object", sh->metadata);
             return -1;
         }
-        if (!(b->meta[i] = srv_json_dumps(meta, JSON_COMPACT | JSON_REAL_PRECISION(17)))) {
+        if (!(b->meta[i] = jsonw_dumps(meta, JSON_COMPACT | JSON_REAL_PRECISION(17)))) {
             srv_reply_error(req, SRV_E_OUT_OF_MEMORY, NULL, "out of memory");
             return -1;
         }

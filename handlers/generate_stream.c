@@ -16,6 +16,7 @@
 
 #include "generate.h"
 #include "json_util.h"
+#include "json_watch.h"
 #include "log.h"
 
 #define STREAM_AHEAD 1024 /* bytes of events the pump may have ready before MHD takes them */
@@ -63,7 +64,7 @@ static void stream_done(void *ctx)
  * raw event `raw`, after what is still pending. Runs on the pump. */
 static int stream_push(gen_stream *st, json_t *ev, const char *raw)
 {
-    char *text = ev ? srv_json_dumps(ev, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
+    char *text = ev ? jsonw_dumps(ev, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
     json_decref(ev);
     const char *body = ev ? text : raw, *lead = st->openai ? "data: " : "data:";
     if (!body)

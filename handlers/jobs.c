@@ -10,6 +10,7 @@
 
 #include "adapter.h"
 #include "json_util.h"
+#include "json_watch.h"
 #include "train_jobs.h"
 #include "validate.h"
 
@@ -370,7 +371,7 @@ static void submit(srv_req *req, struct app *app, int dpo)
         return;
     }
     json_t *spec = app_job_spec_to_json(&s);
-    char *text = spec ? srv_json_dumps(spec, JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
+    char *text = spec ? jsonw_dumps(spec, JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
     json_decref(spec);
     char id[ST_JOB_ID_MAX];
     st_error se;
@@ -526,7 +527,7 @@ static long events_next(void *ctx, char *buf, size_t cap)
             /* the state when the stream opens and when the job ends; a comment keeps the
              * connection alive while nothing happens */
             json_t *o = ev->sent_open && j.status < ST_JOB_SUCCEEDED ? NULL : job_json(ev->app, &j, 0);
-            char *text = o ? srv_json_dumps(o, JSON_COMPACT) : NULL;
+            char *text = o ? jsonw_dumps(o, JSON_COMPACT) : NULL;
             json_decref(o);
             len = text ? snprintf(buf, cap, "event: status\ndata: %s\n\n", text) : snprintf(buf, cap, ": waiting\n\n");
             free(text);

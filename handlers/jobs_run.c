@@ -14,6 +14,7 @@
 #include "adapter.h"
 #include "jobq.h"
 #include "json_util.h"
+#include "json_watch.h"
 #include "kernels.h"
 #include "log.h"
 #include "train_jobs.h"
@@ -199,7 +200,7 @@ json_t *app_jsonl_rows(const char *data, size_t len, size_t max_rows, size_t *ba
         if (n) {
             json_error_t je;
             int oom;
-            json_t *o = srv_json_loadb(data + at, n, JSON_REJECT_DUPLICATES, &je, &oom);
+            json_t *o = jsonw_loadb(data + at, n, JSON_REJECT_DUPLICATES, &je, &oom);
             if (oom || (o && json_array_append(rows, o) != 0)) {
                 *bad_line = APP_JSONL_NOMEM;
                 snprintf(why, cap, "out of memory");
@@ -295,7 +296,7 @@ static int on_step(void *ctx, const trn_progress *p)
         json_object_set_new(m, "logps/chosen", json_real(p->dpo_m.logps_chosen));
         json_object_set_new(m, "logps/rejected", json_real(p->dpo_m.logps_rejected));
     }
-    char *text = m ? srv_json_dumps(m, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
+    char *text = m ? jsonw_dumps(m, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
     json_decref(m);
     st_error e;
     if (!text || st_job_progress(rc->app->jobs, rc->id, p->step, p->total_steps, p->epoch, text, &e) != 0)

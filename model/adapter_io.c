@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "adapter.h"
+#include "json_watch.h"
 #include "model_config.h"
 #include "safetensors.h"
 
@@ -296,7 +297,7 @@ static int parse_config(const uint8_t *buf, size_t len, const gpt2_config *base,
 {
     json_error_t je;
     int oom;
-    json_t *j = mdl_json_loadb((const char *)buf, len, JSON_REJECT_DUPLICATES, &je, &oom);
+    json_t *j = jsonw_loadb((const char *)buf, len, JSON_REJECT_DUPLICATES, &je, &oom);
     if (oom)
         return mdl_fail(err, MDL_ENOMEM, "%s: out of memory", label);
     if (!j)
@@ -619,7 +620,7 @@ int adp_save(const adp_adapter *a, const char *dir, const char *base_model, mdl_
     sft_write_tensor *t = calloc(n, sizeof *t);
     char *names = calloc(n, 128);
     json_t *cfg = config_json(a, base_model ? base_model : a->cfg.base_model);
-    char *text = cfg ? mdl_json_dumps(cfg, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(15)) : NULL;
+    char *text = cfg ? jsonw_dumps(cfg, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(15)) : NULL;
     json_decref(cfg);
     int rc = 0;
     if (!t || !names || !text)

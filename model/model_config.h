@@ -19,14 +19,6 @@ int mdl_config_size(json_t *cfg, const char *const *keys, size_t def, size_t max
 /* Reads a finite non-negative number (e.g. a LayerNorm epsilon), or `def` when absent. */
 int mdl_config_eps(json_t *cfg, const char *key, float def, float *out, const char *path, mdl_error *err);
 
-/* jansson under memory pressure (see server/json_util.h, the same pair for the HTTP side):
- * json_loadb can take a failed allocation for a syntax error or drop a byte, json_dumps can
- * leave out a key. These watch every allocation jansson makes. */
-/* json_loadb; NULL with *oom = 1 when any allocation failed during the parse. */
-json_t *mdl_json_loadb(const char *buf, size_t len, size_t flags, json_error_t *e, int *oom);
-/* json_dumps, written into one buffer sized first: a heap string, or NULL (out of memory). */
-char *mdl_json_dumps(const json_t *j, size_t flags);
-
 /* Hands out the next `n` floats of a weight buffer being laid out. */
 static inline float *mdl_take(float **cursor, size_t n)
 {

@@ -1,3 +1,4 @@
+#include "json_watch.h"
 #include "safetensors.h"
 
 #include <errno.h>
@@ -179,7 +180,7 @@ static int parse_into(sft_set *set, const uint8_t *buf, size_t len, const char *
                         label, (unsigned long long)n, len);
     json_error_t je;
     int oom;
-    json_t *h = mdl_json_loadb((const char *)buf + 8, (size_t)n, JSON_REJECT_DUPLICATES, &je, &oom);
+    json_t *h = jsonw_loadb((const char *)buf + 8, (size_t)n, JSON_REJECT_DUPLICATES, &je, &oom);
     if (oom)
         return mdl_fail(err, MDL_ENOMEM, "%s: out of memory for the header", label);
     if (!h)
@@ -541,7 +542,7 @@ int sft_write_file(const char *path, const sft_write_tensor *tensors, size_t n, 
         off += numel * 4;
     }
     /* JSON_PRESERVE_ORDER keeps __metadata__ first, as the reference writer does. */
-    char *text = mdl_json_dumps(h, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    char *text = jsonw_dumps(h, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(h);
     if (!text) {
         free(t);

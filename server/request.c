@@ -11,6 +11,7 @@
 
 #include "http_internal.h"
 #include "json_util.h"
+#include "json_watch.h"
 #include "log.h"
 
 /* ---------------------------------------------------------------- replies */
@@ -69,7 +70,7 @@ void srv_reply_json(srv_req *req, unsigned status, json_t *body)
         return;
     }
     /* 9 significant digits print every float32 exactly and keep embeddings short. */
-    char *text = body ? srv_json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
+    char *text = body ? jsonw_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
     json_decref(body);
     if (!text) {
         /* Not srv_reply_error: its body is JSON too, and while memory stays short each try
@@ -265,7 +266,7 @@ json_t *srv_req_json(srv_req *req)
         return NULL;
     }
     int oom;
-    json_t *j = srv_json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &e, &oom);
+    json_t *j = jsonw_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &e, &oom);
     if (oom) {
         srv_reply_error(req, SRV_E_OUT_OF_MEMORY, NULL, "out of memory while parsing the body");
         return NULL;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "json_watch.h"
 #include "store_internal.h"
 
 #define MAX_DEPTH 8           /* nested filters */
@@ -165,7 +166,7 @@ int st_filter_compile(const char *json, size_t len, st_filter **out, char *point
         pointer[0] = '\0';
     json_error_t jerr;
     int oom;
-    json_t *tree = st__json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr, &oom);
+    json_t *tree = jsonw_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr, &oom);
     if (!tree)
         return st__fail(err, oom ? ST_ERR_NOMEM : ST_ERR_INVALID, "filter", oom ? "out of memory" : jerr.text);
     checker ck = {pointer, pointer_cap, MAX_CONDITIONS, err};

@@ -69,41 +69,6 @@ int st__fail(st_error *err, int code, const char *what, const char *detail)
     return -1;
 }
 
-/* ---- jansson's allocations, watched (as server/json_util.c does for the HTTP side) ---- */
-
-static _Thread_local int json_oom;
-static json_malloc_t next_malloc;
-static json_free_t next_free;
-static pthread_once_t hook_once = PTHREAD_ONCE_INIT;
-
-static void *watched_malloc(size_t n)
-{
-    void *p = next_malloc(n);
-    if (!p)
-        json_oom = 1;
-    return p;
-}
-
-/* Chained in front of whatever jansson had (another layer's hook): all end at malloc/free. */
-static void install_hook(void)
-{
-    json_get_alloc_funcs(&next_malloc, &next_free);
-    json_set_alloc_funcs(watched_malloc, next_free);
-}
-
-json_t *st__json_loadb(const char *buf, size_t len, size_t flags, json_error_t *e, int *oom)
-{
-    pthread_once(&hook_once, install_hook);
-    json_oom = 0;
-    json_t *j = json_loadb(buf, len, flags, e);
-    *oom = json_oom || (!j && json_error_code(e) == json_error_out_of_memory);
-    if (*oom) {
-        json_decref(j);
-        j = NULL;
-    }
-    return j;
-}
-
 void st__rollback(sqlite3 *c)
 {
     for (int i = 0; i < 100 && !sqlite3_get_autocommit(c); i++) {

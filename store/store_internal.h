@@ -112,10 +112,6 @@ int st__read_record(sqlite3_stmt *st, int first_col, unsigned dim, int with_text
  * write lock for good; so this tries again (up to about a second) until it is gone. */
 void st__rollback(sqlite3 *c);
 
-/* json_loadb that tells a short memory from bad JSON (store.c; the same as
- * server/json_util.h's srv_json_loadb, which explains why): NULL with *oom = 1 when any
- * allocation failed during the parse. */
-json_t *st__json_loadb(const char *buf, size_t len, size_t flags, json_error_t *e, int *oom);
 
 /* Filters, evaluated on parsed metadata (filter.c). */
 int st__filter_eval(const st_filter *f, const json_t *meta);
