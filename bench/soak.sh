@@ -2,7 +2,7 @@
 # The overload soak (docs/RELIABILITY.md §5), loopback only, bounded in time:
 #  0. unloaded latency: each route alone, one connection, closed loop, 10 s;
 #  1. capacity of the mix: /embed (MiniLM-L6 shape, one 16-token text), /search (a 384-d
-#     vector over 2,000 documents, k 10) and /generate (the small random GPT-2, 32 new
+#     vector over 2,000 documents, k 10, filtered to 1,500 of them) and /generate (the small random GPT-2, 32 new
 #     tokens) at once, each closed loop with 16 connections for 20 s: each route's 2xx rate;
 #  2. overload: the three at once again, each open loop at twice that rate, for SECONDS,
 #     sampling ragd's VmRSS every 5 s;
@@ -12,10 +12,11 @@
 # --max-route-requests for /search): at most GATE admitted requests are in the server at once.
 # Checks: every response 2xx or 429/503 with Retry-After, no other 5xx or transport error,
 # memory flat (last sample within 10% + 16 MB of the sample taken after the first tenth),
-# and the admitted requests' latency from their send bounded: p99 within 2 x GATE / capacity
-# (Little's law: GATE requests in the server at the route's rate of the mix), and not growing
-# (the median of the p99s of the last five tenths of the run within 1.5x that of the first
-# five). The p99 is also printed as a multiple of the unloaded p99 of step 0.
+# and the admitted requests' latency from their send bounded: p99 within 2 x GATE / the rate
+# admitted (Little's law: at most GATE requests of the route in the server at once; a shared
+# box slows the rate, not the bound's validity), and not growing (the median of the p99s of
+# the last five tenths of the run within 1.5x that of the first five). The p99 is also
+# printed as a multiple of the unloaded p99 of step 0, with the load average.
 # Prints one JSON object per phase and a verdict; exits 1 when a check fails.
 #   usage: bench/soak.sh [BUILD_DIR] [SECONDS]
 set -euo pipefail
@@ -66,7 +67,7 @@ for b in range(0, 2000, 32):
          {"documents": [{"id": i, "vector": unit(r), "metadata": {"n": i}} for i in range(b, b + 32)]})
 bodies = {
     "embed": {"inputs": ["the quick brown fox jumps over the lazy dog near the river bank today"]},
-    "search": {"collection": "soak", "vector": unit(r), "k": 10},
+    "search": {"collection": "soak", "vector": unit(r), "k": 10, "filter": {"must": [{"key": "n", "range": {"lt": 1500}}]}},
     "generate": {"inputs": "Hello world, this is", "parameters": {"max_new_tokens": 32}},
 }
 for name, body in bodies.items():
@@ -129,14 +130,16 @@ for r in routes:
     o = json.load(open(f"{work}/over-{r}.json"))
     bad = o["retry_after_missing"] + o["other_5xx"] + o["transport_errors"] + o["other_4xx"]
     ok &= bad == 0 and o["status_2xx"] > 0
-    bound_ms = 2e3 * gate / max(c["ok_per_s"], 1e-9)
+    bound_ms = 2e3 * gate / max(o["ok_per_s"], 1e-9)
     tenths = o["p99_ms_from_send_by_tenth"]
     growth = statistics.median(tenths[5:]) / max(statistics.median(tenths[:5]), 1e-9)
     bounded = o["p99_ms_from_send"] <= bound_ms and growth <= 1.5
     ok &= bounded
     print(json.dumps({"phase": "overload", "route": "/" + r, "unloaded_p99_ms": u["p99_ms"],
                       "capacity_per_s": c["ok_per_s"], "capacity_p99_ms": c["p99_ms"], "offered_per_s": o["rate"],
-                      "ratio_offered_to_capacity": round(o["rate"] / max(c["ok_per_s"], 1e-9), 2), **o,
+                      "ratio_offered_to_capacity": round(o["rate"] / max(c["ok_per_s"], 1e-9), 2),
+                      "sent_per_s": round(o["sent"] / o["seconds"], 1),
+                      "ratio_sent_to_capacity": round(o["sent"] / o["seconds"] / max(c["ok_per_s"], 1e-9), 2), **o,
                       "p99_from_send_over_unloaded_p99": round(o["p99_ms_from_send"] / max(u["p99_ms"], 1e-9), 1),
                       "bound_ms": round(bound_ms, 1), "growth_last_half_over_first": round(growth, 2),
                       "bounded": bounded}))
