@@ -11,7 +11,9 @@
  * Prints one JSON object: requests by outcome (2xx, 429, 503, 429/503 without Retry-After,
  * other 4xx, other 5xx, transport errors, due but never sent), the 2xx rate, and latency
  * percentiles of the 2xx (admitted) requests from their scheduled time, overall and for the
- * worst tenth of the run, and their p99 from the moment they were sent (the server's part).
+ * worst tenth of the run, and from the moment they were sent (the server's part, which a
+ * client backlog does not inflate): p50, p99, and the p99 of each tenth of the run, to show
+ * whether it grows.
  *   usage: load_gen URL BODY_FILE SECONDS CONNS RATE [API_KEY]
  * BODY_FILE "-" sends GETs; otherwise its contents are POSTed as JSON.
  */
@@ -168,7 +170,7 @@ int main(int argc, char **argv)
 
     unsigned long long sent = 0, done = 0, ok = 0, s429 = 0, s503 = 0, no_retry = 0, c4xx = 0, c5xx = 0,
                        transport = 0, not_sent = 0;
-    series lat = {0}, served = {0}, window[WINDOWS] = {{0}};
+    series lat = {0}, served = {0}, window[WINDOWS] = {{0}}, served_window[WINDOWS] = {{0}};
     double t0 = now(), end = t0 + seconds, next = t0;
     size_t busy = 0;
     for (;;) {
@@ -208,9 +210,14 @@ int main(int argc, char **argv)
                 transport++;
             else if (status >= 200 && status < 300) {
                 ok++;
-                size_t w = (size_t)((sl->scheduled - t0) / seconds * WINDOWS);
-                if (push(&lat, lat_s) || push(&served, now() - sl->sent) ||
-                    push(&window[w < WINDOWS ? w : WINDOWS - 1], lat_s)) {
+                /* Tenths of the run by scheduled time, and by send time for the latency from
+                 * send (a client backlog sends late what was due early). */
+                size_t w = (size_t)((sl->scheduled - t0) / seconds * WINDOWS), ws = (size_t)((sl->sent - t0) / seconds * WINDOWS);
+                w = w < WINDOWS ? w : WINDOWS - 1;
+                ws = ws < WINDOWS ? ws : WINDOWS - 1;
+                double served_s = now() - sl->sent;
+                if (push(&lat, lat_s) || push(&served, served_s) || push(&window[w], lat_s) ||
+                    push(&served_window[ws], served_s)) {
                     fprintf(stderr, "load_gen: out of memory\n");
                     return 1;
                 }
@@ -232,22 +239,28 @@ int main(int argc, char **argv)
     /* Due by the end but never sent: the client had no free connection for them. */
     if (rate > 0 && next < end)
         not_sent = (unsigned long long)((end - next) * rate);
-    double elapsed = now() - t0, worst = 0;
+    double elapsed = now() - t0, worst = 0, p99_sent_by_tenth[WINDOWS];
     for (size_t w = 0; w < WINDOWS; w++) {
         double p = quantile(&window[w], 0.99);
         worst = p > worst ? p : worst;
+        p99_sent_by_tenth[w] = quantile(&served_window[w], 0.99);
         free(window[w].v);
+        free(served_window[w].v);
     }
     double p50 = quantile(&lat, 0.50), p99 = quantile(&lat, 0.99), max = lat.n ? lat.v[lat.n - 1] : 0;
-    double p99_sent = quantile(&served, 0.99);
+    double p50_sent = quantile(&served, 0.50), p99_sent = quantile(&served, 0.99);
     free(served.v);
     printf("{\"mode\":\"%s\",\"seconds\":%.1f,\"conns\":%zu,\"rate\":%.0f,\"sent\":%llu,\"completed\":%llu,"
            "\"status_2xx\":%llu,\"status_429\":%llu,\"status_503\":%llu,\"retry_after_missing\":%llu,"
            "\"other_4xx\":%llu,\"other_5xx\":%llu,\"transport_errors\":%llu,\"not_sent\":%llu,"
            "\"ok_per_s\":%.1f,\"p50_ms\":%.1f,\"p99_ms\":%.1f,\"max_ms\":%.1f,\"p99_ms_worst_tenth\":%.1f,"
-           "\"p99_ms_from_send\":%.1f}\n",
+           "\"p50_ms_from_send\":%.1f,\"p99_ms_from_send\":%.1f,\"p99_ms_from_send_by_tenth\":[",
            rate > 0 ? "open" : "closed", elapsed, conns, rate, sent, done, ok, s429, s503, no_retry, c4xx, c5xx,
-           transport, not_sent, (double)ok / elapsed, p50 * 1e3, p99 * 1e3, max * 1e3, worst * 1e3, p99_sent * 1e3);
+           transport, not_sent, (double)ok / elapsed, p50 * 1e3, p99 * 1e3, max * 1e3, worst * 1e3, p50_sent * 1e3,
+           p99_sent * 1e3);
+    for (size_t w = 0; w < WINDOWS; w++)
+        printf("%s%.1f", w ? "," : "", p99_sent_by_tenth[w] * 1e3);
+    printf("]}\n");
     free(lat.v);
     for (size_t i = 0; i < conns; i++)
         curl_easy_cleanup(slots[i].easy);

@@ -1,22 +1,29 @@
 #!/usr/bin/env bash
 # The overload soak (docs/RELIABILITY.md §5), loopback only, bounded in time:
+#  0. unloaded latency: each route alone, one connection, closed loop, 10 s;
 #  1. capacity of the mix: /embed (MiniLM-L6 shape, one 16-token text), /search (a 384-d
-#     vector over 2,000 documents, k 10) and /generate (the small random GPT-2, 32 new
+#     vector over 2,000 documents, k 10, filtered to 1,500 of them) and /generate (the small random GPT-2, 32 new
 #     tokens) at once, each closed loop with 16 connections for 20 s: each route's 2xx rate;
 #  2. overload: the three at once again, each open loop at twice that rate, for SECONDS,
 #     sampling ragd's VmRSS every 5 s;
 #  3. SIGTERM while /generate runs closed loop with 16 connections: in-flight requests finish
 #     with 200 and ragd exits 0.
+# Each route has a gate of GATE places (--max-model-requests for /embed and /generate,
+# --max-route-requests for /search): at most GATE admitted requests are in the server at once.
 # Checks: every response 2xx or 429/503 with Retry-After, no other 5xx or transport error,
 # memory flat (last sample within 10% + 16 MB of the sample taken after the first tenth),
-# p99 of admitted requests bounded (printed: --max-model-requests, or --max-concurrent for
-# /search, over the route's rate bounds each admitted request's wait).
+# and the admitted requests' latency from their send bounded: p99 within 2 x GATE / the rate
+# admitted (Little's law: at most GATE requests of the route in the server at once; a shared
+# box slows the rate, not the bound's validity), and not growing (the median of the p99s of
+# the last five tenths of the run within 1.5x that of the first five). The p99 is also
+# printed as a multiple of the unloaded p99 of step 0, with the load average.
 # Prints one JSON object per phase and a verdict; exits 1 when a check fails.
 #   usage: bench/soak.sh [BUILD_DIR] [SECONDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
 secs=${2:-600}
+gate=16
 gen="$build/bench/load_gen"
 work=$(mktemp -d)
 pid=
@@ -30,7 +37,8 @@ start() {
     rm -f "$work/port"
     "$build/ragd" serve --listen 127.0.0.1:0 --port-file "$work/port" --data-dir "$work/data" \
         --embedder "$work/embedder-mean" --generator "$work/gpt/gpt2-untied" \
-        --max-connections 1024 --max-connections-per-ip 1024 --max-concurrent 128 --max-model-requests 16 \
+        --max-connections 1024 --max-connections-per-ip 1024 --max-concurrent 128 \
+        --max-model-requests "$gate" --max-route-requests "$gate" \
         --log-level warn >/dev/null 2>>"$work/log" &
     pid=$!
     for _ in $(seq 600); do
@@ -59,7 +67,7 @@ for b in range(0, 2000, 32):
          {"documents": [{"id": i, "vector": unit(r), "metadata": {"n": i}} for i in range(b, b + 32)]})
 bodies = {
     "embed": {"inputs": ["the quick brown fox jumps over the lazy dog near the river bank today"]},
-    "search": {"collection": "soak", "vector": unit(r), "k": 10},
+    "search": {"collection": "soak", "vector": unit(r), "k": 10, "filter": {"must": [{"key": "n", "range": {"lt": 1500}}]}},
     "generate": {"inputs": "Hello world, this is", "parameters": {"max_new_tokens": 32}},
 }
 for name, body in bodies.items():
@@ -67,6 +75,9 @@ for name, body in bodies.items():
 PY
 
 routes=(embed search generate)
+for r in "${routes[@]}"; do
+    "$gen" "$base/$r" "$work/$r.json" 10 1 0 >"$work/unl-$r.json"
+done
 declare -A rate
 loaders=()
 for r in "${routes[@]}"; do
@@ -80,8 +91,10 @@ for r in "${routes[@]}"; do
 done
 
 : >"$work/rss"
+: >"$work/loadavg"
 ( while kill -0 "$pid" 2>/dev/null; do
       awk '/^VmRSS/ {print $2}' "/proc/$pid/status" >>"$work/rss" 2>/dev/null || true
+      cut -d' ' -f1 /proc/loadavg >>"$work/loadavg"
       sleep 5
   done ) &
 sampler=$!
@@ -106,29 +119,43 @@ set -e
 pid=
 wait "$loader"
 
-/usr/bin/python3 - "$work" "$secs" "$term_rc" <<'PY'
-import json, sys
-work, secs, term_rc = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+/usr/bin/python3 - "$work" "$secs" "$term_rc" "$gate" <<'PY'
+import json, os, statistics, sys
+work, secs, term_rc, gate = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 routes = ["embed", "search", "generate"]
 ok = True
 for r in routes:
+    u = json.load(open(f"{work}/unl-{r}.json"))
     c = json.load(open(f"{work}/cap-{r}.json"))
     o = json.load(open(f"{work}/over-{r}.json"))
     bad = o["retry_after_missing"] + o["other_5xx"] + o["transport_errors"] + o["other_4xx"]
     ok &= bad == 0 and o["status_2xx"] > 0
-    print(json.dumps({"phase": "overload", "route": "/" + r, "capacity_per_s": c["ok_per_s"],
-                      "capacity_p99_ms": c["p99_ms"], "offered_per_s": o["rate"],
-                      "ratio_offered_to_capacity": round(o["rate"] / max(c["ok_per_s"], 1e-9), 2), **o}))
+    bound_ms = 2e3 * gate / max(o["ok_per_s"], 1e-9)
+    tenths = o["p99_ms_from_send_by_tenth"]
+    growth = statistics.median(tenths[5:]) / max(statistics.median(tenths[:5]), 1e-9)
+    bounded = o["p99_ms_from_send"] <= bound_ms and growth <= 1.5
+    ok &= bounded
+    print(json.dumps({"phase": "overload", "route": "/" + r, "unloaded_p99_ms": u["p99_ms"],
+                      "capacity_per_s": c["ok_per_s"], "capacity_p99_ms": c["p99_ms"], "offered_per_s": o["rate"],
+                      "ratio_offered_to_capacity": round(o["rate"] / max(c["ok_per_s"], 1e-9), 2),
+                      "sent_per_s": round(o["sent"] / o["seconds"], 1),
+                      "ratio_sent_to_capacity": round(o["sent"] / o["seconds"] / max(c["ok_per_s"], 1e-9), 2), **o,
+                      "p99_from_send_over_unloaded_p99": round(o["p99_ms_from_send"] / max(u["p99_ms"], 1e-9), 1),
+                      "bound_ms": round(bound_ms, 1), "growth_last_half_over_first": round(growth, 2),
+                      "bounded": bounded}))
 rss = [int(x) for x in open(f"{work}/rss").read().split()]
 first = rss[max(1, len(rss) // 10)] if len(rss) > 1 else rss[0]
 flat = rss[-1] <= first * 1.10 + 16 * 1024
 ok &= flat
 print(json.dumps({"phase": "memory", "samples": len(rss), "rss_kb_start": rss[0], "rss_kb_after_first_tenth": first,
-                  "rss_kb_end": rss[-1], "rss_kb_max": max(rss), "flat": flat}))
+                  "rss_kb_end": rss[-1], "rss_kb_max": max(rss), "flat": flat, "rss_kb_every_5s": rss}))
 t = json.load(open(f"{work}/term-load.json"))
 drained = term_rc == 0 and t["other_5xx"] == 0 and t["retry_after_missing"] == 0 and t["status_2xx"] > 0
 ok &= drained
 print(json.dumps({"phase": "sigterm", "exit_code": term_rc, **t, "drained": drained}))
-print(json.dumps({"soak": "pass" if ok else "FAIL", "seconds": secs}))
+load = [float(x) for x in open(f"{work}/loadavg").read().split()]
+print(json.dumps({"soak": "pass" if ok else "FAIL", "seconds": secs, "cores": os.cpu_count(),
+                  "loadavg_1min_during_overload": {"min": min(load), "median": statistics.median(load),
+                                                   "max": max(load)}}))
 sys.exit(0 if ok else 1)
 PY

@@ -721,19 +721,29 @@ void h_documents_upsert(srv_req *req, void *ctx)
 
 json_t *app_record_json(const st_record *r, int with_vector)
 {
+    /* Every part or none: a key or vector element that could not be allocated must not be
+     * left out of a 200 (jansson's setters take NULL and fail quietly). */
     json_t *o = json_object();
-    if (!o)
-        return NULL;
-    json_object_set_new(o, "id", id_json(&r->id));
-    if (r->text)
-        json_object_set_new(o, "text", json_stringn(r->text, r->text_len));
-    if (r->metadata)
-        json_object_set_new(o, "metadata", json_loads(r->metadata, 0, NULL));
-    if (with_vector && r->vector) {
+    int ok = o && json_object_set_new(o, "id", id_json(&r->id)) == 0;
+    if (ok && r->text)
+        ok = json_object_set_new(o, "text", json_stringn(r->text, r->text_len)) == 0;
+    if (ok && r->metadata) {
+        json_error_t e;
+        int oom = 0;
+        ok = json_object_set_new(o, "metadata", jsonw_loadb(r->metadata, strlen(r->metadata), 0, &e, &oom)) == 0;
+    }
+    if (ok && with_vector && r->vector) {
         json_t *v = json_array();
         for (unsigned k = 0; v && k < r->dimension; k++)
-            json_array_append_new(v, json_real(r->vector[k]));
-        json_object_set_new(o, "vector", v);
+            if (json_array_append_new(v, json_real(r->vector[k])) != 0) {
+                json_decref(v);
+                v = NULL;
+            }
+        ok = json_object_set_new(o, "vector", v) == 0;
+    }
+    if (!ok) {
+        json_decref(o);
+        return NULL;
     }
     return o;
 }

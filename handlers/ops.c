@@ -64,11 +64,12 @@ void h_info(srv_req *req, void *ctx)
     for (int r = 0; r < APP_N_ROLES && models; r++)
         json_object_set_new(models, app_role_names[r], model_info(&app->models[r]));
     json_t *limits = json_pack(
-        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "max_body_bytes", (json_int_t)c->max_body_bytes,
+        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "max_body_bytes", (json_int_t)c->max_body_bytes,
         "max_batch", (json_int_t)c->max_batch, "max_input_tokens", (json_int_t)c->max_input_tokens,
         "max_concurrent", (json_int_t)c->max_concurrent, "max_connections",
         (json_int_t)c->max_connections, "max_connections_per_ip", (json_int_t)c->max_connections_per_ip,
-        "timeout_s", (json_int_t)c->timeout_s, "max_model_requests", (json_int_t)c->max_model_requests);
+        "timeout_s", (json_int_t)c->timeout_s, "max_model_requests", (json_int_t)c->max_model_requests,
+        "max_route_requests", (json_int_t)c->max_route_requests);
     json_t *body = json_pack("{s:s, s:s, s:o*, s:o*, s:I, s:b, s:I, s:s}", "name", "ragd",
                              "version", RAGD_VERSION, "models", models, "limits", limits, "threads",
                              (json_int_t)c->threads, "auth", c->api_key || c->api_key_file, "schema_version",

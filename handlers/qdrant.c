@@ -126,13 +126,16 @@ void h_points_query(srv_req *req, void *ctx)
     json_t *points = json_array();
     for (size_t i = 0; points && i < n; i++) {
         json_t *pt = app_record_json(&res[i], in.with_vector);
-        if (pt) {
-            json_object_set_new(pt, "version", json_integer(0));
-            json_object_set_new(pt, "score", json_real(res[i].score));
+        if (pt) { /* every key or none: a 200 without one would be wrong, not short */
             json_t *meta = json_object_get(pt, "metadata");
-            if (meta) { /* Qdrant calls it the payload */
-                json_object_set(pt, "payload", meta);
+            int ok = json_object_set_new(pt, "version", json_integer(0)) == 0 &&
+                     json_object_set_new(pt, "score", json_real(res[i].score)) == 0 &&
+                     (!meta || json_object_set(pt, "payload", meta) == 0); /* Qdrant calls it the payload */
+            if (ok && meta)
                 json_object_del(pt, "metadata");
+            if (!ok) {
+                json_decref(pt);
+                pt = NULL;
             }
         }
         if (!pt || json_array_append_new(points, pt) != 0) {

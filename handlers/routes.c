@@ -3,6 +3,9 @@
 #include "app.h"
 
 #define PUBLIC (SRV_ROUTE_PUBLIC | SRV_ROUTE_NO_BODY)
+/* Routes whose work grows with the request and runs on no model's batcher (whose gate bounds
+ * /embed, /rerank, /generate and the rest): each has a gate of its own. */
+#define GATED SRV_ROUTE_GATED
 
 const srv_route app_routes[] = {
     {"GET", "/health", h_health, PUBLIC},
@@ -11,8 +14,8 @@ const srv_route app_routes[] = {
     {"GET", "/info", h_info, SRV_ROUTE_NO_BODY},
     {"GET", "/metrics", h_metrics, SRV_ROUTE_NO_BODY},
     {"GET", "/openapi.json", h_openapi, SRV_ROUTE_NO_BODY},
-    {"POST", "/tokenize", h_tokenize, 0},
-    {"POST", "/decode", h_decode, 0},
+    {"POST", "/tokenize", h_tokenize, GATED},
+    {"POST", "/decode", h_decode, GATED},
     {"POST", "/embed", h_embed, 0},
     {"POST", "/v1/embeddings", h_openai_embeddings, SRV_ROUTE_OPENAI},
     {"POST", "/rerank", h_rerank, 0},
@@ -26,19 +29,19 @@ const srv_route app_routes[] = {
     {"GET", "/collections", h_collection_list, SRV_ROUTE_NO_BODY},
     {"GET", "/collections/{name}", h_collection_get, SRV_ROUTE_NO_BODY},
     {"DELETE", "/collections/{name}", h_collection_delete, SRV_ROUTE_NO_BODY},
-    {"POST", "/collections/{name}/documents", h_documents_upsert, 0},
+    {"POST", "/collections/{name}/documents", h_documents_upsert, GATED},
     {"GET", "/collections/{name}/documents/{id}", h_document_get, SRV_ROUTE_NO_BODY},
     {"DELETE", "/collections/{name}/documents/{id}", h_document_delete, SRV_ROUTE_NO_BODY},
-    {"POST", "/search", h_search, 0},
-    {"PUT", "/collections/{name}/points", h_points_upsert, 0},
-    {"POST", "/collections/{name}/points/query", h_points_query, 0},
+    {"POST", "/search", h_search, GATED},
+    {"PUT", "/collections/{name}/points", h_points_upsert, GATED},
+    {"POST", "/collections/{name}/points/query", h_points_query, GATED},
     {"POST", "/finetune", h_finetune, 0},
     {"POST", "/dpo", h_dpo, 0},
     {"GET", "/jobs", h_jobs_list, SRV_ROUTE_NO_BODY},
     {"GET", "/jobs/{id}", h_jobs_get, SRV_ROUTE_NO_BODY},
     {"GET", "/jobs/{id}/events", h_jobs_events, SRV_ROUTE_NO_BODY},
     {"POST", "/jobs/{id}/cancel", h_jobs_cancel, SRV_ROUTE_NO_BODY},
-    {"POST", "/datasets", h_datasets_post, SRV_ROUTE_JSONL},
+    {"POST", "/datasets", h_datasets_post, SRV_ROUTE_JSONL | GATED},
     {"GET", "/adapters", h_adapters_list, SRV_ROUTE_NO_BODY},
     {"POST", "/adapters", h_adapters_post, 0},
     {"GET", "/adapters/{name}", h_adapters_get, SRV_ROUTE_NO_BODY},

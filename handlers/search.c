@@ -181,10 +181,11 @@ void h_search(srv_req *req, void *ctx)
             r.text = NULL;
         }
         json_t *item = app_record_json(&r, in.with_vector);
-        if (item) {
-            json_object_set_new(item, "score", json_real(r.score));
-            if (order)
-                json_object_set_new(item, "rerank_score", json_real(1.0 / (1.0 + exp(-(double)order[i].logit))));
+        if (item && (json_object_set_new(item, "score", json_real(r.score)) != 0 ||
+                     (order && json_object_set_new(item, "rerank_score",
+                                                   json_real(1.0 / (1.0 + exp(-(double)order[i].logit)))) != 0))) {
+            json_decref(item); /* a 200 without its score would be wrong, not short */
+            item = NULL;
         }
         if (!item || json_array_append_new(results, item) != 0) {
             json_decref(results);

@@ -31,10 +31,12 @@ static json_t *tokens_json(const tok_tokenizer *tok, const tok_encoding *enc, co
             t = json_pack("{s:i, s:s, s:b, s:n, s:n}", "id", (int)enc->ids[i], "text", s ? s : "",
                           "special", 1, "start", "stop");
         } else {
+            /* Not "o*": a text that could not be allocated must not drop the key from a 200. */
             json_t *s = srv_json_string_lossy(text + enc->start[i], enc->stop[i] - enc->start[i]);
-            t = json_pack("{s:i, s:o*, s:b, s:I, s:I}", "id", (int)enc->ids[i], "text", s, "special",
-                          enc->special[i] != 0, "start", (json_int_t)enc->start[i], "stop",
-                          (json_int_t)enc->stop[i]);
+            t = s ? json_pack("{s:i, s:o, s:b, s:I, s:I}", "id", (int)enc->ids[i], "text", s, "special",
+                              enc->special[i] != 0, "start", (json_int_t)enc->start[i], "stop",
+                              (json_int_t)enc->stop[i])
+                  : NULL;
         }
         if (!t || json_array_append_new(list, t) != 0) {
             json_decref(list);

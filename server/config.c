@@ -46,6 +46,8 @@ static const opt_spec opts[] = {
     {"max-concurrent", L(max_concurrent), "512", 1, 1 << 20, "requests in flight before 429"},
     {"max-model-requests", L(max_model_requests), "64", 1, 1 << 20,
      "requests running or waiting on one model before 429 (a generation holds its place to its last token)"},
+    {"max-route-requests", L(max_route_requests), "64", 1, 1 << 20,
+     "requests running at once on one route that computes without a model (/search, /tokenize, upserts ...) before 429"},
     {"max-connections", L(max_connections), "256", 1, 1 << 20, "open connections before new ones are refused"},
     {"max-connections-per-ip", L(max_connections_per_ip), "64", 1, 1 << 20, "open connections per client IP"},
     {"timeout", L(timeout_s), "30", 1, 86400, "seconds an idle or stalled connection is kept"},

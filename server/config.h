@@ -23,6 +23,7 @@ typedef struct {
     const char *log_level;
     long threads, train_workers, max_queued_jobs, max_dataset_rows;
     long max_body_bytes, max_batch, max_input_tokens, max_concurrent, max_model_requests;
+    long max_route_requests;
     long max_connections, max_connections_per_ip;
     long timeout_s, shutdown_timeout_s;
     long adapter_cache_bytes;

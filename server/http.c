@@ -237,12 +237,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (req->queued)
         return MHD_YES;
     if (!req->replied) {
+        const srv_route *rt = &d->routes[req->route];
         if (req->body_too_large)
             srv_reply_error(req, SRV_E_PAYLOAD_TOO_LARGE, NULL,
                             "the body is over the limit of %zu bytes (--max-body-bytes)",
                             d->cfg.max_body_bytes);
-        else
-            d->routes[req->route].handler(req, d->app);
+        /* A route that computes without a model has a gate of its own, like a model's: its
+         * admitted requests share the CPU with at most --max-route-requests - 1 others, and
+         * the rest are turned away before their body is parsed. Taken once the body is in, so
+         * a client that sends its body slowly holds no place, and the connection stays
+         * open for the client's next request. */
+        else if (!(rt->flags & SRV_ROUTE_GATED) || srv_req_admit(req, &d->gates[req->route], rt->pattern) == 0)
+            rt->handler(req, d->app);
     }
     if (!req->replied) {
         srv_log(SRV_LOG_ERROR, "handler queued no reply", "route=\"%s\" id=%s",
@@ -391,11 +397,14 @@ int srv_daemon_create(const srv_daemon_config *cfg, const srv_route *routes, siz
     }
     d->methods = calloc(n_routes + 1, sizeof *d->methods);
     d->patterns = calloc(n_routes + 1, sizeof *d->patterns);
-    if (!d->methods || !d->patterns)
+    d->gates = calloc(n_routes + 1, sizeof *d->gates);
+    if (!d->methods || !d->patterns || !d->gates)
         goto oom;
     for (size_t i = 0; i < n_routes; i++) {
         d->methods[i] = routes[i].method;
         d->patterns[i] = routes[i].pattern;
+        d->gates[i].cap = cfg->max_route_requests;
+        d->gates[i].flag = "--max-route-requests";
     }
     d->metrics = srv_metrics_create(d->methods, d->patterns, n_routes);
     if (!d->metrics)
@@ -478,5 +487,6 @@ void srv_daemon_destroy(srv_daemon *d)
     srv_auth_destroy(d->auth);
     free(d->methods);
     free(d->patterns);
+    free(d->gates);
     free(d);
 }

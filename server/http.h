@@ -6,8 +6,9 @@
  *               Content-Type (415), Content-Length against --max-body-bytes (413, before
  *               any body byte is buffered);
  *   body     -> appended to the request's buffer, counted against the cap (chunked too);
- *   complete -> the route's handler runs on the connection's thread and queues exactly one
- *               reply through the srv_reply_* functions;
+ *   complete -> a SRV_ROUTE_GATED route's own gate (429), then the route's handler runs on
+ *               the connection's thread and queues exactly one reply through the srv_reply_*
+ *               functions;
  *   finished -> metrics, one log line, everything the request owns is freed.
  *
  * Handlers must be reentrant: per-request state lives in srv_req, shared state in the app.
@@ -29,6 +30,7 @@ typedef struct {
     const char *listen;            /* HOST:PORT */
     size_t max_body_bytes;
     unsigned max_concurrent;
+    unsigned max_route_requests;   /* places at each SRV_ROUTE_GATED route's gate */
     unsigned max_connections, max_connections_per_ip;
     unsigned timeout_s;
     const char *api_key, *api_key_file;
@@ -103,12 +105,14 @@ void srv_reply_stream(srv_req *req, const char *content_type, srv_stream_next ne
 /* ---- admission: a bound on the requests queued in front of a shared resource ---- */
 
 /* A gate lets at most `cap` requests hold a place at once: for a model, those running on
- * it and those waiting for its batcher, so the wait of an admitted request is bounded and
- * the rest are told to come back (TEI's max_concurrent_requests). Zero-initialize it and
- * set cap before serving. */
+ * it and those waiting for its batcher; for a route that computes without a model
+ * (SRV_ROUTE_GATED: a search, a tokenization), those running it. So the wait of an admitted
+ * request is bounded and the rest are told to come back (TEI's max_concurrent_requests).
+ * Zero-initialize it and set cap and flag before serving. */
 typedef struct {
     atomic_uint held;
     unsigned cap;
+    const char *flag;  /* the flag that sets cap, named in the 429 ("--max-model-requests") */
 } srv_gate;
 
 /* Takes a place at `g` for the rest of the request. The place is given back when the

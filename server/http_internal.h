@@ -15,7 +15,7 @@
 #include "metrics.h"
 
 #define MAX_REPLY_HEADERS 8
-#define MAX_REQ_GATES 4 /* places one request may hold (one per model it uses) */
+#define MAX_REQ_GATES 4 /* places one request may hold (its route's, one per model it uses) */
 
 struct srv_daemon {
     srv_daemon_config cfg;
@@ -28,6 +28,7 @@ struct srv_daemon {
     unsigned port;
     srv_auth *auth;
     srv_metrics *metrics;
+    srv_gate *gates;          /* one per route; used by SRV_ROUTE_GATED routes */
     const char **methods, **patterns; /* labels for metrics */
     uint64_t id_seed;
     atomic_uint_fast64_t id_counter;

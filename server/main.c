@@ -53,6 +53,7 @@ static int serve(const srv_config *cfg)
     for (int r = 0; r < APP_N_ROLES; r++) {
         app.models[r].dir = dirs[r] && *dirs[r] ? dirs[r] : NULL;
         app.models[r].gate.cap = (unsigned)cfg->max_model_requests;
+        app.models[r].gate.flag = "--max-model-requests";
         atomic_init(&app.models[r].state, app.models[r].dir ? APP_MODEL_LOADING : APP_MODEL_ABSENT);
     }
     /* Each model's batcher runs one forward pass at a time, on every compute thread. */
@@ -76,6 +77,7 @@ static int serve(const srv_config *cfg)
         .listen = cfg->listen,
         .max_body_bytes = (size_t)cfg->max_body_bytes,
         .max_concurrent = (unsigned)cfg->max_concurrent,
+        .max_route_requests = (unsigned)cfg->max_route_requests,
         .max_connections = (unsigned)cfg->max_connections,
         .max_connections_per_ip = (unsigned)cfg->max_connections_per_ip,
         .timeout_s = (unsigned)cfg->timeout_s,

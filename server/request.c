@@ -322,8 +322,8 @@ int srv_req_admit(srv_req *req, srv_gate *g, const char *what)
         if (req->n_gates < MAX_REQ_GATES)
             atomic_fetch_sub(&g->held, 1);
         srv_reply_error(req, SRV_E_OVERLOADED, NULL,
-                        "'%s' has %u requests running or waiting (--max-model-requests); retry shortly", what,
-                        g->cap);
+                        "'%s' has %u requests running or waiting (%s); retry shortly", what, g->cap,
+                        g->flag ? g->flag : "its limit");
         return -1;
     }
     req->gates[req->n_gates++] = g;

@@ -21,6 +21,8 @@ enum {
     SRV_ROUTE_OPENAI = 1u << 1,   /* errors in OpenAI's shape */
     SRV_ROUTE_NO_BODY = 1u << 2,  /* GET-like: no JSON body expected */
     SRV_ROUTE_JSONL = 1u << 3,    /* the body is JSON Lines (application/jsonl, x-ndjson or json) */
+    SRV_ROUTE_GATED = 1u << 4,    /* computes without a model: admitted through the route's own gate
+                                   * (--max-route-requests) once its body is in, before it is parsed */
 };
 
 typedef struct {

@@ -298,6 +298,11 @@ static int coll_rebuild(sqlite3 *conn, st_coll *c, st_error *err)
 int st__coll_load(sqlite3 *conn, st_coll *c, st_error *err)
 {
     coll_clear(c);
+    /* A write whose ROLLBACK could not run (memory short) left its transaction open: loading
+     * now would read its uncommitted rows. The collection stays without its graph, and the
+     * next write loads it once st__write_lock has ended that transaction. */
+    if (!sqlite3_get_autocommit(conn))
+        return st__fail(err, ST_ERR_NOMEM, c->spec.name, "the index could not be reloaded after a failure");
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(conn, "SELECT index_header FROM collections WHERE id = ?1", -1, &st, NULL) != SQLITE_OK)
         return st__sqlite_fail(conn, err, "loading an index");
@@ -328,6 +333,21 @@ int st__coll_load(sqlite3 *conn, st_coll *c, st_error *err)
         return 0;
     }
     return coll_rebuild(conn, c, err);
+}
+
+int st__coll_reload_lost(sqlite3 *conn, st_coll *c, st_error *err)
+{
+    pthread_rwlock_rdlock(&c->lock);
+    int lost = !c->index;
+    pthread_rwlock_unlock(&c->lock);
+    if (!lost)
+        return 0;
+    pthread_mutex_lock(&c->index_mu);
+    pthread_rwlock_wrlock(&c->lock);
+    int rc = c->index ? 0 : st__coll_load(conn, c, err);
+    pthread_rwlock_unlock(&c->lock);
+    pthread_mutex_unlock(&c->index_mu);
+    return rc;
 }
 
 /* Writes the index's changes since the last clear (node records, dropped records, header)
@@ -363,9 +383,11 @@ int st__coll_write_index(sqlite3 *conn, st_coll *c, st_error *err)
                                         NULL) == SQLITE_OK
                  ? 0
                  : -1;
-    int walk = 0;
-    if (rc == 0)
+    int walk = c->index ? 0 : HNSW_ENOMEM; /* lost by a reload that failed (see st__coll_reload_lost) */
+    if (rc == 0 && c->index)
         rc = (walk = hnsw_dirty_foreach(c->index, write_record, &w)) == 0 ? 0 : -1;
+    else if (rc == 0)
+        rc = -1;
     if (rc == 0) {
         hnsw_header_record(c->index, header);
         sqlite3_bind_int64(head, 1, c->id);

@@ -158,7 +158,7 @@ int st_collection_create(st_db *db, const st_collection *spec, st_error *err)
     if (!probe)
         return -1;
     st__coll_put(probe);
-    pthread_mutex_lock(&db->write_mu);
+    st__write_lock(db);
     st_error ignore;
     st_coll *existing = st__coll_get(db, spec->name, &ignore);
     if (existing) {
@@ -258,7 +258,7 @@ int st_collection_list(st_db *db, st_collection **out, size_t *n, st_error *err)
 
 int st_collection_delete(st_db *db, const char *name, st_error *err)
 {
-    pthread_mutex_lock(&db->write_mu);
+    st__write_lock(db);
     st_coll *c = st__coll_get(db, name, err);
     if (!c) {
         pthread_mutex_unlock(&db->write_mu);

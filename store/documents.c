@@ -195,13 +195,14 @@ int st_upsert(st_db *db, const char *collection, unsigned dimension, const st_do
         st__coll_put(c);
         return st__fail(err, ST_ERR_NOMEM, collection, "out of memory");
     }
-    pthread_mutex_lock(&db->write_mu);
+    st__write_lock(db);
     upsert_stmts s = {0};
     int64_t next = 0, max_label = 0;
     int replaces = 0; /* some document existed: its label may be in the graph or the tail */
     int touched = 0;  /* the graph has changed (index_mu held) */
-    int rc = atomic_load(&c->deleted) ? st__fail(err, ST_ERR_NOT_FOUND, collection, "no such collection")
-                                      : st__exec(db->conn, "BEGIN IMMEDIATE", err, "upserting");
+    int rc = atomic_load(&c->deleted)                       ? st__fail(err, ST_ERR_NOT_FOUND, collection, "no such collection")
+             : st__coll_reload_lost(db->conn, c, err) != 0 ? -1
+                                                           : st__exec(db->conn, "BEGIN IMMEDIATE", err, "upserting");
     if (rc == 0) {
         rc = prepare_upsert(db->conn, c->id, &s) == 0 && next_label_of(db->conn, c->id, &next) == 0 ? 0 : -1;
         for (size_t i = 0; rc == 0 && i < n; i++) {
@@ -356,11 +357,12 @@ int st_document_delete(st_db *db, const char *collection, const st_id *id, st_er
     st_coll *c = st__coll_get(db, collection, err);
     if (!c)
         return -1;
-    pthread_mutex_lock(&db->write_mu);
+    st__write_lock(db);
     sqlite3_stmt *st = NULL;
     int64_t label = -1;
-    int rc = atomic_load(&c->deleted) ? st__fail(err, ST_ERR_NOT_FOUND, collection, "no such collection")
-                                      : st__exec(db->conn, "BEGIN IMMEDIATE", err, "deleting a document");
+    int rc = atomic_load(&c->deleted)                       ? st__fail(err, ST_ERR_NOT_FOUND, collection, "no such collection")
+             : st__coll_reload_lost(db->conn, c, err) != 0 ? -1
+                                                           : st__exec(db->conn, "BEGIN IMMEDIATE", err, "deleting a document");
     if (rc == 0) {
         rc = sqlite3_prepare_v2(db->conn, "DELETE FROM documents WHERE collection_id = ?1 AND id = ?2 RETURNING label",
                                 -1, &st, NULL) == SQLITE_OK

@@ -21,7 +21,7 @@
  * database, and what was indexed since the last commit is back in the tail. Returns 0 or -1. */
 static int flush(st_db *db, st_coll *c)
 {
-    pthread_mutex_lock(&db->write_mu);
+    st__write_lock(db);
     pthread_mutex_lock(&c->index_mu);
     int rc = 0;
     if (!atomic_load(&c->deleted) && c->index && hnsw_dirty_count(c->index)) {

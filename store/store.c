@@ -69,12 +69,40 @@ int st__fail(st_error *err, int code, const char *what, const char *detail)
     return -1;
 }
 
+/* Every connection keeps a ROLLBACK prepared from its opening (open_conn): under memory that
+ * stays short, preparing one fails every time, and stepping a prepared one needs no memory. */
+static const char rollback_sql[] = "ROLLBACK";
+
+static sqlite3_stmt *kept_rollback(sqlite3 *c)
+{
+    for (sqlite3_stmt *s = sqlite3_next_stmt(c, NULL); s; s = sqlite3_next_stmt(c, s)) {
+        const char *sql = sqlite3_sql(s); /* NULL for a statement whose text could not be kept */
+        if (sql && strcmp(sql, rollback_sql) == 0)
+            return s;
+    }
+    return NULL;
+}
+
 void st__rollback(sqlite3 *c)
 {
+    sqlite3_stmt *kept = kept_rollback(c);
     for (int i = 0; i < 100 && !sqlite3_get_autocommit(c); i++) {
-        if (sqlite3_exec(c, "ROLLBACK", NULL, NULL, NULL) != SQLITE_OK && i)
+        int rc;
+        if (kept) {
+            rc = sqlite3_step(kept) == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;
+            sqlite3_reset(kept);
+        } else {
+            rc = sqlite3_exec(c, rollback_sql, NULL, NULL, NULL);
+        }
+        if (rc != SQLITE_OK && i)
             sqlite3_sleep(10);
     }
+}
+
+void st__write_lock(st_db *db)
+{
+    pthread_mutex_lock(&db->write_mu);
+    st__rollback(db->conn);
 }
 
 int st__exec(sqlite3 *c, const char *sql, st_error *err, const char *what)
@@ -134,7 +162,15 @@ static int migrate(st_db *db, st_error *err)
     return 0;
 }
 
-/* Opens a connection with the pragmas every connection needs. */
+/* Closes a connection and its kept ROLLBACK (FTS5 finalizes its own statements on close). */
+static void close_conn(sqlite3 *c)
+{
+    if (c)
+        sqlite3_finalize(kept_rollback(c));
+    sqlite3_close(c);
+}
+
+/* Opens a connection with the pragmas every connection needs, and its kept ROLLBACK. */
 static int open_conn(const char *path, int flags, sqlite3 **out, st_error *err)
 {
     int rc = sqlite3_open_v2(path, out, flags | SQLITE_OPEN_NOMUTEX, NULL);
@@ -145,8 +181,11 @@ static int open_conn(const char *path, int flags, sqlite3 **out, st_error *err)
         return -1;
     }
     sqlite3_busy_timeout(*out, BUSY_TIMEOUT_MS);
-    if (st__exec(*out, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;", err, path) != 0) {
-        sqlite3_close(*out);
+    sqlite3_stmt *rollback;
+    if (st__exec(*out, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;", err, path) != 0 ||
+        (sqlite3_prepare_v3(*out, rollback_sql, -1, SQLITE_PREPARE_PERSISTENT, &rollback, NULL) != SQLITE_OK &&
+         st__sqlite_fail(*out, err, path) != 0)) {
+        close_conn(*out);
         *out = NULL;
         return -1;
     }
@@ -202,8 +241,8 @@ void st_close(st_db *db)
     st__indexer_stop(db);
     st__free_collections(db);
     for (int i = 0; i < db->n_idle; i++)
-        sqlite3_close(db->readers[i]);
-    sqlite3_close(db->conn);
+        close_conn(db->readers[i]);
+    close_conn(db->conn);
     pthread_mutex_destroy(&db->write_mu);
     pthread_mutex_destroy(&db->pool_mu);
     pthread_cond_destroy(&db->pool_cv);
@@ -238,6 +277,16 @@ sqlite3 *st__reader(st_db *db, st_error *err)
 
 void st__reader_done(st_db *db, sqlite3 *c)
 {
+    if (!sqlite3_get_autocommit(c)) {
+        /* Its read transaction could not be ended (memory short): pooled, it would serve an
+         * old snapshot to every later read. Closing it ends the transaction. */
+        close_conn(c);
+        pthread_mutex_lock(&db->pool_mu);
+        db->n_open--;
+        pthread_cond_signal(&db->pool_cv);
+        pthread_mutex_unlock(&db->pool_mu);
+        return;
+    }
     pthread_mutex_lock(&db->pool_mu);
     db->readers[db->n_idle++] = c;
     pthread_cond_signal(&db->pool_cv);

@@ -82,6 +82,10 @@ int st__coll_unset(st_coll *c, size_t label, st_error *err);
 /* (Re)loads the collection through `conn`: the graph from its records, every row without
  * one into the tail. The caller holds index_mu and the write lock, or is the only user. */
 int st__coll_load(sqlite3 *conn, st_coll *c, st_error *err);
+/* A write whose rollback could not reload the collection (memory short) left it without its
+ * graph; the next write reloads it first, with this (write lock held, no transaction open).
+ * 0, or -1 with ST_ERR_NOMEM when it still cannot be loaded. */
+int st__coll_reload_lost(sqlite3 *conn, st_coll *c, st_error *err);
 /* Writes the index's changes since the last clear inside the caller's transaction
  * (index_mu held). */
 int st__coll_write_index(sqlite3 *conn, st_coll *c, st_error *err);
@@ -107,10 +111,16 @@ void st__coll_put(st_coll *c); /* drops a reference; the last one frees */
 int st__read_record(sqlite3_stmt *st, int first_col, unsigned dim, int with_text, int with_meta, int with_vec,
                     st_record *out);
 
-/* Ends the open transaction. ROLLBACK needs memory to be prepared: should that fail, the
- * transaction would stay open, and the writer connection with it, holding the database's
- * write lock for good; so this tries again (up to about a second) until it is gone. */
+/* Ends the open transaction. A ROLLBACK prepared each time needs memory: should that fail,
+ * the transaction would stay open, and the writer connection with it, holding the database's
+ * write lock for good and reading its own uncommitted rows. So every connection store.c
+ * opens keeps one prepared (stepping it allocates nothing), and this tries again (up to
+ * about a second) until the transaction is gone. */
 void st__rollback(sqlite3 *c);
+/* Takes the write lock (db->write_mu) for a write on db->conn. When memory stayed short
+ * through a failed write's st__rollback, its transaction is still open: it is rolled back
+ * here, before the next write begins. Unlock with pthread_mutex_unlock(&db->write_mu). */
+void st__write_lock(st_db *db);
 
 
 /* Filters, evaluated on parsed metadata (filter.c). */

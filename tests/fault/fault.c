@@ -29,7 +29,7 @@ extern void __libc_free(void *);
 extern void *__libc_memalign(size_t, size_t);
 
 static atomic_long live, alloc_left, alloc_seen, alloc_injected;
-static atomic_int alloc_armed, alloc_persistent, alloc_did_fire;
+static atomic_int alloc_armed, alloc_persistent, alloc_did_fire, alloc_all_threads;
 
 static atomic_int alloc_trace;
 
@@ -46,8 +46,15 @@ void fault_alloc_arm(long n, int persistent)
     atomic_store(&alloc_seen, 0);
     atomic_store(&alloc_persistent, persistent);
     atomic_store(&alloc_did_fire, 0);
+    atomic_store(&alloc_all_threads, 0);
     alloc_armed_here = 1;
     atomic_store(&alloc_armed, 1);
+}
+
+void fault_alloc_arm_all_threads(long n, int persistent)
+{
+    fault_alloc_arm(n, persistent);
+    atomic_store(&alloc_all_threads, 1);
 }
 
 long fault_alloc_disarm(void)
@@ -65,7 +72,7 @@ long fault_alloc_injected(void) { return atomic_load(&alloc_injected); }
 static int alloc_fails(void)
 {
     if (!atomic_load_explicit(&alloc_armed, memory_order_relaxed) ||
-        !(alloc_armed_here || atomic_load(&alloc_persistent)))
+        !(alloc_armed_here || atomic_load(&alloc_persistent) || atomic_load(&alloc_all_threads)))
         return 0;
     atomic_fetch_add(&alloc_seen, 1);
     long left = atomic_fetch_sub(&alloc_left, 1) - 1;

@@ -34,6 +34,10 @@
 
 /* Fails the nth allocation from now (n >= 1); persistent: that one and every later one. */
 void fault_alloc_arm(long n, int persistent);
+/* The same, counting the allocations of every thread: for code that runs on threads the test
+ * does not own (libmicrohttpd's), with the process otherwise idle so the count is the same
+ * from one run to the next. */
+void fault_alloc_arm_all_threads(long n, int persistent);
 /* Stops failing. Returns how many allocations were attempted while armed. */
 long fault_alloc_disarm(void);
 /* 1 when the armed countdown reached zero (an allocation was failed) since the last arm. */

@@ -72,10 +72,11 @@ int fault_app_request(fault_app *f, const char *method, const char *path, const 
 {
     srv_detached_reply r;
     memset(out, 0, sizeof *out);
-    if (srv_dispatch_detached(app_routes, app_n_routes, &f->app, &f->dcfg, method, path, body ? body : "",
-                              body ? strlen(body) : 0, &r) != 0)
+    int rc = srv_dispatch_detached(app_routes, app_n_routes, &f->app, &f->dcfg, method, path, body ? body : "",
+                                   body ? strlen(body) : 0, &r);
+    out->status = r.status; /* set even when the copy of the body could not be made */
+    if (rc != 0)
         return -1;
-    out->status = r.status;
     out->body = r.body;
     return 0;
 }

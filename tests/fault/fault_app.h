@@ -32,7 +32,7 @@ typedef struct {
 } fault_reply;
 
 /* One request (status and body; code stays ""). Returns 0, or -1 when even the detached
- * reply could not be allocated. */
+ * reply could not be allocated (status filled, body NULL). */
 int fault_app_request(fault_app *f, const char *method, const char *path, const char *body, fault_reply *out);
 /* Fills r->code from the body: run it with faults disarmed. */
 void fault_reply_parse(fault_reply *r);

@@ -2,6 +2,9 @@
  * the small random GPT-2 (tests/reference/make_gpt2_checkpoints.py):
  *  - a full model gate (--max-model-requests 2) answers 429 with Retry-After at once while
  *    admitted generations finish, and /health and /tokenize stay fast meanwhile;
+ *  - a route that computes without a model has a gate of its own (--max-route-requests 1):
+ *    eight clients on /search get 404 (served) or 429 with Retry-After naming the flag, while
+ *    /tokenize (another route) is served, and every place is given back afterwards;
  *  - slow clients (idle half-sent headers, byte-a-time dribblers, from 127.0.0.2) do not
  *    starve normal clients; idle ones are closed at --timeout, and one past the per-IP limit
  *    is refused at once;
@@ -148,6 +151,82 @@ static void test_overload(void)
         CU_ASSERT(r.status == 200 && json_is_string(json_object_get(r.json, "generated_text")));
         it_free(&r);
     }
+}
+
+/* ---- a route's own gate ---- */
+
+#define SEARCHERS 8
+static const char absent_search[] = "{\"collection\":\"absent\",\"vector\":[1,0]}";
+
+typedef struct {
+    const it_server *s;
+    volatile int *stop;
+    long served, refused, other; /* 404 (served: no such collection), 429 as documented, else */
+} searcher;
+
+static void *search_loop(void *arg)
+{
+    searcher *c = arg;
+    while (!*c->stop) {
+        it_response r = it_post(c->s, "/search", absent_search);
+        char ra[16];
+        const char *msg = json_string_value(json_object_get(r.json, "error"));
+        if (r.status == 404)
+            c->served++;
+        else if (it_is_error(&r, 429, "overloaded", NULL) && it_header(&r, "Retry-After", ra, sizeof ra) &&
+                 strtol(ra, NULL, 10) > 0 && msg && strstr(msg, "'/search'") && strstr(msg, "--max-route-requests"))
+            c->refused++;
+        else
+            c->other++;
+        it_free(&r);
+    }
+    return NULL;
+}
+
+static void test_route_gate(void)
+{
+    it_server s3;
+    const char *args[] = {"--generator", gen_dir, "--max-route-requests", "1", NULL};
+    CU_ASSERT_FATAL(it_start(&s3, args, NULL) == 0);
+    /* Eight clients on /search with one place: some are turned away at once, until 10 s. */
+    static searcher cl[SEARCHERS];
+    volatile int stop = 0;
+    pthread_t th[SEARCHERS];
+    for (int i = 0; i < SEARCHERS; i++) {
+        cl[i] = (searcher){.s = &s3, .stop = &stop};
+        pthread_create(&th[i], NULL, search_loop, &cl[i]);
+    }
+    long refused = 0, probes = 0, probes_ok = 0;
+    for (double t0 = now_s(); refused == 0 && now_s() - t0 < 10.0;) {
+        /* Another route's gate is its own: /tokenize is served meanwhile. */
+        probes++;
+        probes_ok += it_probe(&s3);
+        refused = 0;
+        for (int i = 0; i < SEARCHERS; i++)
+            refused += cl[i].refused;
+    }
+    stop = 1;
+    long served = 0, other = 0;
+    refused = 0;
+    for (int i = 0; i < SEARCHERS; i++) {
+        pthread_join(th[i], NULL);
+        served += cl[i].served;
+        refused += cl[i].refused;
+        other += cl[i].other;
+    }
+    printf("\n  route gate: /search %ld served, %ld refused with 429 + Retry-After, %ld other; /tokenize %ld of %ld\n",
+           served, refused, other, probes_ok, probes);
+    CU_ASSERT(served > 0);
+    CU_ASSERT(refused > 0);
+    CU_ASSERT_EQUAL(other, 0);
+    CU_ASSERT_EQUAL(probes_ok, probes);
+    /* Every place is given back: sequential searches are served. */
+    for (int i = 0; i < 3; i++) {
+        it_response r = it_post(&s3, "/search", absent_search);
+        CU_ASSERT(it_is_error(&r, 404, "not_found", NULL));
+        it_free(&r);
+    }
+    CU_ASSERT_EQUAL(it_stop(&s3), 0);
 }
 
 /* ---- slow clients ---- */
@@ -326,6 +405,7 @@ void cu_register(void)
     }
     CU_pSuite s = CU_add_suite("load", setup, teardown);
     CU_add_test(s, "a full model gate answers 429 + Retry-After; other routes stay fast", test_overload);
+    CU_add_test(s, "a route without a model has its own gate: 429 + Retry-After, then served", test_route_gate);
     CU_add_test(s, "slow clients do not starve normal ones; idle ones close at --timeout", test_slow_clients);
     CU_add_test(s, "SIGTERM under load drains in-flight requests and exits 0", test_sigterm_drains);
     CU_add_test(s, "/metrics counts a 405 under its path's pattern", test_metrics_405);

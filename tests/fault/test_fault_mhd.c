@@ -1,0 +1,250 @@
+/* test_fault_mhd.c — allocation failures inside libmicrohttpd. The loops of test_fault_alloc
+ * run requests without a socket (srv_dispatch_detached), so libmicrohttpd's own allocations
+ * (the connection, its memory pool, the thread that serves it, the response) are never
+ * failed there, although the shim does replace malloc for libmicrohttpd too (the executable's
+ * definition comes first for every shared library). Here a real daemon (srv_daemon_start, the
+ * route table, thread per connection) serves real requests on 127.0.0.1 from a raw socket
+ * (whose calls allocate nothing), while the Nth allocation of any thread fails (only that
+ * one, then every one from the Nth on). Every iteration checks: no crash; the reply is the
+ * fault-free one, 503 out_of_memory, or none (libmicrohttpd may drop the connection); no
+ * leak once the connection is gone; and the next request, without faults, gets the
+ * fault-free reply (with --max-route-requests 1, a place at the route's gate that was not
+ * given back would make it a 429). */
+#include <arpa/inet.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cu.h"
+#include "fault.h"
+#include "fault_app.h"
+
+#define MAX_N 20000
+#define PERSISTENT_STRIDE 1
+
+static fault_app fa;
+static srv_daemon *daemon_;
+static int have_generator;
+static long baseline, total_injected;
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+/* Live heap blocks that are not SQLite's page cache (see test_fault_alloc.c). */
+static long heap_live(void)
+{
+    int cur = 0, hi = 0;
+    sqlite3_status(SQLITE_STATUS_MALLOC_COUNT, &cur, &hi, 0);
+    return fault_alloc_live() - cur;
+}
+
+/* One request on a new connection (Connection: close), read until the server closes it.
+ * Returns the status, or 0 when the connection closed without one; the body goes to out. */
+static long roundtrip(const char *method, const char *path, const char *body, char *out, size_t cap)
+{
+    char req[1024];
+    int len = snprintf(req, sizeof req,
+                       "%s %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\n"
+                       "Content-Length: %zu\r\n\r\n%s",
+                       method, path, body ? strlen(body) : 0, body ? body : "");
+    *out = '\0';
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)srv_daemon_port(daemon_))};
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        if (fd >= 0)
+            close(fd);
+        return 0;
+    }
+    send(fd, req, (size_t)len, MSG_NOSIGNAL);
+    size_t got = 0;
+    for (double end = now_s() + 10; now_s() < end && got + 1 < cap;) {
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll(&p, 1, 100) <= 0)
+            continue;
+        ssize_t n = recv(fd, out + got, cap - 1 - got, 0);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    close(fd);
+    out[got] = '\0';
+    long status = 0;
+    if (strncmp(out, "HTTP/1.1 ", 9) == 0)
+        status = strtol(out + 9, NULL, 10);
+    const char *b = strstr(out, "\r\n\r\n");
+    memmove(out, b ? b + 4 : out + got, strlen(b ? b + 4 : out + got) + 1);
+    return status;
+}
+
+/* 1 when two replies are the same but for the time a search took ("time_ms", last). */
+static int same_reply(const char *a, const char *b)
+{
+    const char *ta = strstr(a, "\"time_ms\""), *tb = strstr(b, "\"time_ms\"");
+    size_t na = ta ? (size_t)(ta - a) : strlen(a), nb = tb ? (size_t)(tb - b) : strlen(b);
+    return na == nb && memcmp(a, b, na) == 0;
+}
+
+/* The error code of a JSON error body ("" when none). */
+static void body_code(const char *body, char *code, size_t cap)
+{
+    json_t *j = json_loads(body, 0, NULL);
+    const char *c = json_string_value(json_object_get(j, "code"));
+    snprintf(code, cap, "%s", c ? c : "");
+    json_decref(j);
+}
+
+typedef struct {
+    const char *method, *path, *body;
+} mhd_case;
+
+static const mhd_case cases[] = {
+    {"POST", "/search", "{\"collection\":\"docs\",\"vector\":[1,0,0,0],\"top_k\":2}"},
+    {"POST", "/tokenize", "{\"inputs\":\"Hello world, hello names\"}"}, /* with the generator */
+};
+
+static void loop(const mhd_case *c, int persistent)
+{
+    static char ref_body[65536], body[65536], code[40];
+    long ref = roundtrip(c->method, c->path, c->body, ref_body, sizeof ref_body);
+    CU_ASSERT_EQUAL_FATAL(ref, 200);
+    long stride = persistent ? PERSISTENT_STRIDE : 1, n = 1, runs = 0, dropped = 0, oom = 0, bad = 0;
+    long injected = fault_alloc_injected();
+    for (; n < MAX_N && !bad; n += stride, runs++) {
+        fault_app_settle(&fa);
+        long before = heap_live();
+        fault_alloc_arm_all_threads(n, persistent);
+        long st = roundtrip(c->method, c->path, c->body, body, sizeof body);
+        fault_alloc_disarm();
+        int fired = fault_alloc_fired();
+        body_code(body, code, sizeof code);
+        if (st == 0)
+            dropped++;
+        else if (st == 503 && !strcmp(code, "out_of_memory"))
+            oom++;
+        else if (st != ref || !same_reply(body, ref_body)) {
+            fprintf(stderr, "\n%s %s, allocation %ld%s failed: %ld %.200s\n", c->method, c->path, n,
+                    persistent ? " on" : "", st, body);
+            bad++;
+        }
+        /* The connection's thread frees what it holds once the connection is gone. */
+        double end = now_s() + 5;
+        while (heap_live() > before && now_s() < end)
+            usleep(1000);
+        if (heap_live() > before) {
+            fprintf(stderr, "\n%s %s, allocation %ld%s failed: %ld blocks leaked\n", c->method, c->path, n,
+                    persistent ? " on" : "", heap_live() - before);
+            bad++;
+        }
+        long again = roundtrip(c->method, c->path, c->body, body, sizeof body);
+        if (again != ref || !same_reply(body, ref_body)) {
+            fprintf(stderr, "\n%s %s, after allocation %ld%s failed, without faults: %ld %.200s\n", c->method,
+                    c->path, n, persistent ? " on" : "", again, body);
+            bad++;
+        }
+        if (!fired)
+            break;
+    }
+    CU_ASSERT_EQUAL(bad, 0);
+    CU_ASSERT(n < MAX_N);
+    injected = fault_alloc_injected() - injected;
+    total_injected += injected;
+    printf("\n  fault_mhd: %-6s %-10s %s: %5ld runs, %6ld faults injected; %ld dropped, %ld 503, the rest %ld",
+           c->method, c->path, persistent ? "from N on" : "Nth only ", runs, injected, dropped, oom, ref);
+}
+
+static void test_nth(void)
+{
+    for (size_t i = 0; i < (have_generator ? 2u : 1u); i++)
+        loop(&cases[i], 0);
+}
+
+static void test_from_nth(void)
+{
+    for (size_t i = 0; i < (have_generator ? 2u : 1u); i++)
+        loop(&cases[i], 1);
+}
+
+/* ================================================================ set-up */
+
+static int start(void)
+{
+    if (fault_app_open(&fa, 1) == 0)
+        have_generator = 1;
+    else if (fault_app_close(&fa), fault_app_open(&fa, 0) != 0)
+        return -1;
+    fault_reply r;
+    if (fault_app_request(&fa, "POST", "/collections", "{\"name\":\"docs\",\"dimension\":4,\"distance\":\"cosine\"}",
+                          &r) != 0)
+        return -1;
+    free(r.body);
+    if (fault_app_request(&fa, "POST", "/collections/docs/documents",
+                          "{\"documents\":[{\"id\":1,\"vector\":[1,0,0,0]},{\"id\":2,\"vector\":[0,1,0,0]}]}",
+                          &r) != 0)
+        return -1;
+    free(r.body);
+    srv_daemon_config dc = fa.dcfg;
+    dc.listen = "127.0.0.1:0";
+    dc.max_concurrent = 64;
+    dc.max_connections = 16;
+    dc.max_connections_per_ip = 16;
+    dc.timeout_s = 5;
+    dc.max_route_requests = 1;
+    srv_daemon_error err;
+    if (srv_daemon_create(&dc, app_routes, app_n_routes, &fa.app, &daemon_, &err) != 0 ||
+        srv_daemon_start(daemon_, &err) != 0) {
+        fprintf(stderr, "fault_mhd: %s\n", err.msg);
+        return -1;
+    }
+    return 0;
+}
+
+static void stop(void)
+{
+    srv_daemon_destroy(daemon_);
+    daemon_ = NULL;
+    fault_app_close(&fa);
+}
+
+static int setup(void)
+{
+    /* Once through first: what the process allocates once and keeps is then in the baseline. */
+    if (start() != 0)
+        return -1;
+    char body[4096];
+    roundtrip("POST", "/search", cases[0].body, body, sizeof body);
+    stop();
+    baseline = fault_alloc_live();
+    return start();
+}
+
+static void test_close(void)
+{
+    stop();
+    long left = fault_alloc_live() - baseline;
+    if (left)
+        fprintf(stderr, "\n%ld blocks still live after stopping the daemon and closing everything\n", left);
+    CU_ASSERT_EQUAL(left, 0);
+    printf("\n  fault_mhd: %ld allocation faults injected in total", total_injected);
+    CU_ASSERT(total_injected > 0);
+}
+
+void cu_register(void)
+{
+    CU_pSuite s = CU_add_suite("fault_mhd", setup, NULL);
+    CU_add_test(s, "a real daemon, the Nth allocation of any thread failing: served, 503 or dropped; no leak",
+                test_nth);
+    CU_add_test(s, "a real daemon, every allocation from the Nth on failing: the same, then served", test_from_nth);
+    CU_add_test(s, "everything freed when the daemon stops", test_close);
+}
