@@ -37,6 +37,9 @@ void app_store_error(srv_req *req, const st_error *err, const char *field)
     case ST_ERR_BUSY:
         srv_reply_error(req, SRV_E_STORE_BUSY, NULL, "the database is busy; retry shortly (nothing was written)");
         return;
+    case ST_ERR_BEHIND:
+        srv_reply_error(req, SRV_E_INDEX_BEHIND, NULL, "%s (--max-pending-vectors)", err->msg);
+        return;
     case ST_ERR_FULL:
         srv_reply_error(req, SRV_E_STORAGE_FULL, NULL, "the disk is full (nothing was written)");
         return;

@@ -27,6 +27,7 @@ typedef struct {
     long max_connections, max_connections_per_ip;
     long timeout_s, shutdown_timeout_s;
     long adapter_cache_bytes;
+    long max_pending_vectors, pending_wait_ms;
     char adapters_buf[4096];     /* storage for the derived adapters_dir */
 } srv_config;
 

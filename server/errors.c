@@ -24,6 +24,7 @@ static const srv_err_info table[SRV_E_COUNT] = {
     [SRV_E_SHUTTING_DOWN] = {503, "Unhealthy", "shutting_down"},
     [SRV_E_OUT_OF_MEMORY] = {503, "Backend", "out_of_memory"},
     [SRV_E_STORE_BUSY] = {503, "Overloaded", "store_busy"},
+    [SRV_E_INDEX_BEHIND] = {503, "Overloaded", "indexing_behind"},
     [SRV_E_STORAGE_FULL] = {507, "Backend", "storage_full"},
 };
 

@@ -30,6 +30,7 @@ typedef enum {
     SRV_E_SHUTTING_DOWN,          /* 503 */
     SRV_E_OUT_OF_MEMORY,          /* 503 */
     SRV_E_STORE_BUSY,             /* 503 the database stayed locked past the busy timeout */
+    SRV_E_INDEX_BEHIND,           /* 503 a collection's not-yet-indexed tail is at --max-pending-vectors */
     SRV_E_STORAGE_FULL,           /* 507 the disk is full; nothing was written */
     SRV_E_COUNT
 } srv_err;

@@ -66,6 +66,7 @@ static int serve(const srv_config *cfg)
                 cfg->data_dir, serr.msg);
         return 1;
     }
+    st_set_pending_limit(app.db, (size_t)cfg->max_pending_vectors, (unsigned)cfg->pending_wait_ms);
     /* Jobs before the daemon: /jobs answers from the first request, and queued jobs wait in
      * their workers for the generator to load. */
     if (app_train_start(&app) != 0) {

@@ -16,13 +16,13 @@ static void coll_clear(st_coll *c)
         json_decref(c->meta[i]);
     hnsw_destroy(c->index);
     free(c->live), free(c->meta), free(c->tail_at);
-    free(c->tail_labels), free(c->tail_raw), free(c->tail_prep);
+    free(c->tail_labels), free(c->tail_prep);
     c->index = NULL;
     c->live = NULL;
     c->meta = NULL;
     c->tail_at = NULL;
     c->tail_labels = NULL;
-    c->tail_raw = c->tail_prep = NULL;
+    c->tail_prep = NULL;
     c->n_labels = c->cap = c->n_tail = c->tail_cap = 0;
     c->count = 0;
 }
@@ -111,13 +111,10 @@ int st__coll_reserve(st_coll *c, size_t max_label, size_t extra)
         int64_t *l = realloc(c->tail_labels, cap * sizeof *l);
         if (l)
             c->tail_labels = l;
-        float *r = realloc(c->tail_raw, cap * dim * sizeof *r);
-        if (r)
-            c->tail_raw = r;
         float *p = realloc(c->tail_prep, cap * dim * sizeof *p);
         if (p)
             c->tail_prep = p;
-        if (!l || !r || !p)
+        if (!l || !p)
             return -1;
         c->tail_cap = cap;
     }
@@ -150,7 +147,6 @@ void st__coll_pend(st_coll *c, size_t label, const float *vec, json_t *meta)
         c->tail_at[label] = at;
         c->tail_labels[at] = (int64_t)label;
     }
-    memcpy(c->tail_raw + at * dim, vec, dim * sizeof *vec);
     memcpy(c->tail_prep + at * dim, vec, dim * sizeof *vec);
     dist_prepare((dist_metric)c->spec.distance, c->tail_prep + at * dim, dim); /* checked by the caller */
     set_live(c, label, meta);
@@ -166,7 +162,6 @@ static void tail_remove(st_coll *c, size_t label)
         return;
     int64_t moved = c->tail_labels[last];
     c->tail_labels[at] = moved;
-    memcpy(c->tail_raw + at * dim, c->tail_raw + last * dim, dim * sizeof(float));
     memcpy(c->tail_prep + at * dim, c->tail_prep + last * dim, dim * sizeof(float));
     c->tail_at[moved] = at;
 }
@@ -199,7 +194,7 @@ int st__coll_index_one(st_coll *c, st_error *err)
         size_t at = c->n_tail - 1, dim = c->spec.dimension;
         int64_t label = c->tail_labels[at];
         hnsw_error herr;
-        if (hnsw_insert(c->index, label, c->tail_raw + at * dim, &herr) == HNSW_OK) {
+        if (hnsw_insert_prepared(c->index, label, c->tail_prep + at * dim, &herr) == HNSW_OK) {
             tail_remove(c, (size_t)label);
             rc = 1;
         } else {

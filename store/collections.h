@@ -40,6 +40,8 @@ enum {
     ST_ERR_BUSY = -6,      /* (st_error_kind only) the database stayed locked past the busy timeout */
     ST_ERR_FULL = -7,      /* (st_error_kind only) the disk is full */
     ST_ERR_IO = -8,        /* (st_error_kind only) any other database failure */
+    ST_ERR_BEHIND = -9,    /* the collection's tail of vectors waiting for the indexer is full
+                            * (st_set_pending_limit); retry once the indexer has caught up */
 };
 
 /* What a failure means to a caller: the code when it is one of ours, else the SQLite code
@@ -102,6 +104,14 @@ typedef struct {
  * which also covers a collection re-created with another dimension since the caller looked). */
 int st_upsert(st_db *db, const char *collection, unsigned dimension, const st_doc *docs, size_t n,
               st_error *err);
+
+/* Bounds the tail of each collection (documents acknowledged but not yet in its graph):
+ * while a collection has pending documents and a batch of n would take their number past
+ * max_pending, st_upsert waits up to wait_ms for the indexer to make room, then fails with
+ * ST_ERR_BEHIND having written nothing. A batch into an empty tail is always taken, so the
+ * tail never holds more than max(max_pending, one batch). max_pending 0 (the default) is no
+ * bound. Call right after st_open, before any upsert. */
+void st_set_pending_limit(st_db *db, size_t max_pending, unsigned wait_ms);
 
 /* A document as read back; every pointer is owned (st_record_free). */
 typedef struct {

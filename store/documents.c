@@ -3,10 +3,12 @@
  * later), reading one back, and deleting one. A write that changes the graph itself (a
  * delete, or a new vector for an indexed document) commits the changed node records in its
  * own transaction, and reloads the collection when that fails. */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "store_internal.h"
 
@@ -173,6 +175,56 @@ static int parse_metas(const st_doc *docs, size_t n, json_t **metas, const char 
     return 0;
 }
 
+void st_set_pending_limit(st_db *db, size_t max_pending, unsigned wait_ms)
+{
+    db->max_pending = max_pending;
+    db->pending_wait_ms = wait_ms;
+}
+
+/* Takes the write lock once c's tail has room for n more documents (see
+ * st_set_pending_limit), waiting for the indexer up to the configured time. Returns 0 with
+ * write_mu held, or -1 (ST_ERR_BEHIND in err) without it. The drain count is read before
+ * each look at the tail, so a drain between the look and the wait is never missed. */
+static int lock_with_room(st_db *db, st_coll *c, size_t n, st_error *err)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += db->pending_wait_ms / 1000;
+    until.tv_nsec += (long)(db->pending_wait_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    for (;;) {
+        pthread_mutex_lock(&db->idx_mu);
+        uint64_t seen = db->drained;
+        pthread_mutex_unlock(&db->idx_mu);
+        st__write_lock(db);
+        if (!db->max_pending)
+            return 0;
+        pthread_rwlock_rdlock(&c->lock);
+        size_t pending = c->n_tail;
+        pthread_rwlock_unlock(&c->lock);
+        if (pending == 0 || pending + n <= db->max_pending)
+            return 0;
+        pthread_mutex_unlock(&db->write_mu);
+        int rc = 0;
+        pthread_mutex_lock(&db->idx_mu);
+        db->room_waiters++;
+        while (rc != ETIMEDOUT && db->drained == seen && !atomic_load(&db->idx_stop))
+            rc = pthread_cond_timedwait(&db->room_cv, &db->idx_mu, &until);
+        db->room_waiters--;
+        pthread_mutex_unlock(&db->idx_mu);
+        if (rc == ETIMEDOUT || atomic_load(&db->idx_stop)) {
+            char detail[160];
+            snprintf(detail, sizeof detail,
+                     "%zu vectors are waiting for the indexer and %zu more would pass the limit of %zu; "
+                     "nothing was written, retry shortly", pending, n, db->max_pending);
+            return st__fail(err, ST_ERR_BEHIND, c->spec.name, detail);
+        }
+    }
+}
+
 int st_upsert(st_db *db, const char *collection, unsigned dimension, const st_doc *docs, size_t n, st_error *err)
 {
     err->code = 0;
@@ -195,7 +247,12 @@ int st_upsert(st_db *db, const char *collection, unsigned dimension, const st_do
         st__coll_put(c);
         return st__fail(err, ST_ERR_NOMEM, collection, "out of memory");
     }
-    st__write_lock(db);
+    if (lock_with_room(db, c, n, err) != 0) {
+        free(labels);
+        free(metas);
+        st__coll_put(c);
+        return -1;
+    }
     upsert_stmts s = {0};
     int64_t next = 0, max_label = 0;
     int replaces = 0; /* some document existed: its label may be in the graph or the tail */

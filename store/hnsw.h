@@ -117,6 +117,11 @@ int hnsw_get_vector(const hnsw *h, int64_t label, float *out);
  * present, HNSW_EINVAL for NaN/Inf or a zero vector under cosine, HNSW_ENOMEM; on any error
  * the index is unchanged. */
 int hnsw_insert(hnsw *h, int64_t label, const float *vec, hnsw_error *err);
+/* The same for a vector already dist_prepare'd for the index's metric (finite; unit length
+ * under cosine), stored as given: bit for bit what hnsw_insert of the raw vector stores,
+ * where preparing it a second time could move the last bit. For callers that keep only the
+ * prepared copy. */
+int hnsw_insert_prepared(hnsw *h, int64_t label, const float *vec, hnsw_error *err);
 
 /* Insert, or replace the vector of an existing label (delete + insert). On error after the
  * delete (only HNSW_ENOMEM), the label is gone from the index. */

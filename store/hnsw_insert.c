@@ -229,7 +229,7 @@ static int random_level(hnsw *h)
     return lv >= HNSW_MAX_LEVEL ? HNSW_MAX_LEVEL : (int)lv;
 }
 
-int hnsw_insert(hnsw *h, int64_t label, const float *vec, hnsw_error *err)
+static int insert(hnsw *h, int64_t label, const float *vec, int prepared, hnsw_error *err)
 {
     if (h->loading)
         return hnsw_fail(err, HNSW_EINVAL, "the index is still loading");
@@ -242,7 +242,7 @@ int hnsw_insert(hnsw *h, int64_t label, const float *vec, hnsw_error *err)
         return hnsw_fail(err, HNSW_ENOMEM, "out of memory");
     float *q = s->q;
     memcpy(q, vec, h->p.dim * sizeof *q);
-    if (dist_prepare(h->p.metric, q, h->p.dim)) {
+    if (!prepared && dist_prepare(h->p.metric, q, h->p.dim)) {
         hnsw_scratch_put(h, s);
         return hnsw_fail(err, HNSW_EINVAL, "the vector has NaN or Inf%s",
                          h->p.metric == DIST_COSINE ? ", or is all zeros" : "");
@@ -318,6 +318,13 @@ int hnsw_insert(hnsw *h, int64_t label, const float *vec, hnsw_error *err)
     }
     hnsw_scratch_put(h, s);
     return HNSW_OK;
+}
+
+int hnsw_insert(hnsw *h, int64_t label, const float *vec, hnsw_error *err) { return insert(h, label, vec, 0, err); }
+
+int hnsw_insert_prepared(hnsw *h, int64_t label, const float *vec, hnsw_error *err)
+{
+    return insert(h, label, vec, 1, err);
 }
 
 /* ---- Delete ---- */

@@ -46,6 +46,8 @@ static int index_collection(st_db *db, st_coll *c)
             r = st__coll_index_one(c, &err);
             pthread_mutex_unlock(&c->index_mu);
             n += r == 1;
+            if (r == 1)
+                st__indexer_drained(db);
         }
         if (n && flush(db, c) != 0)
             return -1;
@@ -134,5 +136,14 @@ void st__indexer_wake(st_db *db)
     pthread_mutex_lock(&db->idx_mu);
     db->idx_work = 1;
     pthread_cond_signal(&db->idx_cv);
+    pthread_mutex_unlock(&db->idx_mu);
+}
+
+void st__indexer_drained(st_db *db)
+{
+    pthread_mutex_lock(&db->idx_mu);
+    db->drained++;
+    if (db->room_waiters)
+        pthread_cond_broadcast(&db->room_cv);
     pthread_mutex_unlock(&db->idx_mu);
 }

@@ -206,6 +206,7 @@ int st_open(const char *dir, st_db **out, st_error *err)
     pthread_mutex_init(&db->reg_mu, NULL);
     pthread_mutex_init(&db->idx_mu, NULL);
     pthread_cond_init(&db->idx_cv, NULL);
+    pthread_cond_init(&db->room_cv, NULL);
     if (snprintf(db->path, sizeof db->path, "%s/ragd.db", dir) >= (int)sizeof db->path) {
         st_close(db);
         return st__fail(err, -1, dir, "path too long");
@@ -249,6 +250,7 @@ void st_close(st_db *db)
     pthread_mutex_destroy(&db->reg_mu);
     pthread_mutex_destroy(&db->idx_mu);
     pthread_cond_destroy(&db->idx_cv);
+    pthread_cond_destroy(&db->room_cv);
     free(db);
 }
 

@@ -52,8 +52,8 @@ typedef struct {
     /* The tail: committed documents not yet in the graph, in no particular order. */
     size_t n_tail, tail_cap;
     int64_t *tail_labels;       /* [tail_cap] */
-    float *tail_raw;            /* [tail_cap, dim] the vectors as given (what the index inserts) */
-    float *tail_prep;           /* [tail_cap, dim] the same, dist_prepare'd (what search scans) */
+    float *tail_prep;           /* [tail_cap, dim] the vectors, dist_prepare'd: what search scans
+                                 * and the index inserts (as hnsw_insert would store them) */
 } st_coll;
 
 #define ST_NOT_PENDING UINT32_MAX
@@ -101,6 +101,8 @@ int st__finish_write(st_db *db, st_coll *c, int rc, int touched, st_error *err);
 int st__indexer_start(st_db *db, st_error *err);
 void st__indexer_stop(st_db *db); /* after its current insert; commits what it indexed */
 void st__indexer_wake(st_db *db);
+/* Called by the indexer after taking documents off a tail: wakes upserts waiting for room. */
+void st__indexer_drained(st_db *db);
 
 /* The collection named `name` with a reference taken, or NULL (ST_ERR_NOT_FOUND in err). */
 st_coll *st__coll_get(st_db *db, const char *name, st_error *err);
@@ -141,8 +143,13 @@ struct st_db {
     st_coll **colls;
     size_t n_colls, cap_colls;
 
-    pthread_mutex_t idx_mu;   /* the indexer thread's wake-ups */
+    pthread_mutex_t idx_mu;   /* the indexer thread's wake-ups, and upserts waiting for room */
     pthread_cond_t idx_cv;
+    pthread_cond_t room_cv;   /* broadcast when the indexer has taken documents off a tail */
+    uint64_t drained;         /* how many times it has (under idx_mu) */
+    int room_waiters;         /* upserts waiting on room_cv (under idx_mu) */
+    size_t max_pending;       /* st_set_pending_limit; 0 = no bound */
+    unsigned pending_wait_ms;
     int idx_work, idx_started;
     atomic_int idx_stop;
     pthread_t indexer;

@@ -360,6 +360,7 @@ static const char *const error_types[][2] = {
     {"overloaded", "Overloaded"},      {"internal_error", "Backend"},     {"model_not_loaded", "Unhealthy"},
     {"shutting_down", "Unhealthy"},    {"out_of_memory", "Backend"},      {"already_exists", "Validation"},
     {"store_busy", "Overloaded"},      {"storage_full", "Backend"},       {"conflict", "Validation"},
+    {"indexing_behind", "Overloaded"},
 };
 
 static const char *error_type_of(const char *code)
