@@ -401,6 +401,27 @@ int it_is_openai_error(const it_response *r, long status, const char *code)
     return ok;
 }
 
+double it_metric(const char *text, const char *name)
+{
+    char pat[128];
+    snprintf(pat, sizeof pat, "\n%s ", name);
+    const char *at = text ? strstr(text, pat) : NULL;
+    return at ? strtod(at + strlen(pat), NULL) : -1;
+}
+
+int it_inflight_reaches(const it_server *s, double want)
+{
+    for (int i = 0; i < 150; i++, sleep_ms(20)) {
+        it_response r = it_get(s, "/metrics");
+        double v = it_metric(r.body, "ragd_http_requests_in_flight");
+        it_free(&r);
+        if (v == want)
+            return 1;
+    }
+    fprintf(stderr, "in-flight gauge never reached %g\n", want);
+    return 0;
+}
+
 int it_probe(const it_server *s)
 {
     it_response r = it_post(s, "/tokenize", "{\"inputs\":\"Hello world\"}");

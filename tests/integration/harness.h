@@ -79,6 +79,11 @@ int it_is_openai_error(const it_response *r, long status, const char *code);
 /* The probe after a rejected request: POST /tokenize "Hello world" must give GPT-2's ids
  * [15496, 995] (a server started with --generator gpt2). Returns 1 when it does. */
 int it_probe(const it_server *s);
+/* The value of an unlabelled metric in a /metrics text, or -1 when it is absent. */
+double it_metric(const char *text, const char *name);
+/* Polls /metrics until the in-flight gauge equals `want` (or 3 s pass). Requests are counted
+ * when MHD reports them complete, which can be just after the client has its answer. */
+int it_inflight_reaches(const it_server *s, double want);
 
 /* ---- raw sockets ---- */
 

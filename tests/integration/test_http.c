@@ -359,28 +359,6 @@ static int positive_int(const char *s)
 }
 
 /* The value of an unlabelled metric line "NAME VALUE", or -1. */
-static double metric(const char *text, const char *name)
-{
-    char pat[128];
-    snprintf(pat, sizeof pat, "\n%s ", name);
-    const char *at = strstr(text, pat);
-    return at ? strtod(at + strlen(pat), NULL) : -1;
-}
-
-/* Polls /metrics until the in-flight gauge equals `want` (or 3 s pass). */
-static int inflight_reaches(const it_server *s, double want)
-{
-    for (int i = 0; i < 150; i++, sleep_ms(20)) {
-        it_response r = it_get(s, "/metrics");
-        double v = metric(r.body, "ragd_http_requests_in_flight");
-        it_free(&r);
-        if (v == want)
-            return 1;
-    }
-    fprintf(stderr, "in-flight gauge never reached %g\n", want);
-    return 0;
-}
-
 static void test_overload(void)
 {
     /* Requests whose body never arrives hold their place (they count from their headers),
@@ -392,7 +370,7 @@ static void test_overload(void)
     int fds[3];
     fds[0] = it_open(&s, held, sizeof held - 1);
     fds[1] = it_open(&s, held, sizeof held - 1);
-    CU_ASSERT(inflight_reaches(&s, 3)); /* the two held requests and /metrics itself */
+    CU_ASSERT(it_inflight_reaches(&s, 3)); /* the two held requests and /metrics itself */
     fds[2] = it_open(&s, held, sizeof held - 1);
     int got429 = 0;
     for (int i = 0; i < 500 && !got429; i++, sleep_ms(20)) { /* each held connection is read by its own thread */
@@ -420,7 +398,7 @@ static void test_overload(void)
         if (fds[i] >= 0)
             close(fds[i]);
     /* Once they leave, the server recovers: the slots are released and the probe answers. */
-    CU_ASSERT(inflight_reaches(&s, 1));
+    CU_ASSERT(it_inflight_reaches(&s, 1));
     CU_ASSERT(it_probe(&s));
     it_response r = it_get(&s, "/metrics");
     CU_ASSERT_PTR_NOT_NULL(strstr(r.body, "ragd_http_requests_total{method=\"POST\",route=\"/tokenize\",status=\"429\"}"));
@@ -436,7 +414,7 @@ static void test_metrics(void)
     it_free(&bad);
     /* Requests are counted when MHD reports them complete, which can be just after the
      * client has its answer: poll until the in-flight gauge is back to this request alone. */
-    CU_ASSERT(inflight_reaches(&srv, 1));
+    CU_ASSERT(it_inflight_reaches(&srv, 1));
     it_response r = it_get(&srv, "/metrics");
     char ctype[128] = "";
     CU_ASSERT(r.status == 200 && it_header(&r, "Content-Type", ctype, sizeof ctype) && !strncmp(ctype, "text/plain", 10));

@@ -390,6 +390,7 @@ static void test_metrics_405(void)
     it_response r = it_get(&srv, "/generate");
     CU_ASSERT(it_is_error(&r, 405, "method_not_allowed", NULL));
     it_free(&r);
+    CU_ASSERT(it_inflight_reaches(&srv, 1));
     it_response m = it_get(&srv, "/metrics");
     CU_ASSERT_EQUAL(m.status, 200);
     CU_ASSERT(m.body && strstr(m.body, "ragd_http_requests_total{method=\"\",route=\"/generate\",status=\"405\"} 1\n"));
