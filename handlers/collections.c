@@ -7,6 +7,7 @@
  * explicitly, so the string id "42" is reachable as /documents/42?id_type=string. */
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -435,6 +436,48 @@ static int number_token(scan *s, const char **start, int *integral)
     return 1;
 }
 
+/* The value of a number token with a fraction or exponent (its grammar already checked by
+ * number_token, `end` its end) when it has at most 19 significant digits, they fit in 53 bits
+ * and its power of ten in [-22, 22]: then the digits and the power are both exact doubles,
+ * and one IEEE multiplication or division rounds their product correctly, giving exactly
+ * what strtod gives (Clinger's fast path). Returns 0 for anything else: strtod decides. */
+static int exact_decimal(const char *p, const char *end, double *out)
+{
+    static const double pow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                                   1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+    int neg = *p == '-';
+    p += neg;
+    uint64_t m = 0;
+    int digits = 0, in_fraction = 0, e = 0;
+    for (; p < end && ((*p >= '0' && *p <= '9') || *p == '.'); p++) {
+        if (*p == '.') {
+            in_fraction = 1;
+            continue;
+        }
+        e -= in_fraction; /* each digit after the point lowers the power by one */
+        if (e < -1000)
+            return 0;
+        if (m == 0 && *p == '0') /* leading zeros are not significant */
+            continue;
+        if (++digits > 19)
+            return 0;
+        m = m * 10 + (uint64_t)(*p - '0');
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        int eneg = *++p == '-', x = 0;
+        p += *p == '-' || *p == '+';
+        for (; p < end && *p >= '0' && *p <= '9'; p++)
+            if ((x = x * 10 + (*p - '0')) > 1000)
+                return 0;
+        e += eneg ? -x : x;
+    }
+    if (m > (1ull << 53) || e < -22 || e > 22)
+        return 0;
+    double d = e < 0 ? (double)m / pow10[-e] : (double)m * pow10[e];
+    *out = neg ? -d : d;
+    return 1;
+}
+
 static int fast_vector(scan *s, unsigned dim, int cosine, float *out)
 {
     if (!take(s, '['))
@@ -450,6 +493,8 @@ static int fast_vector(scan *s, unsigned dim, int cosine, float *out)
         errno = 0;
         if (integral) /* an integer to jansson: "-0" is 0, and 2^63 is an error */
             d = (double)strtoll(tok, &stop, 10);
+        else if (exact_decimal(tok, s->p, &d))
+            stop = (char *)s->p;
         else
             d = strtod(tok, &stop);
         out[k] = (float)d;

@@ -200,7 +200,7 @@ static int lock_with_room(st_db *db, st_coll *c, size_t n, st_error *err)
         uint64_t seen = db->drained;
         pthread_mutex_unlock(&db->idx_mu);
         st__write_lock(db);
-        if (!db->max_pending)
+        if (!db->max_pending || atomic_load(&c->deleted)) /* the caller answers a deleted one */
             return 0;
         pthread_rwlock_rdlock(&c->lock);
         size_t pending = c->n_tail;

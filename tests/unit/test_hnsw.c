@@ -1,7 +1,8 @@
 /* test_hnsw.c — the HNSW index against exact search: recall on uniform and clustered data
- * for every metric, deletes and updates, filters (down to 1% selective), edge cases, the
- * persistence records (full and incremental dumps, reload, malformed records) and
- * concurrent searches. Data come from a fixed-seed generator, so every run is the same. */
+ * for every metric, deletes and updates, inserts of prepared vectors, filters (down to 1%
+ * selective), edge cases, the persistence records (full and incremental dumps, reload,
+ * malformed records) and concurrent searches. Data come from a fixed-seed generator, so
+ * every run is the same. */
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -193,6 +194,49 @@ static void test_update_moves(void)
     CU_ASSERT_EQUAL(hnsw_contains(h, 7), 1);
     CU_ASSERT_EQUAL(hnsw_get_vector(h, 8888, v), HNSW_ENOENT);
     hnsw_destroy(h);
+    free(x);
+}
+
+/* What a caller that keeps only the prepared copy inserts (store/coll_index.c's tail) is what
+ * hnsw_insert stores for the raw vector: bit for bit, and so is the graph built from it. */
+static void test_insert_prepared(void)
+{
+    size_t n = 500, dim = 24;
+    float *x = make_data(n, dim, 1, 11), *prep = malloc(n * dim * sizeof *prep);
+    memcpy(prep, x, n * dim * sizeof *prep);
+    for (size_t i = 0; i < n; i++)
+        CU_ASSERT_EQUAL(dist_prepare(DIST_COSINE, prep + i * dim, dim), 0);
+    hnsw *a = build(x, n, dim, DIST_COSINE, 8, 40), *b;
+    hnsw_params p;
+    hnsw_params_default(&p, dim, DIST_COSINE);
+    p.m = 8;
+    p.ef_construction = 40;
+    hnsw_error err;
+    CU_ASSERT_FATAL(hnsw_create(&p, &b, &err) == HNSW_OK);
+    int bad = 0;
+    for (size_t i = 0; i < n; i++)
+        bad += hnsw_insert_prepared(b, (int64_t)i, prep + i * dim, &err) != HNSW_OK;
+    CU_ASSERT_EQUAL(bad, 0);
+    float va[24], vb[24];
+    for (size_t i = 0; i < n; i++) {
+        hnsw_get_vector(a, (int64_t)i, va);
+        hnsw_get_vector(b, (int64_t)i, vb);
+        bad += memcmp(va, vb, sizeof va) != 0;
+    }
+    CU_ASSERT_EQUAL(bad, 0);
+    dist_hit ra[K], rb[K];
+    size_t na, nb;
+    for (size_t q = 0; q < 50; q++) {
+        CU_ASSERT_EQUAL(hnsw_search(a, prep + q * 7 % n * dim, K, 32, NULL, NULL, ra, &na, &err), HNSW_OK);
+        CU_ASSERT_EQUAL(hnsw_search(b, prep + q * 7 % n * dim, K, 32, NULL, NULL, rb, &nb, &err), HNSW_OK);
+        bad += na != nb;
+        for (size_t j = 0; j < na && j < nb; j++)
+            bad += ra[j].label != rb[j].label || ra[j].score != rb[j].score;
+    }
+    CU_ASSERT_EQUAL(bad, 0);
+    hnsw_destroy(a);
+    hnsw_destroy(b);
+    free(prep);
     free(x);
 }
 
@@ -695,6 +739,7 @@ void cu_register(void)
     CU_add_test(s, "recall@10 >= 0.95, uniform and clustered, every metric", test_recall);
     CU_add_test(s, "delete half: never returned, graph still navigable", test_delete_half);
     CU_add_test(s, "update moves a vector", test_update_moves);
+    CU_add_test(s, "insert_prepared stores what insert stores, bit for bit", test_insert_prepared);
     CU_add_test(s, "filters fill top_k, down to 1% selective", test_filters);
     CU_add_test(s, "empty index, k > n, dim 1, bad input", test_edges);
     CU_add_test(s, "many identical vectors", test_duplicates);
