@@ -340,6 +340,54 @@ static void test_fast_upsert_same_values(void)
     CU_ASSERT_EQUAL(count_of(&srv, "bits"), 3);
 }
 
+/* Random decimals of 1 to 21 digits, with and without exponents, inside the range the fast
+ * path reads exactly and outside it (where strtod decides): stored bit for bit as the JSON
+ * tree stores them. */
+static void test_fast_upsert_random_decimals(void)
+{
+    enum { DIM = 256, ROUNDS = 20 };
+    CU_ASSERT_EQUAL_FATAL(create(&srv, "decimals", DIM, "l2"), 201);
+    unsigned seed = 20261128;
+    size_t cap = DIM * 40 + 128;
+    char *vec = malloc(cap), *body = malloc(cap + 128);
+    CU_ASSERT_FATAL(vec && body);
+    int same = 0;
+    for (int round = 0; round < ROUNDS; round++) {
+        size_t at = 0;
+        vec[at++] = '[';
+        for (int k = 0; k < DIM; k++) {
+            char digits[24];
+            int n = 1 + rand_r(&seed) % 21, point = rand_r(&seed) % (n + 1);
+            for (int i = 0; i < n; i++)
+                digits[i] = (char)('0' + rand_r(&seed) % 10);
+            if (point > 1 && digits[0] == '0') /* JSON: no leading zero */
+                digits[0] = '1';
+            at += (size_t)snprintf(vec + at, cap - at, "%s%s%.*s.%.*s%s", k ? "," : "", rand_r(&seed) % 2 ? "-" : "",
+                                   point ? point : 1, point ? digits : "0", n - point ? n - point : 1,
+                                   n - point ? digits + point : "0", "");
+            if (rand_r(&seed) % 2) /* within float32's range: below 1e38 */
+                at += (size_t)snprintf(vec + at, cap - at, "e%d", rand_r(&seed) % (61 - point) - 30);
+        }
+        snprintf(vec + at, cap - at, "]");
+        snprintf(body, cap + 128, "{\"documents\":[{\"id\":1,\"vector\":%s}]}", vec);
+        CU_ASSERT_EQUAL(status_of(it_post(&srv, "/collections/decimals/documents", body)), 200);
+        snprintf(body, cap + 128, "{\"documents\":[{\"id\":2,\"metadata\":{},\"vector\":%s}]}", vec);
+        CU_ASSERT_EQUAL(status_of(it_post(&srv, "/collections/decimals/documents", body)), 200);
+        char *dumps[2] = {NULL, NULL};
+        for (int i = 0; i < 2; i++) {
+            it_response r = it_get(&srv, i ? "/collections/decimals/documents/2" : "/collections/decimals/documents/1");
+            dumps[i] = json_dumps(json_object_get(r.json, "vector"), JSON_COMPACT | JSON_REAL_PRECISION(17));
+            it_free(&r);
+        }
+        same += dumps[0] && dumps[1] && !strcmp(dumps[0], dumps[1]);
+        free(dumps[0]);
+        free(dumps[1]);
+    }
+    CU_ASSERT_EQUAL(same, ROUNDS);
+    free(vec);
+    free(body);
+}
+
 /* ---- search modes ---- */
 
 static void test_modes(void)
@@ -647,6 +695,7 @@ void cu_register(void)
     CU_add_test(s, "bad batches write nothing", test_bad_batches);
     CU_add_test(s, "ids keep their type", test_ids);
     CU_add_test(s, "the fast upsert path stores the same values", test_fast_upsert_same_values);
+    CU_add_test(s, "the fast upsert path reads random decimals as the JSON tree does", test_fast_upsert_random_decimals);
     CU_add_test(s, "dense, keyword, hybrid", test_modes);
     CU_add_test(s, "filters", test_filters);
     CU_add_test(s, "server-side embedding and rerank", test_embedding_and_rerank);
