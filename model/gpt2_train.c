@@ -601,24 +601,11 @@ int gpt2t_forward(gpt2t *t, const adp_adapter *a, const gpt2t_batch *bt, int tra
     memset(logp, 0, B * T * sizeof(float));
     if (N)
         k_linear(hs, m->lm_head, NULL, t->probs, N, V, C);
-    for (size_t n = 0; n < N; n++) {
-        float *z = t->probs + n * V, max = -INFINITY;
-        for (size_t v = 0; v < V; v++)
-            max = z[v] > max ? z[v] : max;
-        /* one exp per entry, kept (training) unnormalized with 1/sum beside it */
-        float zt = z[t->tgt[n]];
-        double sum = 0.0;
-        if (train) {
-            for (size_t v = 0; v < V; v++) {
-                z[v] = expf(z[v] - max);
-                sum += z[v];
-            }
-            t->inv_sum[n] = (float)(1.0 / sum);
-        } else {
-            for (size_t v = 0; v < V; v++)
-                sum += expf(z[v] - max);
-        }
-        logp[t->out_at[n]] = zt - (max + (float)log(sum));
+    for (size_t n = 0; n < N; n++) { /* one exp per entry, kept unnormalized with 1/sum beside it */
+        float *z = t->probs + n * V, zt = z[t->tgt[n]], max;
+        float sum = k_exp_shift(z, V, &max);
+        t->inv_sum[n] = 1.0f / sum;
+        logp[t->out_at[n]] = zt - (max + logf(sum));
     }
     t->trained = train != 0;
     return 0;

@@ -495,6 +495,19 @@ KERNEL void k_softmax_rows(float *x, const unsigned char *keep, size_t rows, siz
     }
 }
 
+KERNEL float k_exp_shift(float *x, size_t n, float *max)
+{
+    float m = x[0], sum = 0.0f;
+    for (size_t j = 1; j < n; j++)
+        m = x[j] > m ? x[j] : m;
+    for (size_t j = 0; j < n; j++) {
+        x[j] = exp_approx(x[j] - m);
+        sum += x[j];
+    }
+    *max = m;
+    return sum;
+}
+
 /* ---- attention ---- */
 
 /* One head of one sequence. kt: [D, T] scratch for the keys transposed, so that each query's
