@@ -603,9 +603,9 @@ int gpt2t_forward(gpt2t *t, const adp_adapter *a, const gpt2t_batch *bt, int tra
         k_linear(hs, m->lm_head, NULL, t->probs, N, V, C);
     for (size_t n = 0; n < N; n++) { /* one exp per entry, kept unnormalized with 1/sum beside it */
         float *z = t->probs + n * V, zt = z[t->tgt[n]], max;
-        float sum = k_exp_shift(z, V, &max);
-        t->inv_sum[n] = 1.0f / sum;
-        logp[t->out_at[n]] = zt - (max + logf(sum));
+        double sum = k_exp_shift(z, V, &max);
+        t->inv_sum[n] = (float)(1.0 / sum);
+        logp[t->out_at[n]] = zt - (max + (float)log(sum));
     }
     t->trained = train != 0;
     return 0;

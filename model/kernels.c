@@ -495,9 +495,10 @@ KERNEL void k_softmax_rows(float *x, const unsigned char *keep, size_t rows, siz
     }
 }
 
-KERNEL float k_exp_shift(float *x, size_t n, float *max)
+KERNEL double k_exp_shift(float *x, size_t n, float *max)
 {
-    float m = x[0], sum = 0.0f;
+    float m = x[0];
+    double sum = 0.0;
     for (size_t j = 1; j < n; j++)
         m = x[j] > m ? x[j] : m;
     for (size_t j = 0; j < n; j++) {
