@@ -1,12 +1,18 @@
 /*
  * train_bench.c — one LoRA SFT optimizer step (forward with saved activations, backward
  * through the frozen base, clipping, AdamW) on a GPT-2 checkpoint, batch 4 × 128 tokens,
- * LoRA r=8 on c_attn (PEFT's default for GPT-2), every token scored, dropout off (as in the
- * peer). Prints JSON: the median step time over RUNS steps after one warm-up, wall-clock and
- * the process's CPU time (the fairer figure on a shared machine, where another process can
- * take the core mid-step), and the process's peak RSS.
+ * LoRA r=8 on c_attn (PEFT's default for GPT-2), dropout off (as in the peer). Two batches,
+ * both as TRL's SFTTrainer builds them (bench/README.md):
+ *   text        four {text} rows packed to 128 tokens, every token scored (packing=True);
+ *   completion  four {prompt, completion} rows of different lengths padded on the right to
+ *               the longest (128), loss on the completion tokens only (TRL's default for
+ *               prompt-completion data).
+ * The ids, lengths and LoRA weights are the ones bench/train_peer.py builds. Prints JSON: the
+ * median step time over RUNS steps after one warm-up, wall-clock and the process's CPU time
+ * (the fairer figure on a shared machine, where another process can take the core mid-step),
+ * and the process's peak RSS.
  *
- * usage: train_bench GPT2_DIR THREADS
+ * usage: train_bench GPT2_DIR THREADS text|completion
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,8 +25,12 @@
 #include "optim.h"
 #include "train_loss.h"
 
-#define B 4
-#define T 128
+#define NB 4
+#define NT 128
+
+/* The completion batch: each row's length (EOS included) and prompt length; the same in
+ * train_peer.py. */
+static const size_t row_len[NB] = {128, 109, 93, 71}, prompt_len[NB] = {41, 29, 52, 35};
 
 static double cpu_now(void)
 {
@@ -31,8 +41,9 @@ static double cpu_now(void)
 
 int main(int argc, char **argv)
 {
-    if (argc != 3) {
-        fprintf(stderr, "usage: train_bench GPT2_DIR THREADS\n");
+    int completion = argc == 4 && strcmp(argv[3], "completion") == 0;
+    if (argc != 4 || (!completion && strcmp(argv[3], "text") != 0)) {
+        fprintf(stderr, "usage: train_bench GPT2_DIR THREADS text|completion\n");
         return 2;
     }
     long threads = strtol(argv[2], NULL, 10);
@@ -52,19 +63,27 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s\n", e.msg);
         return 1;
     }
-    for (size_t i = 0; i < a->n_weights; i++) /* A small and B non-zero, so every product is real work */
-        a->weights[i] = (float)((int)(i * 2654435761u % 2001) - 1000) * 1e-5f;
-    static int32_t ids[B * T];
-    static size_t len[B];
-    static unsigned char scored[B * T];
-    static float logp[B * T], dlogp[B * T];
-    for (size_t i = 0; i < B * T; i++) { /* the same ids as train_peer.py */
-        ids[i] = (int32_t)((i * 7919) % 50000);
-        scored[i] = i % T != 0;
+    for (size_t l = 0; l < c->n_layer; l++) { /* A small and B non-zero, so every product is real work */
+        const adp_lora *lo = adp_lora_at(a, l, ADP_ATTN_C_ATTN);
+        for (size_t i = 0; i < lo->r * lo->in; i++)
+            lo->A[i] = (float)((int)(i * 2654435761u % 2001) - 1000) * 1e-5f;
+        for (size_t i = 0; i < lo->out * lo->r; i++)
+            lo->B[i] = 1e-3f;
     }
-    for (size_t b = 0; b < B; b++)
-        len[b] = T;
-    gpt2t_batch bt = {B, T, ids, len, scored};
+    static int32_t ids[NB * NT];
+    static size_t len[NB];
+    static unsigned char scored[NB * NT];
+    static float logp[NB * NT], dlogp[NB * NT];
+    size_t n_scored = 0;
+    for (size_t b = 0; b < NB; b++) {
+        len[b] = completion ? row_len[b] : NT;
+        for (size_t t = 0; t < NT; t++) { /* pads are EOS, as TRL pads GPT-2 */
+            ids[b * NT + t] = t < len[b] ? (int32_t)(((b * NT + t) * 7919) % 50000) : 50256;
+            scored[b * NT + t] = t >= (completion ? prompt_len[b] : 1) && t < len[b];
+            n_scored += scored[b * NT + t];
+        }
+    }
+    gpt2t_batch bt = {NB, NT, ids, len, scored};
     gpt2t *tr = gpt2t_create(m);
     float *grad = calloc(a->n_weights, sizeof(float));
     opt_adamw o;
@@ -78,7 +97,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "%s\n", e.msg);
             return 1;
         }
-        loss = sft_loss(logp, scored, B, T, (double)(B * (T - 1)), dlogp);
+        loss = sft_loss(logp, scored, NB, NT, (double)n_scored, dlogp);
         gpt2t_backward(tr, dlogp, grad, &e);
         opt_clip_grad_norm(grad, a->n_weights, 1.0);
         opt_adamw_step(&o, &h, h.lr, a->weights, grad, NULL, 0);
@@ -89,9 +108,9 @@ int main(int argc, char **argv)
     }
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf("{\"impl\": \"ragd\", \"threads\": %ld, \"step_s\": %.4f, \"cpu_s\": %.4f, \"tokens_per_s\": %.1f, "
-           "\"peak_rss_mb\": %.1f, \"activation_mb\": %.1f, \"loss\": %.4f}\n",
-           threads, median(runs, RUNS), median(cpu, RUNS), B * T / median(runs, RUNS), (double)ru.ru_maxrss / 1024.0,
+    printf("{\"impl\": \"ragd\", \"data\": \"%s\", \"threads\": %ld, \"step_s\": %.4f, \"cpu_s\": %.4f, "
+           "\"scored_tokens\": %zu, \"peak_rss_mb\": %.1f, \"activation_mb\": %.1f, \"loss\": %.4f}\n",
+           argv[3], threads, median(runs, RUNS), median(cpu, RUNS), n_scored, (double)ru.ru_maxrss / 1024.0,
            (double)gpt2t_bytes(tr) / 1048576.0, loss);
     opt_adamw_deinit(&o);
     free(grad);

@@ -2,11 +2,14 @@
  * frozen base into adapter gradients (see gpt2_train.h).
  *
  * Shapes: B rows, T tokens per row, nvp prompt-tuning virtual tokens in front of each row
- * (Tp = nvp + T rows per sequence, R = B·Tp rows in all), npre prefix keys per layer
+ * (Tp = nvp + T rows per sequence at most, R = Σ len ≤ B·Tp real rows in all), npre prefix keys per layer
  * (Tk = npre + Tp keys at most), C = n_embd, NI = n_inner, H heads of D, V vocab, r LoRA rank.
- * Products over all R rows go to OpenBLAS; attention runs per row and head over the row's
- * real length only (pads sit after every real token, so causal attention never sees them and
- * their gradients are exactly zero).
+ * Only real rows are computed: the activations hold the B sequences back to back, sequence
+ * b's len[b] rows from row off[b] (R = Σ len rows in all), so padding costs nothing in any
+ * product (pads sit after every real token: causal attention never sees them, and their
+ * gradients are exactly zero). Products over all R rows go to OpenBLAS; attention runs per
+ * sequence and head. Dropout masks are still indexed as over the padded [B, Tp, ·] layout
+ * (gpt2_train.h), so they do not depend on how the rows are stored.
  */
 #include "gpt2_train.h"
 
@@ -59,6 +62,7 @@ struct gpt2t {
     size_t B, T, Tp, R, nvp, npre, Tk, N;
     gpt2t_dropout drop;          /* all zero unless a training forward asked for dropout */
     size_t *len;                 /* [B] real rows per sequence, virtual ones included */
+    size_t *off;                 /* [B] the first row of each sequence: Σ len of those before */
     size_t *rows;                /* [N] internal row predicting each scored token */
     int32_t *tgt;                /* [N] its token */
     size_t *out_at;              /* [N] its index in logp[B, T] */
@@ -226,6 +230,14 @@ static void dropout_apply(const float *x, float *out, size_t n, float p, uint64_
         out[i] = gpt2t_dropout_keep(key, i0 + i, p) ? x[i] * scale : 0.0f;
 }
 
+/* dropout_apply over all R rows of `width` columns, element (b, i, j) indexed as in the padded
+ * [B, Tp, width] layout. */
+static void dropout_rows(const gpt2t *t, const float *x, float *out, size_t width, float p, uint64_t key)
+{
+    for (size_t b = 0; b < t->B; b++)
+        dropout_apply(x + t->off[b] * width, out + t->off[b] * width, t->len[b] * width, p, key, b * t->Tp * width);
+}
+
 /* ---- LoRA branch: y += s·(drop(u)·Aᵀ)·Bᵀ ---- */
 
 static void lora_forward(gpt2t *t, const adp_lora *lo, size_t l, int mod, const float *u, float *y, float *z,
@@ -234,7 +246,7 @@ static void lora_forward(gpt2t *t, const adp_lora *lo, size_t l, int mod, const 
     size_t R = t->R;
     const float *x = u;
     if (t->drop.lora > 0.0f) {
-        dropout_apply(u, drop, R * lo->in, t->drop.lora, gpt2t_dropout_key(t->drop.seed, l, mod), 0);
+        dropout_rows(t, u, drop, lo->in, t->drop.lora, gpt2t_dropout_key(t->drop.seed, l, mod));
         x = drop;
     }
     k_gemm(0, 1, R, lo->r, lo->in, 1.0f, x, lo->in, lo->A, lo->in, 0.0f, z, lo->r);
@@ -253,11 +265,11 @@ static void lora_backward(gpt2t *t, const adp_lora *lo, size_t l, int mod, const
     k_gemm(0, 0, R, lo->r, lo->out, lo->scaling, dy, lo->out, lo->B, lo->r, 0.0f, dz, lo->r);
     if (t->drop.lora > 0.0f) {
         uint64_t key = gpt2t_dropout_key(t->drop.seed, l, mod);
-        dropout_apply(u, drop, R * lo->in, t->drop.lora, key, 0);
+        dropout_rows(t, u, drop, lo->in, t->drop.lora, key);
         k_gemm(1, 0, lo->r, lo->in, R, 1.0f, dz, lo->r, drop, lo->in, 1.0f, gA, lo->in);
         if (du) { /* d drop(u)/du is the same mask and scale, applied to dz·A */
             k_gemm(0, 0, R, lo->in, lo->r, 1.0f, dz, lo->r, lo->A, lo->in, 0.0f, drop, lo->in);
-            dropout_apply(drop, drop, R * lo->in, t->drop.lora, key, 0);
+            dropout_rows(t, drop, drop, lo->in, t->drop.lora, key);
             k_add(du, drop, R * lo->in);
         }
     } else {
@@ -279,7 +291,7 @@ static void gather_kv(const gpt2t *t, size_t l, size_t b, const float *qkv, floa
         memcpy(Vc + j * C, row + (2 * l + 1) * C, C * sizeof(float));
     }
     for (size_t i = 0; i < t->len[b]; i++) {
-        const float *src = qkv + (b * t->Tp + i) * 3 * C;
+        const float *src = qkv + (t->off[b] + i) * 3 * C;
         memcpy(Kc + (t->npre + i) * C, src + C, C * sizeof(float));
         memcpy(Vc + (t->npre + i) * C, src + 2 * C, C * sizeof(float));
     }
@@ -301,7 +313,7 @@ static void attn_forward(gpt2t *t, size_t l, act_block *k, float *Kc, float *Vc,
     size_t C = c->n_embd, NH = c->n_head, D = C / NH, Tp = t->Tp, Tk = t->Tk;
     const float scale = 1.0f / sqrtf((float)D);
     for (size_t b = 0; b < t->B; b++) {
-        size_t Lq = t->len[b], nk = t->npre + Lq, row0 = b * Tp;
+        size_t Lq = t->len[b], nk = t->npre + Lq, row0 = t->off[b];
         gather_kv(t, l, b, k->qkv, Kc, Vc);
         for (size_t h = 0; h < NH; h++) {
             float *S = k->att + ((b * NH + h) * Tp) * Tk;
@@ -319,8 +331,6 @@ static void attn_forward(gpt2t *t, size_t l, act_block *k, float *Kc, float *Vc,
                 k_gemm(0, 0, Lq, D, nk, 1.0f, S, Tk, Vc + h * D, C, 0.0f, k->ctx + row0 * C + h * D, C);
             }
         }
-        if (Lq < Tp)
-            memset(k->ctx + (row0 + Lq) * C, 0, (Tp - Lq) * C * sizeof(float));
     }
 }
 
@@ -334,7 +344,7 @@ static void attn_backward(gpt2t *t, size_t l, const act_block *k, const float *d
     const float scale = 1.0f / sqrtf((float)D);
     memset(dqkv, 0, t->R * 3 * C * sizeof(float));
     for (size_t b = 0; b < t->B; b++) {
-        size_t Lq = t->len[b], nk = t->npre + Lq, row0 = b * Tp;
+        size_t Lq = t->len[b], nk = t->npre + Lq, row0 = t->off[b];
         gather_kv(t, l, b, k->qkv, Kc, Vc);
         memset(dKc, 0, nk * C * sizeof(float));
         memset(dVc, 0, nk * C * sizeof(float));
@@ -384,7 +394,7 @@ static const float *resid_backward(const gpt2t *t, const float *dx, float *dy, s
 {
     if (t->drop.resid <= 0.0f)
         return dx;
-    dropout_apply(dx, dy, t->R * t->m->cfg.n_embd, t->drop.resid, gpt2t_dropout_key(t->drop.seed, l, site), 0);
+    dropout_rows(t, dx, dy, t->m->cfg.n_embd, t->drop.resid, gpt2t_dropout_key(t->drop.seed, l, site));
     return dy;
 }
 
@@ -499,7 +509,6 @@ int gpt2t_forward(gpt2t *t, const adp_adapter *a, const gpt2t_batch *bt, int tra
     t->B = B;
     t->T = T;
     t->Tp = t->nvp + T;
-    t->R = B * t->Tp;
     t->Tk = t->npre + t->Tp;
     t->drop = d;
     size_t N = 0;
@@ -515,17 +524,21 @@ int gpt2t_forward(gpt2t *t, const adp_adapter *a, const gpt2t_batch *bt, int tra
         }
     }
     t->N = N;
-    if (grow((void **)&t->idx, &t->idx_cap, B + 3 * N + 1, sizeof(size_t)))
+    if (grow((void **)&t->idx, &t->idx_cap, 2 * B + 3 * N + 1, sizeof(size_t)))
         return mdl_fail(err, MDL_ENOMEM, "out of memory");
     t->len = t->idx;
-    t->rows = t->len + B;
+    t->off = t->len + B;
+    t->rows = t->off + B;
     t->out_at = t->rows + N;
     t->tgt = (int32_t *)(t->out_at + N); /* N int32 fit in N size_t */
+    t->R = 0;
     for (size_t b = 0, n = 0; b < B; b++) {
         t->len[b] = t->nvp + bt->len[b];
+        t->off[b] = t->R;
+        t->R += t->len[b];
         for (size_t i = 1; i < bt->len[b]; i++)
             if (bt->scored[b * T + i]) {
-                t->rows[n] = b * t->Tp + t->nvp + i - 1;
+                t->rows[n] = t->off[b] + t->nvp + i - 1;
                 t->out_at[n] = b * T + i;
                 t->tgt[n++] = bt->ids[b * T + i];
             }
@@ -542,15 +555,15 @@ int gpt2t_forward(gpt2t *t, const adp_adapter *a, const gpt2t_batch *bt, int tra
     if (c->n_layer == 0)
         x = t->xf;
     for (size_t b = 0; b < B; b++)
-        for (size_t i = 0; i < t->Tp; i++) {
-            float *row = x + (b * t->Tp + i) * C;
+        for (size_t i = 0; i < t->len[b]; i++) {
+            float *row = x + (t->off[b] + i) * C;
             const float *e = i < t->nvp ? a->prompt + i * C : m->wte + (size_t)bt->ids[b * T + i - t->nvp] * C;
             const float *p = m->wpe + (t->npre + i) * C;
             for (size_t j = 0; j < C; j++)
                 row[j] = e[j] + p[j];
         }
     if (d.embd > 0.0f)
-        dropout_apply(x, x, R * C, d.embd, gpt2t_dropout_key(d.seed, 0, GPT2T_DROP_EMBD), 0);
+        dropout_rows(t, x, x, C, d.embd, gpt2t_dropout_key(d.seed, 0, GPT2T_DROP_EMBD));
     for (size_t l = 0; l < c->n_layer; l++) {
         act_block *k = &t->blk[l];
         const gpt2_block *w = &m->block[l];
@@ -565,7 +578,7 @@ int gpt2t_forward(gpt2t *t, const adp_adapter *a, const gpt2t_batch *bt, int tra
         if ((lo = adp_lora_at(a, l, ADP_ATTN_C_PROJ)))
             lora_forward(t, lo, l, ADP_ATTN_C_PROJ, k->ctx, k->xmid, k->z[ADP_ATTN_C_PROJ], ldrop);
         if (d.resid > 0.0f)
-            dropout_apply(k->xmid, k->xmid, R * C, d.resid, gpt2t_dropout_key(d.seed, l, GPT2T_DROP_RESID_ATTN), 0);
+            dropout_rows(t, k->xmid, k->xmid, C, d.resid, gpt2t_dropout_key(d.seed, l, GPT2T_DROP_RESID_ATTN));
         k_add(k->xmid, k->xin, R * C);
         ln_forward(k->xmid, w->ln2_g, w->ln2_b, k->ln2, k->mu2, k->rs2, R, C, c->ln_eps);
         k_conv1d(k->ln2, w->fc_w, w->fc_b, k->fcpre, R, NI, C);
@@ -577,7 +590,7 @@ int gpt2t_forward(gpt2t *t, const adp_adapter *a, const gpt2t_batch *bt, int tra
         if ((lo = adp_lora_at(a, l, ADP_MLP_C_PROJ)))
             lora_forward(t, lo, l, ADP_MLP_C_PROJ, k->fcact, next, k->z[ADP_MLP_C_PROJ], ldrop);
         if (d.resid > 0.0f)
-            dropout_apply(next, next, R * C, d.resid, gpt2t_dropout_key(d.seed, l, GPT2T_DROP_RESID_MLP), 0);
+            dropout_rows(t, next, next, C, d.resid, gpt2t_dropout_key(d.seed, l, GPT2T_DROP_RESID_MLP));
         k_add(next, k->xmid, R * C);
     }
     ln_forward(t->xf, m->lnf_g, m->lnf_b, t->lnf, t->muf, t->rsf, R, C, c->ln_eps);
@@ -588,23 +601,10 @@ int gpt2t_forward(gpt2t *t, const adp_adapter *a, const gpt2t_batch *bt, int tra
     memset(logp, 0, B * T * sizeof(float));
     if (N)
         k_linear(hs, m->lm_head, NULL, t->probs, N, V, C);
-    for (size_t n = 0; n < N; n++) {
-        float *z = t->probs + n * V, max = -INFINITY;
-        for (size_t v = 0; v < V; v++)
-            max = z[v] > max ? z[v] : max;
-        /* one exp per entry, kept (training) unnormalized with 1/sum beside it */
-        float zt = z[t->tgt[n]];
-        double sum = 0.0;
-        if (train) {
-            for (size_t v = 0; v < V; v++) {
-                z[v] = expf(z[v] - max);
-                sum += z[v];
-            }
-            t->inv_sum[n] = (float)(1.0 / sum);
-        } else {
-            for (size_t v = 0; v < V; v++)
-                sum += expf(z[v] - max);
-        }
+    for (size_t n = 0; n < N; n++) { /* one exp per entry, kept unnormalized with 1/sum beside it */
+        float *z = t->probs + n * V, zt = z[t->tgt[n]], max;
+        double sum = k_exp_shift(z, V, &max);
+        t->inv_sum[n] = (float)(1.0 / sum);
         logp[t->out_at[n]] = zt - (max + (float)log(sum));
     }
     t->trained = train != 0;
@@ -678,10 +678,10 @@ int gpt2t_backward(gpt2t *t, const float *dlogp, float *grad, mdl_error *err)
     /* Prompt tuning: the virtual rows' embedding gradients (through the embd dropout), summed
      * over the batch. */
     if (t->nvp && t->drop.embd > 0.0f)
-        dropout_apply(dx, dx, R * C, t->drop.embd, gpt2t_dropout_key(t->drop.seed, 0, GPT2T_DROP_EMBD), 0);
+        dropout_rows(t, dx, dx, C, t->drop.embd, gpt2t_dropout_key(t->drop.seed, 0, GPT2T_DROP_EMBD));
     for (size_t b = 0; b < t->B && t->nvp; b++)
         for (size_t i = 0; i < t->nvp; i++)
-            k_add(grad + (a->prompt - a->weights) + i * C, dx + (b * t->Tp + i) * C, C);
+            k_add(grad + (a->prompt - a->weights) + i * C, dx + (t->off[b] + i) * C, C);
     t->trained = 0;
     return 0;
 }

@@ -11,7 +11,7 @@
  * scored: the forward returns log p(ids[b,t] | ids[b,<t]) for those, and the backward takes
  * dL/dlogp for them, so SFT cross-entropy and DPO's summed sequence log-probs are both a
  * per-token weighting of the same quantity (train.h). Only scored positions pay for the
- * vocabulary projection.
+ * vocabulary projection, and only real tokens for anything (padding is never computed).
  *
  * Virtual tokens as PEFT places them: prompt tuning puts nvt embedding rows in front of
  * every row (positions 0..nvt-1, real tokens from nvt on); prefix tuning gives every layer
@@ -52,8 +52,9 @@ typedef struct {
 
 /* Where the masks fall: LoRA sites 0..3 are the adp_module of the adapted module. Element
  * indices: LoRA over the module input [R, in]; embd and the two resid sites over [R, C]
- * (R = B·(nvp+T) rows, virtual rows first in each sequence); attn over [B, H, Tp, Tk] with
- * Tp = nvp+T and Tk = npre+Tp. Layer is 0 for embd. */
+ * (R = B·(nvp+T) rows, virtual rows first in each sequence, padding counted although it is
+ * never computed); attn over [B, H, Tp, Tk] with Tp = nvp+T and Tk = npre+Tp. Layer is 0
+ * for embd. */
 enum { GPT2T_DROP_EMBD = ADP_N_MODULES, GPT2T_DROP_ATTN, GPT2T_DROP_RESID_ATTN, GPT2T_DROP_RESID_MLP };
 
 /* The mask key of (seed, layer, site), and whether element i survives dropout p with it. */

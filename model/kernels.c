@@ -183,6 +183,8 @@ float *k_workspace(int slot, size_t n)
  * first copy the whole matrix into its packed layout (more than doubling a decode step's
  * memory traffic). */
 #define FEW_ROWS 8  /* rows up to which the row loops beat sgemm */
+#define BIG_B ((size_t)1 << 20) /* elements of b from which packing it again per part shows */
+#define BIG_B_ROWS 256          /* rows of a part against such a b (one sgemm panel and more) */
 
 typedef struct {
     int ta, tb;
@@ -331,9 +333,17 @@ static void run_gemm(gemm_args *g)
 {
     if (g->M == 0 || g->N == 0)
         return;
-    g->by_rows = g->M >= 16 * (size_t)k_threads();
-    if (g->by_rows)
-        k_parallel(g->M, grain_for(g->M, 16, 2), gemm_part, g);
+    size_t threads = (size_t)k_threads();
+    g->by_rows = g->M >= 16 * threads;
+    if (g->by_rows) {
+        /* Every part packs the whole of b: against a big b (a weight matrix, not a slice of
+         * activations) parts of fewer than BIG_B_ROWS rows would spend more on packing than
+         * two parts per thread gain in balance, so such products take one part per thread. */
+        size_t grain = grain_for(g->M, 16, 2), whole = (g->M + threads - 1) / threads;
+        if (g->N * g->K >= BIG_B && grain < BIG_B_ROWS)
+            grain = whole < BIG_B_ROWS ? whole : BIG_B_ROWS;
+        k_parallel(g->M, grain, gemm_part, g);
+    }
     else /* columns in multiples of 64 keep each part's rows of b aligned and whole */
         k_parallel(g->N, (grain_for(g->N, 256, 1) + 63) & ~(size_t)63, gemm_part, g);
 }
@@ -493,6 +503,20 @@ KERNEL void k_softmax_rows(float *x, const unsigned char *keep, size_t rows, siz
         for (size_t j = 0; j < n; j++)
             xr[j] *= inv;
     }
+}
+
+KERNEL double k_exp_shift(float *x, size_t n, float *max)
+{
+    float m = x[0];
+    double sum = 0.0;
+    for (size_t j = 1; j < n; j++)
+        m = x[j] > m ? x[j] : m;
+    for (size_t j = 0; j < n; j++) {
+        x[j] = exp_approx(x[j] - m);
+        sum += x[j];
+    }
+    *max = m;
+    return sum;
 }
 
 /* ---- attention ---- */

@@ -64,6 +64,11 @@ void k_add(float *y, const float *x, size_t n);
  * keep[j] == 0 (keep may be NULL: all kept) get exactly 0. A row with nothing kept is all 0. */
 void k_softmax_rows(float *x, const unsigned char *keep, size_t rows, size_t n);
 
+/* The unnormalized softmax of x[n] (n ≥ 1) in place: x[j] = exp(x[j] − max x), max x into
+ * *max; returns Σ x[j] after the update (summed in double), so log softmax(x)[j] = old x[j] −
+ * *max − log(sum). Each x[j] within a few ulp of exp of the float difference. */
+double k_exp_shift(float *x, size_t n, float *max);
+
 /* Multi-head self-attention for B sequences of T tokens, post-projection inputs.
  *   q, k, v: [B*T, ld] with head h in columns h*D .. h*D+D-1 (ld ≥ heads*D, so q/k/v may be
  *            views into one fused [B*T, 3H] buffer);

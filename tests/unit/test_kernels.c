@@ -134,6 +134,34 @@ static void test_softmax(void)
     CU_ASSERT(y[0] == 0 && y[3] == 0);
 }
 
+/* The unnormalized softmax of vocabulary-sized rows (odd lengths, logits over ±40) against
+ * exp and a sum in double. */
+static void test_exp_shift(void)
+{
+    static const size_t lens[] = {1, 7, 50257};
+    for (size_t c = 0; c < sizeof lens / sizeof lens[0]; c++) {
+        size_t n = lens[c];
+        float *x = malloc(n * sizeof *x), *ref = malloc(n * sizeof *ref), max;
+        for (size_t j = 0; j < n; j++)
+            x[j] = ref[j] = 40.0f * frand();
+        double sum = k_exp_shift(x, n, &max);
+        float m = ref[0];
+        for (size_t j = 1; j < n; j++)
+            m = ref[j] > m ? ref[j] : m;
+        CU_ASSERT(max == m);
+        double s = 0, err = 0;
+        for (size_t j = 0; j < n; j++) {
+            double e = exp((double)ref[j] - (double)m);
+            s += e;
+            err = fmax(err, fabs(x[j] - e) / e);
+        }
+        CU_ASSERT(err < 1e-5); /* the float difference x − max is rounded: |x − max| · 2⁻²⁴ at most */
+        CU_ASSERT(fabs(sum - s) / s < 1e-6);
+        free(x);
+        free(ref);
+    }
+}
+
 /* A batch of sequences with padded keys, against the per-sequence reference. */
 static void test_attention(void)
 {
@@ -263,6 +291,7 @@ void cu_register(void)
         CU_add_test(s, "gelu", test_gelu);
         CU_add_test(s, "gelu over a long range", test_gelu_long);
         CU_add_test(s, "softmax", test_softmax);
+        CU_add_test(s, "exponentials of a row shifted by its max", test_exp_shift);
         CU_add_test(s, "parallel ranges", test_parallel);
         CU_add_test(s, "a thread alone", test_alone);
         CU_add_test(s, "attention", test_attention);
