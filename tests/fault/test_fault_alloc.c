@@ -1,8 +1,9 @@
 /* test_fault_alloc.c — allocation failures, SQLite-style: for N = 1, 2, ... the Nth
  * allocation of an operation fails, until an N is reached that the operation never gets to;
  * each loop runs twice, failing only the Nth allocation, then every allocation from the
- * Nth on until the operation returns (memory that stays short; N strided, see
- * PERSISTENT_STRIDE), after which the same operation must succeed. Over
+ * Nth on until the operation returns (memory that stays short; requests strided, see
+ * PERSISTENT_STRIDE; ingest and jobs only with RAGD_FAULT_OPEN, see cu_register), after
+ * which the same operation must succeed. Over
  *   - requests: route + JSON body + validation + handler through srv_dispatch_detached, on
  *     the routes that write and read collections, documents, search, datasets, the
  *     tokenizer and adapters;
