@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "distance.h"
 #include "store_internal.h"
@@ -69,6 +70,7 @@ st_coll *st__coll_new(int64_t id, const st_collection *spec, st_error *err)
     c->index_state = "ready";
     atomic_init(&c->refs, 1);
     atomic_init(&c->deleted, 0);
+    atomic_init(&c->lock_wanted, 0);
     pthread_mutex_init(&c->index_mu, NULL);
     /* Writers first: a stream of searches must not starve an upsert (glibc prefers readers). */
     pthread_rwlockattr_t attr;
@@ -186,8 +188,15 @@ int st__coll_unset(st_coll *c, size_t label, st_error *err)
     return 0;
 }
 
+/* How long the indexer gives way, at most, before each insert while others wait for the
+ * collection's lock: polls of 50 µs, up to 2 ms. */
+#define GIVE_WAY_POLLS 40
+#define GIVE_WAY_POLL_US 50
+
 int st__coll_index_one(st_coll *c, st_error *err)
 {
+    for (int i = 0; i < GIVE_WAY_POLLS && atomic_load(&c->lock_wanted); i++)
+        usleep(GIVE_WAY_POLL_US);
     pthread_rwlock_wrlock(&c->lock);
     int rc = 0;
     if (c->n_tail && c->index) {
@@ -332,13 +341,13 @@ int st__coll_load(sqlite3 *conn, st_coll *c, st_error *err)
 
 int st__coll_reload_lost(sqlite3 *conn, st_coll *c, st_error *err)
 {
-    pthread_rwlock_rdlock(&c->lock);
+    st__coll_rdlock(c);
     int lost = !c->index;
     pthread_rwlock_unlock(&c->lock);
     if (!lost)
         return 0;
     pthread_mutex_lock(&c->index_mu);
-    pthread_rwlock_wrlock(&c->lock);
+    st__coll_wrlock(c);
     int rc = c->index ? 0 : st__coll_load(conn, c, err);
     pthread_rwlock_unlock(&c->lock);
     pthread_mutex_unlock(&c->index_mu);

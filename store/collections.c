@@ -140,7 +140,7 @@ void st__free_collections(st_db *db)
 static void spec_of(st_coll *c, st_collection *out)
 {
     *out = c->spec;
-    pthread_rwlock_rdlock(&c->lock);
+    st__coll_rdlock(c);
     out->count = c->count;
     out->pending = (int64_t)c->n_tail;
     out->indexed = c->count - out->pending;

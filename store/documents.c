@@ -131,13 +131,13 @@ int st__finish_write(st_db *db, st_coll *c, int rc, int touched, st_error *err)
     if (rc == 0)
         rc = st__exec(db->conn, "COMMIT", err, "committing");
     if (rc == 0 && touched) {
-        pthread_rwlock_wrlock(&c->lock);
+        st__coll_wrlock(c);
         hnsw_clear_dirty(c->index);
         pthread_rwlock_unlock(&c->lock);
     } else if (rc != 0) {
         st__rollback(db->conn);
         if (touched) {
-            pthread_rwlock_wrlock(&c->lock);
+            st__coll_wrlock(c);
             st_error lerr;
             st__coll_load(db->conn, c, &lerr);
             pthread_rwlock_unlock(&c->lock);
@@ -202,7 +202,7 @@ static int lock_with_room(st_db *db, st_coll *c, size_t n, st_error *err)
         st__write_lock(db);
         if (!db->max_pending || atomic_load(&c->deleted)) /* the caller answers a deleted one */
             return 0;
-        pthread_rwlock_rdlock(&c->lock);
+        st__coll_rdlock(c);
         size_t pending = c->n_tail;
         pthread_rwlock_unlock(&c->lock);
         if (pending == 0 || pending + n <= db->max_pending)
@@ -287,7 +287,7 @@ int st_upsert(st_db *db, const char *collection, unsigned dimension, const st_do
             pthread_mutex_lock(&c->index_mu);
             touched = 1;
         }
-        pthread_rwlock_wrlock(&c->lock);
+        st__coll_wrlock(c);
         if (st__coll_reserve(c, (size_t)max_label, n) != 0)
             rc = st__fail(err, ST_ERR_NOMEM, collection, "out of memory");
         for (size_t i = 0; rc == 0 && replaces && i < n; i++)
@@ -297,7 +297,7 @@ int st_upsert(st_db *db, const char *collection, unsigned dimension, const st_do
     }
     rc = st__finish_write(db, c, rc, touched, err);
     if (rc == 0) { /* committed: room was reserved, so this cannot fail */
-        pthread_rwlock_wrlock(&c->lock);
+        st__coll_wrlock(c);
         for (size_t i = 0; i < n; i++) {
             st__coll_pend(c, (size_t)labels[i], docs[i].vector, metas[i]);
             metas[i] = NULL;
@@ -444,7 +444,7 @@ int st_document_delete(st_db *db, const char *collection, const st_id *id, st_er
         /* The label may be in the graph or on its way there: the indexer waits. */
         pthread_mutex_lock(&c->index_mu);
         if (rc == 0 && label >= 0) {
-            pthread_rwlock_wrlock(&c->lock);
+            st__coll_wrlock(c);
             rc = st__coll_unset(c, (size_t)label, err);
             pthread_rwlock_unlock(&c->lock);
         }

@@ -76,7 +76,7 @@ static int dense(st_coll *c, const st_query *q, size_t k, dist_hit *out, size_t 
     hnsw_accept_fn accept = q->filter ? accept_label : NULL;
     hnsw_error herr = {0, ""};
     int rc = HNSW_OK;
-    pthread_rwlock_rdlock(&c->lock);
+    st__coll_rdlock(c);
     if (!c->index) {
         pthread_rwlock_unlock(&c->lock);
         free(query);
@@ -165,7 +165,7 @@ static int keyword(st_db *db, st_coll *c, const st_query *q, size_t k, dist_hit 
         accept_ctx a = {c, q->filter};
         while (*n < k && (rc = sqlite3_step(st)) == SQLITE_ROW) {
             int64_t label = sqlite3_column_int64(st, 0);
-            pthread_rwlock_rdlock(&c->lock);
+            st__coll_rdlock(c);
             int ok = accept_label(label, &a);
             pthread_rwlock_unlock(&c->lock);
             if (ok)

@@ -41,6 +41,7 @@ typedef struct {
     atomic_int deleted;         /* set (under write_mu) when the collection is deleted while
                                  * others may still hold a reference */
     pthread_mutex_t index_mu;   /* see the lock order above */
+    atomic_int lock_wanted;     /* threads waiting in st__coll_rdlock/wrlock */
     pthread_rwlock_t lock;
     hnsw *index;                /* the indexed documents' vectors and graph, by label */
     const char *index_state;    /* "ready", "loaded" (from its records) or "rebuilt" */
@@ -55,6 +56,23 @@ typedef struct {
     float *tail_prep;           /* [tail_cap, dim] the vectors, dist_prepare'd: what search scans
                                  * and the index inserts (as hnsw_insert would store them) */
 } st_coll;
+
+/* c->lock for a search or a write. The indexer relocks it after every insert, and a thread
+ * that unlocks and relocks at once wins over one already asleep on the lock: the indexer
+ * gives way while lock_wanted counts a waiter (st__coll_index_one). */
+static inline void st__coll_rdlock(st_coll *c)
+{
+    atomic_fetch_add(&c->lock_wanted, 1);
+    pthread_rwlock_rdlock(&c->lock);
+    atomic_fetch_sub(&c->lock_wanted, 1);
+}
+
+static inline void st__coll_wrlock(st_coll *c)
+{
+    atomic_fetch_add(&c->lock_wanted, 1);
+    pthread_rwlock_wrlock(&c->lock);
+    atomic_fetch_sub(&c->lock_wanted, 1);
+}
 
 #define ST_NOT_PENDING UINT32_MAX
 
