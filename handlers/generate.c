@@ -318,7 +318,7 @@ json_t *gen_token_json(const app_model *m, int32_t id, float logprob, int specia
     size_t pl = 0;
     tok_error te;
     tok_decode(m->tok, &id, 1, 0, &piece, &pl, &te);
-    json_t *t = json_pack("{s:i, s:o*, s:f, s:b}", "id", id, "text", srv_json_string_lossy(piece ? piece : "", pl),
+    json_t *t = json_pack("{s:i, s:o, s:f, s:b}", "id", id, "text", srv_json_string_lossy(piece ? piece : "", pl),
                           "logprob", (double)logprob, "special", special);
     free(piece);
     return t;
@@ -331,20 +331,27 @@ static json_t *adapter_json(const gen_session *s)
 }
 
 /* TGI's details; the tokens (when asked) end with the EOS token that ended the generation,
- * marked special, with its logprob. generated_tokens counts it, as TGI does. */
+ * marked special, with its logprob. generated_tokens counts it, as TGI does. NULL when out of
+ * memory: never details with a key or a token left out. */
 json_t *gen_details_json(const gen_session *s, int with_tokens)
 {
     int eos = s->finish == GEN_FINISH_EOS && s->eos_id >= 0;
-    json_t *d = json_pack("{s:s, s:I, s:I, s:I, s:o*}", "finish_reason", finish_tgi[s->finish], "prompt_tokens",
+    json_t *d = json_pack("{s:s, s:I, s:I, s:I, s:o}", "finish_reason", finish_tgi[s->finish], "prompt_tokens",
                           (json_int_t)s->np, "generated_tokens", (json_int_t)(s->n + (size_t)eos), "seed",
                           (json_int_t)(s->seed & 0x7fffffffffffffffull), "adapter", adapter_json(s));
     if (d && with_tokens) {
         json_t *tokens = json_array();
-        for (size_t i = 0; tokens && i < s->n; i++)
-            json_array_append_new(tokens, gen_token_json(s->m, gen_ids(s)[i], s->logprobs[i], 0));
-        if (tokens && eos)
-            json_array_append_new(tokens, gen_token_json(s->m, s->eos_id, s->eos_logprob, 1));
-        json_object_set_new(d, "tokens", tokens);
+        int ok = tokens != NULL;
+        for (size_t i = 0; ok && i < s->n; i++)
+            ok = json_array_append_new(tokens, gen_token_json(s->m, gen_ids(s)[i], s->logprobs[i], 0)) == 0;
+        if (ok && eos)
+            ok = json_array_append_new(tokens, gen_token_json(s->m, s->eos_id, s->eos_logprob, 1)) == 0;
+        if (!ok || json_object_set_new(d, "tokens", ok ? tokens : NULL) != 0) {
+            json_decref(d);
+            d = NULL;
+        }
+        if (!ok)
+            json_decref(tokens);
     }
     return d;
 }
@@ -434,9 +441,11 @@ void h_generate(srv_req *req, void *ctx)
         gen_end(s);
         return;
     }
-    json_t *out = json_pack("{s:o*}", "generated_text", gen_text_json(s, p.return_full_text ? in.inputs : NULL));
-    if (out && p.details)
-        json_object_set_new(out, "details", gen_details_json(s, 1));
+    json_t *out = json_pack("{s:o}", "generated_text", gen_text_json(s, p.return_full_text ? in.inputs : NULL));
+    if (out && p.details && json_object_set_new(out, "details", gen_details_json(s, 1)) != 0) {
+        json_decref(out);
+        out = NULL;
+    }
     gen_end(s);
     if (out)
         srv_reply_json(req, 200, out);
@@ -514,7 +523,7 @@ void h_completions(srv_req *req, void *ctx)
     /* OpenAI leaves the stop sequence out of the text. */
     long at = s->finish == GEN_FINISH_STOP ? gen_find_stop(stop, s->text, s->text_len) : -1;
     size_t len = at >= 0 ? (size_t)at : s->text_len;
-    json_t *out = json_pack("{s:s, s:s, s:I, s:s, s:[{s:i, s:o*, s:s, s:n}], s:{s:I, s:I, s:I}}", "id", id, "object",
+    json_t *out = json_pack("{s:s, s:s, s:I, s:s, s:[{s:i, s:o, s:s, s:n}], s:{s:I, s:I, s:I}}", "id", id, "object",
                             "text_completion", "created", (json_int_t)time(NULL), "model", model,
                             "choices", "index", 0, "text", srv_json_string_lossy(s->text, len), "finish_reason",
                             finish_openai[s->finish], "logprobs", "usage", "prompt_tokens", (json_int_t)s->np,
@@ -531,26 +540,33 @@ void h_models(srv_req *req, void *ctx)
 {
     struct app *app = ctx;
     json_t *data = json_array();
-    for (int r = 0; r < APP_N_ROLES; r++) {
+    int ok = data != NULL; /* out of memory: a 503, never a list with a model left out */
+    for (int r = 0; ok && r < APP_N_ROLES; r++) {
         app_model *m = &app->models[r];
         if (atomic_load_explicit(&m->state, memory_order_acquire) != APP_MODEL_READY)
             continue;
-        json_array_append_new(data, json_pack("{s:s, s:s, s:I, s:s, s:s, s:n}", "id", m->name, "object", "model",
+        ok = json_array_append_new(data, json_pack("{s:s, s:s, s:I, s:s, s:s, s:n}", "id", m->name, "object", "model",
                                               "created", (json_int_t)app->started_at, "owned_by", "ragd", "role",
-                                              app_role_names[r], "parent"));
-        if (r != APP_GENERATOR || !m->gpt)
+                                              app_role_names[r], "parent")) == 0;
+        if (!ok || r != APP_GENERATOR || !m->gpt)
             continue;
         /* Every adapter a request can name, with the base model as parent. */
         json_t *rows = app_adapters_list(app), *row;
         size_t i;
+        ok = rows != NULL;
         json_array_foreach(rows, i, row) {
             json_t *type = json_object_get(row, "type");
-            json_array_append_new(data, json_pack("{s:O, s:s, s:I, s:s, s:s, s:s, s:O*}", "id",
+            ok = ok && json_array_append_new(data, json_pack("{s:O, s:s, s:I, s:s, s:s, s:s, s:O*}", "id",
                                                   json_object_get(row, "name"), "object", "model", "created",
                                                   (json_int_t)app->started_at, "owned_by", "ragd", "role", "adapter",
-                                                  "parent", m->name, "adapter_type", type));
+                                                  "parent", m->name, "adapter_type", type)) == 0;
         }
         json_decref(rows);
     }
-    srv_reply_json(req, 200, json_pack("{s:s, s:o}", "object", "list", "data", data));
+    json_t *out = ok ? json_pack("{s:s, s:O}", "object", "list", "data", data) : NULL;
+    json_decref(data);
+    if (out)
+        srv_reply_json(req, 200, out);
+    else
+        srv_reply_error(req, SRV_E_OUT_OF_MEMORY, NULL, "out of memory");
 }

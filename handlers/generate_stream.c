@@ -98,7 +98,7 @@ static int tgi_event(gen_stream *st, int32_t id, int rc)
     json_t *token = gen_token_json(s->m, id, rc > 0 ? s->logprobs[s->n - 1] : 0.0f, rc == 0);
     st->finished = last;
     return stream_push(st,
-                       json_pack("{s:I, s:o*, s:o*, s:o*}", "index", (json_int_t)++st->index, "token", token,
+                       json_pack("{s:I, s:o, s:o, s:o}", "index", (json_int_t)++st->index, "token", token,
                                  "generated_text", last ? gen_text_json(s, st->prompt) : json_null(), "details",
                                  last && st->details ? gen_details_json(s, 0) : json_null()),
                        NULL);
@@ -160,12 +160,15 @@ static int openai_chunk(gen_stream *st)
     if (upto < st->sent) /* never taken back */
         upto = st->sent;
     int last = s->done;
-    json_t *ev = json_pack("{s:s, s:s, s:I, s:s, s:[{s:o*, s:i, s:n, s:s?}]}", "id", st->id, "object",
+    json_t *ev = json_pack("{s:s, s:s, s:I, s:s, s:[{s:o, s:i, s:n, s:s?}]}", "id", st->id, "object",
                            "text_completion", "created", st->created, "model", st->model, "choices", "text",
                            srv_json_string_lossy(s->text + st->sent, upto - st->sent), "index", 0, "logprobs",
                            "finish_reason", last ? gen_finish_openai(s->finish) : NULL);
-    if (ev && !last) /* s? leaves the key out; OpenAI sends it as null */
-        json_object_set_new(json_array_get(json_object_get(ev, "choices"), 0), "finish_reason", json_null());
+    json_t *choice = json_array_get(json_object_get(ev, "choices"), 0);
+    if (ev && !last && json_object_set_new(choice, "finish_reason", json_null())) { /* s? left it out */
+        json_decref(ev);
+        ev = NULL;
+    }
     st->sent = upto;
     st->finished = last;
     return stream_push(st, ev, NULL) || (last && stream_push(st, NULL, "[DONE]")) ? -1 : 0;
