@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cu.h"
+#include "fault.h"
 #include "log.h"
 
 int fault_app_open(fault_app *f, int with_generator)
@@ -122,4 +123,14 @@ void fault_app_settle(fault_app *f)
             return;
         usleep(10000);
     }
+}
+
+void fault_expect_all_freed(long baseline, const char *suite, long injected)
+{
+    long left = fault_alloc_live() - baseline;
+    if (left)
+        fprintf(stderr, "\n%s: %ld blocks still live after closing everything\n", suite, left);
+    CU_ASSERT_EQUAL(left, 0);
+    printf("\n  %s: %ld allocation faults injected in total", suite, injected);
+    CU_ASSERT(injected > 0);
 }

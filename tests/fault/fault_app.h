@@ -37,6 +37,10 @@ int fault_app_request(fault_app *f, const char *method, const char *path, const 
 /* Fills r->code from the body: run it with faults disarmed. */
 void fault_reply_parse(fault_reply *r);
 
+/* The suite's last check, once everything is closed: the live heap blocks are back to
+ * `baseline` and the suite injected some faults (`injected`, printed under `suite`). */
+void fault_expect_all_freed(long baseline, const char *suite, long injected);
+
 /* Waits (up to 30 s) until the store's indexer has emptied every collection's tail, so the
  * heap holds still between operations. */
 void fault_app_settle(fault_app *f);
