@@ -203,6 +203,14 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
     return remove(path);
 }
 
+int it_remove_tree(const char *dir)
+{
+    if (nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS) == 0)
+        return 0;
+    fprintf(stderr, "could not remove %s\n", dir);
+    return -1;
+}
+
 int it_stop(it_server *s)
 {
     if (s->pid > 0) {
@@ -220,8 +228,8 @@ int it_stop(it_server *s)
         fprintf(stderr, "ragd exited with status %d\n", s->exit_status);
         print_log(s);
     }
-    if (s->dir[0] && nftw(s->dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
-        fprintf(stderr, "could not remove %s\n", s->dir);
+    if (s->dir[0])
+        it_remove_tree(s->dir);
     s->dir[0] = '\0';
     return s->exit_status;
 }

@@ -47,6 +47,8 @@ int it_wait_exit(it_server *s, int timeout_ms);
  * prints the server's log, so sanitizer reports show up in the test output. */
 int it_stop(it_server *s);
 /* 1 when the server's "stderr.log" or "stdout.log" (in its data dir) so far contains `needle`. */
+/* Removes a directory and everything under it, as rm -rf does. Returns 0, or -1 (printed). */
+int it_remove_tree(const char *dir);
 int it_log_contains(const it_server *s, const char *file, const char *needle);
 
 /* Runs `ragd ARGS...` to completion, capturing stdout and stderr together into out (at most

@@ -367,13 +367,6 @@ typedef struct {
         jobs_acked, adapters_checked, fresh_dirs;
 } totals;
 
-static void remove_dir(const char *dir)
-{
-    char cmd[160];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", dir);
-}
 
 static long env_long(const char *name, long def, long max)
 {
@@ -488,7 +481,7 @@ static void test_crash_loop(void)
         }
         if (cycle % fresh_every == 0) { /* a new data directory with an empty collection */
             if (data[0]) {
-                remove_dir(data);
+                it_remove_tree(data);
                 unlink(prev_log);
             }
             snprintf(data, sizeof data, "/tmp/ragd-crash-XXXXXX");
@@ -578,7 +571,7 @@ static void test_crash_loop(void)
                 acked, rows, tr.n_acked, left.n, pl.tmp, pl.files, pl.complete,
                 renamed ? ", after the rename before the job was done" : "");
     }
-    remove_dir(data);
+    it_remove_tree(data);
     unlink(prev_log);
     fprintf(stderr,
             "crash summary: %ld cycles (%ld data dirs), %ld kills aimed at a publish, %ld kills inside an adapter "

@@ -94,9 +94,7 @@ static void test_persistence(void)
     CU_ASSERT(it_is_error(&r, 404, "not_found", NULL));
     it_free(&r);
     CU_ASSERT_EQUAL(it_stop(&s), 0);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", data);
-    CU_ASSERT_EQUAL(system(cmd), 0);
+    CU_ASSERT_EQUAL(it_remove_tree(data), 0);
 }
 
 /* ---- concurrent writers and readers ---- */
@@ -323,9 +321,7 @@ static void test_kill9(void)
         db_int(db, "SELECT count(*) FROM index_nodes", &records, NULL, 0);
         CU_ASSERT_EQUAL(records, rows);
     }
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", data);
-    CU_ASSERT_EQUAL(system(cmd), 0);
+    CU_ASSERT_EQUAL(it_remove_tree(data), 0);
 }
 
 void cu_register(void)

@@ -33,9 +33,7 @@ static int setup(void)
 
 static int teardown(void)
 {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", ck);
-    int rc = system(cmd);
+    int rc = it_remove_tree(ck);
     return it_stop(&srv) == 0 && rc == 0 ? 0 : -1;
 }
 

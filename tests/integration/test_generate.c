@@ -96,9 +96,7 @@ static int teardown(void)
 {
     for (size_t k = 0; k < N_KINDS; k++)
         json_decref(expected[k]);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", ck);
-    int rc = system(cmd);
+    int rc = it_remove_tree(ck);
     return it_stop(&srv) == 0 && rc == 0 ? 0 : -1;
 }
 

@@ -35,9 +35,7 @@ static int setup(void)
 static int teardown(void)
 {
     int rc = it_stop(&srv);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", data_dir);
-    if (system(cmd) != 0)
+    if (it_remove_tree(data_dir) != 0)
         rc = -1;
     free(ckpt);
     return rc == 0 ? 0 : -1;
