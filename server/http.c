@@ -24,6 +24,7 @@
 #define THREAD_STACK_BYTES (8u << 20)    /* room for jansson's 2048-deep recursion */
 #define CONNECTION_MEMORY (32u << 10)    /* per-connection header/read buffer (431 above) */
 #define FIRST_BODY_ALLOC (64u << 10)     /* grown as bytes arrive: a promise reserves nothing */
+#define MAX_IO_THREADS 4                 /* threads serving the sockets: one per core, up to this */
 
 /* ---------------------------------------------------------------- lifecycle */
 
@@ -199,6 +200,42 @@ static int reject_early(srv_req *req)
     return 0;
 }
 
+/* Runs the request's handler and makes sure it replied. */
+static void run_handler(srv_req *req)
+{
+    srv_daemon *d = req->d;
+    d->routes[req->route].handler(req, d->app);
+    if (!req->replied) {
+        srv_log(SRV_LOG_ERROR, "handler queued no reply", "route=\"%s\" id=%s", d->routes[req->route].pattern,
+                req->id);
+        srv_reply_error(req, SRV_E_INTERNAL, NULL, "internal error");
+    }
+}
+
+/* On a worker: the handler, then MHD may go on with the connection (and free the request). */
+static void run_handed_off(void *arg)
+{
+    srv_req *req = arg;
+    run_handler(req);
+    MHD_resume_connection(req->conn);
+}
+
+/* The handler goes to a worker, so this thread goes back to the other connections at once:
+ * a search or a request waiting for its model never delays the reading, gating and 429s of
+ * the rest. The connection is suspended first and resumed by the worker once the reply is
+ * queued; MHD then calls on_request again, which sends it. */
+static enum MHD_Result hand_off(srv_req *req)
+{
+    req->handed_off = 1;
+    req->task = (srv_task){run_handed_off, req, NULL};
+    MHD_suspend_connection(req->conn);
+    if (srv_workers_submit(req->d->workers, &req->task) != 0) { /* stopping */
+        srv_reply_error(req, SRV_E_SHUTTING_DOWN, NULL, "the server is shutting down");
+        MHD_resume_connection(req->conn);
+    }
+    return MHD_YES;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version,
                                   const char *upload_data, size_t *upload_data_size,
@@ -236,7 +273,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     if (req->queued)
         return MHD_YES;
-    if (!req->replied) {
+    if (!req->replied && !req->handed_off) {
         const srv_route *rt = &d->routes[req->route];
         if (req->body_too_large)
             srv_reply_error(req, SRV_E_PAYLOAD_TOO_LARGE, NULL,
@@ -247,14 +284,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
          * the rest are turned away before their body is parsed. Taken once the body is in, so
          * a client that sends its body slowly holds no place, and the connection stays
          * open for the client's next request. */
-        else if (!(rt->flags & SRV_ROUTE_GATED) || srv_req_admit(req, &d->gates[req->route], rt->pattern) == 0)
-            rt->handler(req, d->app);
+        else if (!(rt->flags & SRV_ROUTE_GATED) || srv_req_admit(req, &d->gates[req->route], rt->pattern) == 0) {
+            if (!(rt->flags & SRV_ROUTE_PUBLIC))
+                return hand_off(req);
+            run_handler(req); /* the health routes: quick, and never turned away */
+        }
     }
-    if (!req->replied) {
-        srv_log(SRV_LOG_ERROR, "handler queued no reply", "route=\"%s\" id=%s",
-                d->routes[req->route].pattern, req->id);
+    if (!req->replied)
         srv_reply_error(req, SRV_E_INTERNAL, NULL, "internal error");
-    }
     return srv_queue_reply(req);
 }
 
@@ -391,6 +428,7 @@ int srv_daemon_create(const srv_daemon_config *cfg, const srv_route *routes, siz
     d->n_routes = n_routes;
     d->app = app;
     d->listen_fd = -1;
+    pthread_mutex_init(&d->streams_lock, NULL);
     if (srv_auth_create(cfg->api_key, cfg->api_key_file, &d->auth, err->msg, sizeof err->msg) != 0) {
         free(d);
         return -1;
@@ -407,7 +445,8 @@ int srv_daemon_create(const srv_daemon_config *cfg, const srv_route *routes, siz
         d->gates[i].flag = "--max-route-requests";
     }
     d->metrics = srv_metrics_create(d->methods, d->patterns, n_routes);
-    if (!d->metrics)
+    d->workers = srv_workers_create(THREAD_STACK_BYTES);
+    if (!d->metrics || !d->workers)
         goto oom;
     if (getrandom(&d->id_seed, sizeof d->id_seed, 0) != sizeof d->id_seed)
         d->id_seed = (uint64_t)time(NULL) ^ (uint64_t)getpid() << 32;
@@ -423,17 +462,20 @@ int srv_daemon_start(srv_daemon *d, srv_daemon_error *err)
 {
     if (open_listener(d, err) != 0)
         return -1;
-    /* A thread per connection: a handler waiting for a model blocks only its own connection,
-     * so /health and requests for other models are still read and answered (and the model
-     * gates can answer 429 at once) however long the queue in front of a model is. Threads
-     * are bounded by --max-connections; a slow client holds one sleeping thread until
-     * --timeout closes it. */
-    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ITC |
+    /* A few threads serve every socket (epoll): they read requests, answer what needs no
+     * handler (404, 401, 413, a full gate's 429) and hand the rest to the workers, so
+     * however many connections are open, only the requests admitted to run compete for the
+     * CPU. A slow client holds a connection (bounded by --max-connections and
+     * --max-connections-per-ip) until --timeout closes it, but no thread. */
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    unsigned io_threads = cpus < 1 ? 1 : cpus > MAX_IO_THREADS ? MAX_IO_THREADS : (unsigned)cpus;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ERROR_LOG;
     d->mhd = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, d,
         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, d, /* first, so every message goes through it */
         MHD_OPTION_LISTEN_SOCKET, (MHD_socket)d->listen_fd,
+        MHD_OPTION_THREAD_POOL_SIZE, io_threads,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)d->cfg.timeout_s,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)d->cfg.max_connections,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)d->cfg.max_connections_per_ip,
@@ -479,6 +521,15 @@ void srv_daemon_destroy(srv_daemon *d)
 {
     if (!d)
         return;
+    /* MHD must not be stopped with a connection suspended: end the streams waiting for data,
+     * let the handlers under way finish (their connections resume), then stop. */
+    atomic_store(&d->draining, 1);
+    atomic_store(&d->stopping, 1);
+    pthread_mutex_lock(&d->streams_lock);
+    for (srv_stream *st = d->streams; st; st = st->later)
+        srv_stream_resume(st);
+    pthread_mutex_unlock(&d->streams_lock);
+    srv_workers_destroy(d->workers);
     if (d->mhd)
         MHD_stop_daemon(d->mhd);
     if (d->listen_fd >= 0)
@@ -488,5 +539,6 @@ void srv_daemon_destroy(srv_daemon *d)
     free(d->methods);
     free(d->patterns);
     free(d->gates);
+    pthread_mutex_destroy(&d->streams_lock);
     free(d);
 }

@@ -7,8 +7,9 @@
  *               any body byte is buffered);
  *   body     -> appended to the request's buffer, counted against the cap (chunked too);
  *   complete -> a SRV_ROUTE_GATED route's own gate (429), then the route's handler runs on
- *               the connection's thread and queues exactly one reply through the srv_reply_*
- *               functions;
+ *               a worker thread (the health routes' on the HTTP thread) while the
+ *               connection is suspended, and queues exactly one reply through the
+ *               srv_reply_* functions;
  *   finished -> metrics, one log line, everything the request owns is freed.
  *
  * Handlers must be reentrant: per-request state lives in srv_req, shared state in the app.
@@ -93,11 +94,12 @@ void srv_reply_error(srv_req *req, srv_err e, const char *field, const char *fmt
     __attribute__((format(printf, 4, 5)));
 int srv_req_replied(const srv_req *req);
 
-/* A streamed reply (server-sent events, say). `next` is called on the connection's thread
- * whenever MHD can send more: it writes up to `cap` bytes into buf and returns how many
- * (> 0), 0 when the stream has ended, or -1 to abort the connection. `done` runs exactly once
- * when the stream is over, finished or because the client went away, and frees `ctx`, which
- * must not point into the request (the request may be freed first). */
+/* A streamed reply (server-sent events, say). `next` is called on a worker thread whenever
+ * MHD has sent what the last call gave: it may wait for more, writes up to `cap` bytes into
+ * buf and returns how many (> 0), 0 when the stream has ended, or -1 to abort the
+ * connection. `done` runs exactly once when the stream is over, finished or because the
+ * client went away, never while `next` runs, and frees `ctx`, which must not point into the
+ * request (the request may be freed first). */
 typedef long (*srv_stream_next)(void *ctx, char *buf, size_t cap);
 void srv_reply_stream(srv_req *req, const char *content_type, srv_stream_next next, void (*done)(void *ctx),
                       void *ctx);

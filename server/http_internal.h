@@ -6,6 +6,7 @@
 #define RAGD_HTTP_INTERNAL_H
 
 #include <microhttpd.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <time.h>
@@ -13,9 +14,12 @@
 #include "auth.h"
 #include "http.h"
 #include "metrics.h"
+#include "workers.h"
 
 #define MAX_REPLY_HEADERS 8
 #define MAX_REQ_GATES 4 /* places one request may hold (its route's, one per model it uses) */
+
+typedef struct srv_stream srv_stream;
 
 struct srv_daemon {
     srv_daemon_config cfg;
@@ -33,6 +37,29 @@ struct srv_daemon {
     uint64_t id_seed;
     atomic_uint_fast64_t id_counter;
     atomic_int draining;
+    srv_workers *workers;     /* run the handlers */
+    pthread_mutex_t streams_lock;
+    srv_stream *streams;      /* streamed replies handed to MHD, so stopping can wake them */
+    atomic_int stopping;      /* no stream suspends and no handler is handed off any more */
+};
+
+/* A streamed reply once the handler has chosen it (see srv_reply_stream). The stream's
+ * `next` may wait, so it runs on a worker, one call at a time, filling `buf`; the HTTP thread
+ * sends what is there and suspends the connection until the next fill. */
+#define STREAM_BUF 16384
+struct srv_stream {
+    srv_stream_next next;
+    void (*done)(void *ctx);
+    void *ctx;
+    srv_daemon *d;
+    struct MHD_Connection *conn; /* NULL without a socket (srv_dispatch_detached) */
+    srv_task fill, finish;       /* a call of `next`; `done` and the free */
+    pthread_mutex_t lock;        /* guards what follows */
+    size_t len, off;             /* buf[off, len) is still to be sent */
+    long end;                    /* 1 while going on; then what `next` returned (0 or -1) */
+    int filling, suspended, closed; /* closed: MHD is done with the stream */
+    srv_stream *prev, *later;    /* in the daemon's list */
+    char buf[STREAM_BUF];
 };
 
 struct srv_req {
@@ -58,9 +85,9 @@ struct srv_req {
     char *reply;              /* malloc'd body handed to MHD */
     size_t reply_len;
     const char *content_type;
-    srv_stream_next stream_next;  /* a streamed reply instead of `reply` */
-    void (*stream_done)(void *ctx);
-    void *stream_ctx;
+    srv_stream *stream;       /* a streamed reply instead of `reply` */
+    srv_task task;            /* the handler's run on a worker */
+    int handed_off;           /* to a worker; the connection is suspended until it replies */
     char *headers[MAX_REPLY_HEADERS][2];
     size_t n_headers;
     const char *err_code;     /* for the log line */
@@ -70,6 +97,8 @@ struct srv_req {
 enum MHD_Result srv_queue_reply(srv_req *req);
 /* Appends upload bytes to the request's body, counting them against the body cap. */
 void srv_append_body(srv_req *req, const char *data, size_t n);
+/* Lets MHD go on with a stream suspended for lack of data (on stopping: to end it). */
+void srv_stream_resume(srv_stream *st);
 /* Frees a request and everything it owns. */
 void srv_req_free(srv_req *req);
 

@@ -2,6 +2,7 @@
  * queue (JSON, bytes, errors, streams), and dispatch without a socket for tests. */
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -116,55 +117,130 @@ void srv_reply_error(srv_req *req, srv_err e, const char *field, const char *fmt
 
 int srv_req_replied(const srv_req *req) { return req->replied; }
 
-void srv_reply_stream(srv_req *req, const char *content_type, srv_stream_next next, void (*done)(void *ctx),
-                      void *ctx)
+/* `done` and the free, once MHD is done with the stream and no fill runs. */
+static void stream_finish(void *cls)
 {
-    if (req->replied) {
-        done(ctx);
-        return;
+    srv_stream *st = cls;
+    st->done(st->ctx);
+    if (st->conn) {
+        pthread_mutex_lock(&st->d->streams_lock);
+        if (st->prev)
+            st->prev->later = st->later;
+        else
+            st->d->streams = st->later;
+        if (st->later)
+            st->later->prev = st->prev;
+        pthread_mutex_unlock(&st->d->streams_lock);
     }
-    req->replied = 1;
-    req->status = 200;
-    req->content_type = content_type;
-    req->stream_next = next;
-    req->stream_done = done;
-    req->stream_ctx = ctx;
+    pthread_mutex_destroy(&st->lock);
+    free(st);
 }
 
-typedef struct {
-    srv_stream_next next;
-    void (*done)(void *ctx);
-    void *ctx;
-} stream;
+/* MHD is done with the stream. `done` may wait (a generation's last step), so it runs on a
+ * worker; after a fill still under way, by that fill. */
+static void stream_close(void *cls)
+{
+    srv_stream *st = cls;
+    pthread_mutex_lock(&st->lock);
+    st->closed = 1;
+    int filling = st->filling;
+    pthread_mutex_unlock(&st->lock);
+    if (!filling && srv_workers_submit(st->d->workers, &st->finish) != 0)
+        stream_finish(st); /* stopping: the HTTP thread waits instead */
+}
 
+/* On a worker: one call of `next` into the buffer, then MHD may send it. */
+static void stream_fill(void *cls)
+{
+    srv_stream *st = cls;
+    long n = st->next(st->ctx, st->buf, sizeof st->buf);
+    pthread_mutex_lock(&st->lock);
+    st->off = 0;
+    st->len = n > 0 ? (size_t)n : 0;
+    st->end = n > 0 ? 1 : n;
+    st->filling = 0;
+    int closed = st->closed;
+    if (st->suspended) {
+        st->suspended = 0;
+        MHD_resume_connection(st->conn);
+    }
+    pthread_mutex_unlock(&st->lock);
+    if (closed)
+        stream_finish(st);
+}
+
+void srv_stream_resume(srv_stream *st)
+{
+    pthread_mutex_lock(&st->lock);
+    if (st->suspended) {
+        st->suspended = 0;
+        MHD_resume_connection(st->conn);
+    }
+    pthread_mutex_unlock(&st->lock);
+}
+
+/* MHD's side: what the last fill left, else a new fill and the connection suspended until
+ * it is done. */
 static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
     (void)pos;
-    stream *st = cls;
-    long n = st->next(st->ctx, buf, max);
-    return n > 0 ? (ssize_t)n : n == 0 ? MHD_CONTENT_READER_END_OF_STREAM : MHD_CONTENT_READER_END_WITH_ERROR;
+    srv_stream *st = cls;
+    ssize_t rc = 0;
+    pthread_mutex_lock(&st->lock);
+    if (st->off < st->len) {
+        size_t n = st->len - st->off < max ? st->len - st->off : max;
+        memcpy(buf, st->buf + st->off, n);
+        st->off += n;
+        rc = (ssize_t)n;
+    } else if (st->end <= 0) {
+        rc = st->end == 0 ? MHD_CONTENT_READER_END_OF_STREAM : MHD_CONTENT_READER_END_WITH_ERROR;
+    } else if (atomic_load(&st->d->stopping)) {
+        rc = MHD_CONTENT_READER_END_WITH_ERROR;
+    } else if (!st->filling && srv_workers_submit(st->d->workers, &st->fill) != 0) {
+        rc = MHD_CONTENT_READER_END_WITH_ERROR;
+    } else {
+        st->filling = 1;
+        st->suspended = 1; /* the fill resumes it */
+        MHD_suspend_connection(st->conn);
+    }
+    pthread_mutex_unlock(&st->lock);
+    return rc;
 }
 
-static void stream_free(void *cls)
+void srv_reply_stream(srv_req *req, const char *content_type, srv_stream_next next, void (*done)(void *ctx),
+                      void *ctx)
 {
-    stream *st = cls;
-    st->done(st->ctx);
-    free(st);
+    srv_stream *st = req->replied ? NULL : malloc(sizeof *st);
+    if (!st) {
+        done(ctx);
+        srv_reply_error(req, SRV_E_OUT_OF_MEMORY, NULL, "out of memory");
+        return;
+    }
+    *st = (srv_stream){.next = next, .done = done, .ctx = ctx, .d = req->d, .conn = req->conn, .end = 1};
+    st->fill = (srv_task){stream_fill, st, NULL};
+    st->finish = (srv_task){stream_finish, st, NULL};
+    pthread_mutex_init(&st->lock, NULL);
+    req->replied = 1;
+    req->status = 200;
+    req->content_type = content_type;
+    req->stream = st;
 }
 
 enum MHD_Result srv_queue_reply(srv_req *req)
 {
     struct MHD_Response *r;
-    if (req->stream_next) {
-        stream *st = malloc(sizeof *st);
-        r = st ? MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_read, st, stream_free) : NULL;
-        if (!r) {
-            req->stream_done(req->stream_ctx);
-            free(st);
-            return MHD_NO;
-        }
-        *st = (stream){req->stream_next, req->stream_done, req->stream_ctx};
-        req->stream_next = NULL; /* the response owns it now */
+    if (req->stream) {
+        srv_stream *st = req->stream;
+        r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, STREAM_BUF, stream_read, st, stream_close);
+        if (!r)
+            return MHD_NO; /* srv_req_free ends the stream */
+        req->stream = NULL; /* the response owns it now */
+        pthread_mutex_lock(&st->d->streams_lock);
+        st->later = st->d->streams;
+        if (st->later)
+            st->later->prev = st;
+        st->d->streams = st;
+        pthread_mutex_unlock(&st->d->streams_lock);
         MHD_add_response_header(r, "Cache-Control", "no-cache");
     } else if (req->reply) {
         r = MHD_create_response_from_buffer(req->reply_len, req->reply, MHD_RESPMEM_MUST_FREE);
@@ -334,8 +410,10 @@ void srv_req_free(srv_req *req)
 {
     for (size_t i = 0; i < req->n_gates; i++)
         atomic_fetch_sub(&req->gates[i]->held, 1);
-    if (req->stream_next) /* replied with a stream that was never handed to MHD */
-        req->stream_done(req->stream_ctx);
+    if (req->stream) { /* replied with a stream that was never handed to MHD */
+        req->stream->conn = NULL; /* never listed */
+        stream_finish(req->stream);
+    }
     free(req->body);
     free(req->reply);
     json_decref(req->json);
@@ -374,10 +452,10 @@ int srv_dispatch_detached(const srv_route *routes, size_t n_routes, void *app,
     }
     if (!req->replied)
         srv_reply_error(req, SRV_E_INTERNAL, NULL, "internal error");
-    if (req->stream_next) { /* no socket: run the stream to its end into the reply */
+    if (req->stream) { /* no socket: run the stream to its end into the reply */
         char chunk[4096];
         long n;
-        while ((n = req->stream_next(req->stream_ctx, chunk, sizeof chunk)) > 0) {
+        while ((n = req->stream->next(req->stream->ctx, chunk, sizeof chunk)) > 0) {
             char *p = realloc(req->reply, req->reply_len + (size_t)n);
             if (!p)
                 break;
@@ -385,8 +463,8 @@ int srv_dispatch_detached(const srv_route *routes, size_t n_routes, void *app,
             req->reply = p;
             req->reply_len += (size_t)n;
         }
-        req->stream_done(req->stream_ctx);
-        req->stream_next = NULL;
+        stream_finish(req->stream);
+        req->stream = NULL;
     }
     out->status = req->status;
     out->body_len = req->reply ? req->reply_len : sizeof oom_body - 1;
