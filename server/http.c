@@ -200,6 +200,21 @@ static int reject_early(srv_req *req)
     return 0;
 }
 
+/* The route's own gate, or its model's: 0, or -1 after queuing the 429. Taken once the body
+ * is in, so a client that sends its body slowly holds no place, and before it is parsed or
+ * handed to a worker, so a refused request costs neither; the connection stays open for the
+ * client's next request. A route that computes without a model has a gate of its own, like
+ * a model's: its admitted requests share the CPU with at most --max-route-requests - 1
+ * others. */
+static int admit(srv_req *req, const srv_route *rt)
+{
+    if (rt->flags & SRV_ROUTE_GATED)
+        return srv_req_admit(req, &req->d->gates[req->route], rt->pattern);
+    const char *name = NULL;
+    srv_gate *g = rt->model_gate ? rt->model_gate(req->d->app, &name) : NULL;
+    return g ? srv_req_admit(req, g, name) : 0;
+}
+
 /* Runs the request's handler and makes sure it replied. */
 static void run_handler(srv_req *req)
 {
@@ -279,12 +294,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             srv_reply_error(req, SRV_E_PAYLOAD_TOO_LARGE, NULL,
                             "the body is over the limit of %zu bytes (--max-body-bytes)",
                             d->cfg.max_body_bytes);
-        /* A route that computes without a model has a gate of its own, like a model's: its
-         * admitted requests share the CPU with at most --max-route-requests - 1 others, and
-         * the rest are turned away before their body is parsed. Taken once the body is in, so
-         * a client that sends its body slowly holds no place, and the connection stays
-         * open for the client's next request. */
-        else if (!(rt->flags & SRV_ROUTE_GATED) || srv_req_admit(req, &d->gates[req->route], rt->pattern) == 0) {
+        else if (admit(req, rt) == 0) {
             if (!(rt->flags & SRV_ROUTE_PUBLIC))
                 return hand_off(req);
             run_handler(req); /* the health routes: quick, and never turned away */

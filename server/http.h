@@ -111,7 +111,7 @@ void srv_reply_stream(srv_req *req, const char *content_type, srv_stream_next ne
  * (SRV_ROUTE_GATED: a search, a tokenization), those running it. So the wait of an admitted
  * request is bounded and the rest are told to come back (TEI's max_concurrent_requests).
  * Zero-initialize it and set cap and flag before serving. */
-typedef struct {
+typedef struct srv_gate {
     atomic_uint held;
     unsigned cap;
     const char *flag;  /* the flag that sets cap, named in the 429 ("--max-model-requests") */

@@ -25,11 +25,18 @@ enum {
                                    * (--max-route-requests) once its body is in, before it is parsed */
 };
 
+struct srv_gate;
+
 typedef struct {
     const char *method;
     const char *pattern;
     srv_handler handler;
     unsigned flags;
+    /* The gate of the model the route runs on (and the model's name for the 429), or NULL.
+     * It is taken once the body is in, before the handler is handed to a worker, so a full
+     * model turns requests away without one; the handler's own srv_req_admit of the same
+     * gate then takes no second place. */
+    struct srv_gate *(*model_gate)(void *app, const char **name);
 } srv_route;
 
 typedef struct {

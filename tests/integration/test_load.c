@@ -96,6 +96,12 @@ static void *client_loop(void *arg)
         it_free(&r);
         if (c->stop_on_refusal && c->status[i] != 200)
             break;
+        /* Back off after a 429 as a client honouring Retry-After would, but for 20 ms only,
+         * so the gate stays contended. Without it each client would open and close some
+         * thousand connections a second, and the per-IP limit (PER_IP) would refuse some
+         * new ones before the server has reaped the closed. */
+        if (c->status[i] == 429)
+            usleep(20 * 1000);
     }
     return NULL;
 }

@@ -65,9 +65,9 @@ static void h_param(srv_req *req, void *app)
 }
 
 static const srv_route routes[] = {
-    {"POST", "/sample", h_sample, 0},
-    {"GET", "/collections/{name}/documents/{id}", h_param, SRV_ROUTE_NO_BODY},
-    {"DELETE", "/collections/{name}/documents/{id}", h_param, SRV_ROUTE_NO_BODY},
+    {"POST", "/sample", h_sample, 0, NULL},
+    {"GET", "/collections/{name}/documents/{id}", h_param, SRV_ROUTE_NO_BODY, NULL},
+    {"DELETE", "/collections/{name}/documents/{id}", h_param, SRV_ROUTE_NO_BODY, NULL},
 };
 #define N_ROUTES (sizeof routes / sizeof routes[0])
 
