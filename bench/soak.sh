@@ -12,11 +12,14 @@
 # --max-route-requests for /search): at most GATE admitted requests are in the server at once.
 # Checks: every response 2xx or 429/503 with Retry-After, no other 5xx or transport error,
 # memory flat (last sample within 10% + 16 MB of the sample taken after the first tenth),
-# and the admitted requests' latency from their send bounded: p99 within 2 x GATE / the rate
-# admitted (Little's law: at most GATE requests of the route in the server at once; a shared
-# box slows the rate, not the bound's validity), and not growing (the median of the p99s of
-# the last five tenths of the run within 1.5x that of the first five). The p99 is also
-# printed as a multiple of the unloaded p99 of step 0, with the load average.
+# and the admitted requests' latency bounded: their p99 in the server (ragd's own histogram
+# of the route's 200s, from the request's headers to its reply sent) within 2 x GATE / the
+# rate admitted (Little's law: at most GATE requests of the route in the server at once, so
+# their mean time there is at most GATE / rate; a shared box slows the rate, not the bound's
+# validity), and their p99 from their send, as the client sees it, not growing (the median
+# of the p99s of the last five tenths of the run within 1.5x that of the first five). The
+# p99 from send is also printed against the bound, and as a multiple of the unloaded p99 of
+# step 0, with the load average: on one machine it includes the client's own waits for CPU.
 # Prints one JSON object per phase and a verdict; exits 1 when a check fails.
 #   usage: bench/soak.sh [BUILD_DIR] [SECONDS]
 set -euo pipefail
@@ -98,6 +101,7 @@ done
       sleep 5
   done ) &
 sampler=$!
+curl -fs "$base/metrics" >"$work/metrics-before"
 loaders=()
 for r in "${routes[@]}"; do
     "$gen" "$base/$r" "$work/$r.json" "$secs" 300 "${rate[$r]}" >"$work/over-$r.json" &
@@ -105,7 +109,7 @@ for r in "${routes[@]}"; do
 done
 wait "${loaders[@]}"
 kill "$sampler" 2>/dev/null || true
-curl -fs "$base/metrics" >"$work/metrics" || true
+curl -fs "$base/metrics" >"$work/metrics-after"
 
 # SIGTERM under load.
 "$gen" "$base/generate" "$work/generate.json" 10 16 0 >"$work/term-load.json" &
@@ -120,10 +124,33 @@ pid=
 wait "$loader"
 
 /usr/bin/python3 - "$work" "$secs" "$term_rc" "$gate" <<'PY'
-import json, os, statistics, sys
+import json, os, re, statistics, sys
 work, secs, term_rc, gate = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 routes = ["embed", "search", "generate"]
 ok = True
+
+def buckets(path, route):
+    """ragd's histogram of the route's 200s: {upper bound in s: cumulative count}."""
+    pat = re.compile(r'ragd_http_request_duration_seconds_bucket\{method="POST",route="/%s",status="200",'
+                     r'le="([^"]+)"\} (\d+)' % route)
+    return {float(m.group(1)): int(m.group(2)) for m in map(pat.match, open(path)) if m}
+
+def server_p99_ms(route):
+    """The p99 of the admitted requests' time in ragd (from their headers to their reply sent)
+    during the overload, from the difference of the two histograms, interpolated linearly
+    within its bucket as Prometheus's histogram_quantile does."""
+    before, after = buckets(f"{work}/metrics-before", route), buckets(f"{work}/metrics-after", route)
+    les = sorted(after)
+    cum = [after[le] - before.get(le, 0) for le in les]
+    if not cum or cum[-1] == 0:
+        return None
+    want, lo, below = 0.99 * cum[-1], 0.0, 0
+    for le, c in zip(les, cum):
+        if c >= want:
+            if le == float("inf"):
+                return lo * 1e3
+            return (lo + (le - lo) * (want - below) / max(c - below, 1)) * 1e3
+        lo, below = le, c
 for r in routes:
     u = json.load(open(f"{work}/unl-{r}.json"))
     c = json.load(open(f"{work}/cap-{r}.json"))
@@ -133,7 +160,12 @@ for r in routes:
     bound_ms = 2e3 * gate / max(o["ok_per_s"], 1e-9)
     tenths = o["p99_ms_from_send_by_tenth"]
     growth = statistics.median(tenths[5:]) / max(statistics.median(tenths[:5]), 1e-9)
-    bounded = o["p99_ms_from_send"] <= bound_ms and growth <= 1.5
+    # Each request's time in the server is within its time from send, so the interpolation
+    # (coarse at the histogram's buckets) is capped by the client's exact figure.
+    in_server = server_p99_ms(r)
+    if in_server is not None:
+        in_server = min(in_server, o["p99_ms_from_send"])
+    bounded = in_server is not None and in_server <= bound_ms and growth <= 1.5
     ok &= bounded
     print(json.dumps({"phase": "overload", "route": "/" + r, "unloaded_p99_ms": u["p99_ms"],
                       "capacity_per_s": c["ok_per_s"], "capacity_p99_ms": c["p99_ms"], "offered_per_s": o["rate"],
@@ -141,7 +173,8 @@ for r in routes:
                       "sent_per_s": round(o["sent"] / o["seconds"], 1),
                       "ratio_sent_to_capacity": round(o["sent"] / o["seconds"] / max(c["ok_per_s"], 1e-9), 2), **o,
                       "p99_from_send_over_unloaded_p99": round(o["p99_ms_from_send"] / max(u["p99_ms"], 1e-9), 1),
-                      "bound_ms": round(bound_ms, 1), "growth_last_half_over_first": round(growth, 2),
+                      "p99_ms_in_server": in_server and round(in_server, 1), "bound_ms": round(bound_ms, 1),
+                      "p99_from_send_within_bound": o["p99_ms_from_send"] <= bound_ms, "growth_last_half_over_first": round(growth, 2),
                       "bounded": bounded}))
 rss = [int(x) for x in open(f"{work}/rss").read().split()]
 first = rss[max(1, len(rss) // 10)] if len(rss) > 1 else rss[0]

@@ -227,11 +227,17 @@ static void run_handler(srv_req *req)
     }
 }
 
-/* On a worker: the handler, then MHD may go on with the connection (and free the request). */
+/* On a worker: the handler, then MHD may go on with the connection (and free the request).
+ * A route that computes runs one request per core at once, in the order they came: sharing
+ * the cores among every admitted request would make each wait for all the others, and the
+ * slowest far more than the average. */
 static void run_handed_off(void *arg)
 {
     srv_req *req = arg;
+    if (req->d->routes[req->route].flags & SRV_ROUTE_CPU)
+        srv_req_turn_take(req, &req->d->turns[req->route]);
     run_handler(req);
+    srv_req_turn_end(req);
     MHD_resume_connection(req->conn);
 }
 
@@ -446,13 +452,18 @@ int srv_daemon_create(const srv_daemon_config *cfg, const srv_route *routes, siz
     d->methods = calloc(n_routes + 1, sizeof *d->methods);
     d->patterns = calloc(n_routes + 1, sizeof *d->patterns);
     d->gates = calloc(n_routes + 1, sizeof *d->gates);
-    if (!d->methods || !d->patterns || !d->gates)
+    d->turns = calloc(n_routes + 1, sizeof *d->turns);
+    if (!d->methods || !d->patterns || !d->gates || !d->turns)
         goto oom;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     for (size_t i = 0; i < n_routes; i++) {
         d->methods[i] = routes[i].method;
         d->patterns[i] = routes[i].pattern;
         d->gates[i].cap = cfg->max_route_requests;
         d->gates[i].flag = "--max-route-requests";
+        pthread_mutex_init(&d->turns[i].lock, NULL);
+        pthread_cond_init(&d->turns[i].moved, NULL);
+        d->turns[i].cap = cpus < 1 ? 1 : (unsigned)cpus;
     }
     d->metrics = srv_metrics_create(d->methods, d->patterns, n_routes);
     d->workers = srv_workers_create(THREAD_STACK_BYTES);
@@ -549,6 +560,11 @@ void srv_daemon_destroy(srv_daemon *d)
     free(d->methods);
     free(d->patterns);
     free(d->gates);
+    for (size_t i = 0; d->turns && i < d->n_routes; i++) {
+        pthread_mutex_destroy(&d->turns[i].lock);
+        pthread_cond_destroy(&d->turns[i].moved);
+    }
+    free(d->turns);
     pthread_mutex_destroy(&d->streams_lock);
     free(d);
 }

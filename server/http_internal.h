@@ -21,6 +21,15 @@
 
 typedef struct srv_stream srv_stream;
 
+/* Turns in arrival order, `cap` at once (SRV_ROUTE_CPU): ticket t runs once fewer than `cap`
+ * of the earlier tickets are still running. */
+typedef struct {
+    pthread_mutex_t lock;
+    pthread_cond_t moved;
+    unsigned long next, done;
+    unsigned cap;
+} srv_turns;
+
 struct srv_daemon {
     srv_daemon_config cfg;
     const srv_route *routes;
@@ -33,6 +42,7 @@ struct srv_daemon {
     srv_auth *auth;
     srv_metrics *metrics;
     srv_gate *gates;          /* one per route; used by SRV_ROUTE_GATED routes */
+    srv_turns *turns;         /* one per route; used by SRV_ROUTE_CPU routes */
     const char **methods, **patterns; /* labels for metrics */
     uint64_t id_seed;
     atomic_uint_fast64_t id_counter;
@@ -87,6 +97,7 @@ struct srv_req {
     const char *content_type;
     srv_stream *stream;       /* a streamed reply instead of `reply` */
     srv_task task;            /* the handler's run on a worker */
+    srv_turns *turn;          /* the turn it runs in (SRV_ROUTE_CPU), until it ends or waits for a model */
     int handed_off;           /* to a worker; the connection is suspended until it replies */
     char *headers[MAX_REPLY_HEADERS][2];
     size_t n_headers;
@@ -97,6 +108,11 @@ struct srv_req {
 enum MHD_Result srv_queue_reply(srv_req *req);
 /* Appends upload bytes to the request's body, counting them against the body cap. */
 void srv_append_body(srv_req *req, const char *data, size_t n);
+/* Waits for the request's turn at `t`; srv_req_turn_end gives it back (and does nothing
+ * without one). srv_req_admit gives it back too: from there on the request waits for a
+ * model, whose gate bounds it, and holding a turn would keep a core's share idle. */
+void srv_req_turn_take(srv_req *req, srv_turns *t);
+void srv_req_turn_end(srv_req *req);
 /* Lets MHD go on with a stream suspended for lack of data (on stopping: to end it). */
 void srv_stream_resume(srv_stream *st);
 /* Frees a request and everything it owns. */

@@ -389,8 +389,31 @@ void srv_append_body(srv_req *req, const char *data, size_t n)
     req->body_len += n;
 }
 
+void srv_req_turn_take(srv_req *req, srv_turns *t)
+{
+    pthread_mutex_lock(&t->lock);
+    unsigned long mine = t->next++;
+    while (mine >= t->done + t->cap)
+        pthread_cond_wait(&t->moved, &t->lock);
+    pthread_mutex_unlock(&t->lock);
+    req->turn = t;
+}
+
+void srv_req_turn_end(srv_req *req)
+{
+    srv_turns *t = req->turn;
+    if (!t)
+        return;
+    req->turn = NULL;
+    pthread_mutex_lock(&t->lock);
+    t->done++;
+    pthread_cond_broadcast(&t->moved);
+    pthread_mutex_unlock(&t->lock);
+}
+
 int srv_req_admit(srv_req *req, srv_gate *g, const char *what)
 {
+    srv_req_turn_end(req);
     for (size_t i = 0; i < req->n_gates; i++)
         if (req->gates[i] == g)
             return 0;
