@@ -457,6 +457,24 @@ static const srv_field upsert_fields[][1] = {
                           NULL}},
 };
 
+/* Stores the batch. Returns 0, or -1 after replying; a 503 indexing_behind carries the
+ * store's estimate of when the collection's tail will have room as its Retry-After. */
+static int store_batch(srv_req *req, struct app *app, const doc_shape *sh, const st_collection *c, const batch *b)
+{
+    st_error err;
+    if (st_upsert(app->db, c->name, c->dimension, b->docs, b->n, &err) == 0)
+        return 0;
+    if (st_error_kind(&err) == ST_ERR_BEHIND) {
+        char secs[16];
+        snprintf(secs, sizeof secs, "%u", st_pending_retry_after(app->db, c->name, b->n));
+        srv_reply_header(req, "Retry-After", secs);
+    }
+    char list_ptr[16];
+    snprintf(list_ptr, sizeof list_ptr, "/%s", sh->list);
+    app_store_error(req, &err, list_ptr);
+    return -1;
+}
+
 int app_upsert(srv_req *req, struct app *app, app_doc_shape shape, size_t *n_out, size_t *embedded)
 {
     const doc_shape *sh = &shapes[shape];
@@ -467,11 +485,7 @@ int app_upsert(srv_req *req, struct app *app, app_doc_shape shape, size_t *n_out
     const char *body_text = srv_req_body(req, &body_len);
     if (body_text && st_collection_get(app->db, srv_req_param(req, "name"), &c, &err) == 0 &&
         ups_scan(body_text, body_len, sh->list, sh->texts, (size_t)app->cfg->max_batch, &c, &b.docs, &b.vecs, &b.n)) {
-        char list_ptr[16];
-        snprintf(list_ptr, sizeof list_ptr, "/%s", sh->list);
-        int rc = st_upsert(app->db, c.name, c.dimension, b.docs, b.n, &err);
-        if (rc != 0)
-            app_store_error(req, &err, list_ptr);
+        int rc = store_batch(req, app, sh, &c, &b);
         *n_out = b.n;
         *embedded = 0;
         batch_free(&b);
@@ -512,10 +526,8 @@ int app_upsert(srv_req *req, struct app *app, app_doc_shape shape, size_t *n_out
     }
     if (rc == 0 && n_need)
         rc = embed_missing(req, app, &c, &b, need, n_need);
-    if (rc == 0 && st_upsert(app->db, c.name, c.dimension, b.docs, n, &err) != 0) {
-        app_store_error(req, &err, list_ptr);
-        rc = -1;
-    }
+    if (rc == 0)
+        rc = store_batch(req, app, sh, &c, &b);
     batch_free(&b);
     free(need);
     *n_out = n;
