@@ -112,6 +112,12 @@ int st_upsert(st_db *db, const char *collection, unsigned dimension, const st_do
  * tail never holds more than max(max_pending, one batch). max_pending 0 (the default) is no
  * bound. Call right after st_open, before any upsert. */
 void st_set_pending_limit(st_db *db, size_t max_pending, unsigned wait_ms);
+/* After st_upsert of n documents failed with ST_ERR_BEHIND: the seconds to wait before
+ * trying again, estimated as the vectors the indexer must first take off the collection's
+ * tail (those past max_pending with the batch added, at most the whole tail) divided by its
+ * recent pace on that collection, rounded up and clamped to [1, 60]; 1 while no pace is
+ * known yet (nothing indexed for long enough) or the collection is gone. */
+unsigned st_pending_retry_after(st_db *db, const char *collection, size_t n);
 
 /* A document as read back; every pointer is owned (st_record_free). */
 typedef struct {

@@ -3,8 +3,12 @@
  * at most), and commits the changed node records every ST_FLUSH_EVERY inserts and when a
  * tail runs empty. Until their records commit, indexed documents have none on disk and load
  * into the tail at the next start-up: a kill -9 at any point costs indexing work, never a
- * document. One thread serves every collection of the database. */
+ * document. One thread serves every collection of the database.
+ *
+ * It also keeps each collection's pace (vectors per second while it is busy on it), from
+ * which an upsert refused for a full tail learns how long to wait (st_pending_retry_after). */
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <sys/resource.h>
 #include <time.h>
@@ -16,6 +20,9 @@
                             * rewrite each busy neighbour's record fewer times */
 #define RETRY_S 1          /* the pause after a failure (out of memory, a commit that failed) */
 #define INDEXER_NICE 10    /* acknowledging writes and answering searches come first */
+#define RATE_WINDOW_S 0.25 /* busy indexing measured per window into a collection's pace */
+#define RATE_WEIGHT 0.5    /* of the newest window in the moving average */
+#define RETRY_AFTER_MAX_S 60
 
 /* Commits the graph's uncommitted records; on failure the collection reloads from the
  * database, and what was indexed since the last commit is back in the tail. Returns 0 or -1. */
@@ -38,6 +45,10 @@ static int flush(st_db *db, st_coll *c)
 /* Empties the tail of c (or stops early when asked). Returns 0, or -1 after a failure. */
 static int index_collection(st_db *db, st_coll *c)
 {
+    /* A pace window opens here, so the time between passes (idle, or on other collections)
+     * never counts; the commits of node records inside it do. */
+    clock_gettime(CLOCK_MONOTONIC, &c->rate_from);
+    c->rate_n = 0;
     for (;;) {
         int r = 1, n = 0;
         st_error err;
@@ -47,7 +58,7 @@ static int index_collection(st_db *db, st_coll *c)
             pthread_mutex_unlock(&c->index_mu);
             n += r == 1;
             if (r == 1)
-                st__indexer_drained(db);
+                st__indexer_drained(db, c);
         }
         if (n && flush(db, c) != 0)
             return -1;
@@ -139,11 +150,44 @@ void st__indexer_wake(st_db *db)
     pthread_mutex_unlock(&db->idx_mu);
 }
 
-void st__indexer_drained(st_db *db)
+void st__indexer_drained(st_db *db, st_coll *c)
 {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    double span = (double)(now.tv_sec - c->rate_from.tv_sec) + (double)(now.tv_nsec - c->rate_from.tv_nsec) / 1e9;
+    c->rate_n++;
     pthread_mutex_lock(&db->idx_mu);
+    if (span >= RATE_WINDOW_S) {
+        double pace = (double)c->rate_n / span;
+        c->index_rate = c->index_rate > 0 ? (1 - RATE_WEIGHT) * c->index_rate + RATE_WEIGHT * pace : pace;
+        c->rate_from = now;
+        c->rate_n = 0;
+    }
     db->drained++;
     if (db->room_waiters)
         pthread_cond_broadcast(&db->room_cv);
     pthread_mutex_unlock(&db->idx_mu);
+}
+
+unsigned st_pending_retry_after(st_db *db, const char *collection, size_t n)
+{
+    st_error err;
+    st_coll *c = st__coll_get(db, collection, &err);
+    if (!c)
+        return 1;
+    st__coll_rdlock(c);
+    size_t pending = c->n_tail;
+    pthread_rwlock_unlock(&c->lock);
+    pthread_mutex_lock(&db->idx_mu);
+    double rate = c->index_rate;
+    pthread_mutex_unlock(&db->idx_mu);
+    st__coll_put(c);
+    /* What must drain before the batch fits; an empty tail takes any batch. */
+    size_t excess = pending + n > db->max_pending ? pending + n - db->max_pending : 0;
+    if (excess > pending)
+        excess = pending;
+    if (rate <= 0 || excess == 0)
+        return 1;
+    double s = ceil((double)excess / rate);
+    return s < 1 ? 1 : s > RETRY_AFTER_MAX_S ? RETRY_AFTER_MAX_S : (unsigned)s;
 }

@@ -25,6 +25,7 @@
 #include <sqlite3.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "collections.h"
 #include "hnsw.h"
@@ -55,6 +56,12 @@ typedef struct {
     int64_t *tail_labels;       /* [tail_cap] */
     float *tail_prep;           /* [tail_cap, dim] the vectors, dist_prepare'd: what search scans
                                  * and the index inserts (as hnsw_insert would store them) */
+    /* The indexer's pace on this collection (st_pending_retry_after): a moving average of
+     * vectors per second over windows of busy indexing, 0 until the first window closes;
+     * under db->idx_mu. The open window (since when, how many) is the indexer thread's own. */
+    double index_rate;
+    struct timespec rate_from;
+    size_t rate_n;
 } st_coll;
 
 /* c->lock for a search or a write. The indexer relocks it after every insert, and a thread
@@ -119,8 +126,9 @@ int st__finish_write(st_db *db, st_coll *c, int rc, int touched, st_error *err);
 int st__indexer_start(st_db *db, st_error *err);
 void st__indexer_stop(st_db *db); /* after its current insert; commits what it indexed */
 void st__indexer_wake(st_db *db);
-/* Called by the indexer after taking documents off a tail: wakes upserts waiting for room. */
-void st__indexer_drained(st_db *db);
+/* Called by the indexer after taking a document off c's tail: counts it in c's pace and
+ * wakes upserts waiting for room. */
+void st__indexer_drained(st_db *db, st_coll *c);
 
 /* The collection named `name` with a reference taken, or NULL (ST_ERR_NOT_FOUND in err). */
 st_coll *st__coll_get(st_db *db, const char *name, st_error *err);

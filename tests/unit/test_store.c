@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "collections.h"
@@ -551,6 +552,55 @@ static void test_replaced_vector_never_stale(void)
     st_close(db);
 }
 
+/* The Retry-After of an upsert refused for a full tail (st_pending_retry_after): 1 for an
+ * unknown collection, an empty tail, or before the indexer has a pace; while it works through
+ * a long tail, the estimate for draining all of it agrees (within 3x) with how long draining
+ * it then takes. */
+static void test_retry_after_estimate(void)
+{
+    st_db *db = fresh();
+    CU_ASSERT_PTR_NOT_NULL_FATAL(db);
+    st_set_pending_limit(db, 16, 0);
+    st_error err;
+    enum { N = 20000, DIM = 32 };
+    st_collection spec = {.name = "pace", .dimension = DIM, .distance = ST_L2, .m = 32, .ef_construction = 400};
+    CU_ASSERT_EQUAL_FATAL(st_collection_create(db, &spec, &err), 0);
+    CU_ASSERT_EQUAL(st_pending_retry_after(db, "none", N), 1);
+    CU_ASSERT_EQUAL(st_pending_retry_after(db, "pace", N), 1);
+    float *vecs = malloc((size_t)N * DIM * sizeof *vecs);
+    st_doc *docs = malloc(N * sizeof *docs);
+    CU_ASSERT_FATAL(vecs && docs);
+    unsigned seed = 3;
+    for (int i = 0; i < N; i++) {
+        for (int d = 0; d < DIM; d++) {
+            seed = seed * 1103515245u + 12345u;
+            vecs[i * DIM + d] = (float)((seed >> 8) & 0xffff) / 32768.0f - 1.0f;
+        }
+        docs[i] = (st_doc){.id = nid(i), .vector = vecs + i * DIM};
+    }
+    /* Half in the graph first, so the pace changes little while the other half drains (an
+     * insert slows as the graph grows); an empty tail takes any batch. */
+    CU_ASSERT_EQUAL_FATAL(st_upsert(db, "pace", DIM, docs, N / 2, &err), 0);
+    CU_ASSERT_EQUAL_FATAL(wait_indexed(db, "pace"), N / 2);
+    CU_ASSERT_EQUAL_FATAL(st_upsert(db, "pace", DIM, docs + N / 2, N / 2, &err), 0);
+    usleep(600000); /* two windows of the indexer's pace */
+    st_collection got;
+    CU_ASSERT_EQUAL(st_collection_get(db, "pace", &got, &err), 0);
+    unsigned estimate = st_pending_retry_after(db, "pace", N); /* all of the tail must drain */
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    CU_ASSERT_EQUAL(wait_indexed(db, "pace"), N);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double took = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    printf("\n  %lld pending: estimate %u s, drained in %.2f s ", (long long)got.pending, estimate, took);
+    CU_ASSERT(got.pending > N / 8); /* else the indexer outran the test and nothing is measured */
+    CU_ASSERT(estimate >= took / 3 && estimate <= 3 * took + 1);
+    CU_ASSERT_EQUAL(st_pending_retry_after(db, "pace", N), 1);
+    free(vecs);
+    free(docs);
+    st_close(db);
+}
+
 static void test_error_kinds(void)
 {
     static const struct {
@@ -648,6 +698,7 @@ void cu_register(void)
     CU_add_test(s, "index loads from its records, or is rebuilt", test_index_load_and_rebuild);
     CU_add_test(s, "rows without records are the tail at start-up", test_tail_at_startup);
     CU_add_test(s, "a replaced vector is never stale", test_replaced_vector_never_stale);
+    CU_add_test(s, "the Retry-After estimate of a full tail", test_retry_after_estimate);
     CU_add_test(s, "error kinds", test_error_kinds);
     CU_add_test(s, "filters", test_filters);
 }
