@@ -109,7 +109,10 @@ void srv_reply_error(srv_req *req, srv_err e, const char *field, const char *fmt
         if (body && field)
             json_object_set_new(body, "field", json_string(field));
     }
-    if (info->status == 429 || info->status == 503)
+    int has_retry = 0; /* a handler's own estimate stands */
+    for (size_t i = 0; i < req->n_headers; i++)
+        has_retry |= !strcasecmp(req->headers[i][0], "Retry-After");
+    if ((info->status == 429 || info->status == 503) && !has_retry)
         srv_reply_header(req, "Retry-After", "1");
     req->err_code = info->code;
     srv_reply_json(req, info->status, body);

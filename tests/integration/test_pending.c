@@ -97,6 +97,10 @@ static void test_refused(void)
     CU_ASSERT(it_header(&r, "Retry-After", retry, sizeof retry));
     long retry_s = strtol(retry, &end, 10);
     CU_ASSERT(end != retry && *end == '\0' && retry_s >= 1 && retry_s <= 60);
+    int n_retry = 0; /* once: the estimate, not also the error table's default */
+    for (const char *h = r.headers; h && (h = strcasestr(h, "\nRetry-After:")); h++)
+        n_retry++;
+    CU_ASSERT_EQUAL(n_retry, 1);
     const char *msg = json_string_value(json_object_get(r.json, "error"));
     CU_ASSERT(msg && strstr(msg, "--max-pending-vectors") && strstr(msg, "nothing was written"));
     printf("\n  second batch: %ld after %.2f s, Retry-After %s: %s", r.status, waited, retry,
