@@ -166,7 +166,7 @@ int st_collection_create(st_db *db, const st_collection *spec, st_error *err)
         pthread_mutex_unlock(&db->write_mu);
         return st__fail(err, ST_ERR_EXISTS, spec->name, "a collection of that name exists");
     }
-    if (st__exec(db->conn, "BEGIN IMMEDIATE", err, "creating a collection") != 0) {
+    if (st__begin_write(db, err, "creating a collection") != 0) {
         pthread_mutex_unlock(&db->write_mu);
         return -1;
     }
