@@ -265,9 +265,10 @@ int st_collection_delete(st_db *db, const char *name, st_error *err)
         return -1;
     }
     char sql[160];
-    snprintf(sql, sizeof sql, "BEGIN IMMEDIATE; DROP TABLE fts_%lld; DELETE FROM collections WHERE id = %lld; COMMIT",
+    snprintf(sql, sizeof sql, "DROP TABLE fts_%lld; DELETE FROM collections WHERE id = %lld; COMMIT",
              (long long)c->id, (long long)c->id);
-    int rc = st__exec(db->conn, sql, err, "deleting a collection");
+    int rc = st__begin_write(db, err, "deleting a collection") != 0 ? -1
+                                                                     : st__exec(db->conn, sql, err, "deleting a collection");
     if (rc != 0)
         st__rollback(db->conn);
     else {
