@@ -166,7 +166,7 @@ int st_collection_create(st_db *db, const st_collection *spec, st_error *err)
         pthread_mutex_unlock(&db->write_mu);
         return st__fail(err, ST_ERR_EXISTS, spec->name, "a collection of that name exists");
     }
-    if (st__exec(db->conn, "BEGIN IMMEDIATE", err, "creating a collection") != 0) {
+    if (st__begin_write(db, err, "creating a collection") != 0) {
         pthread_mutex_unlock(&db->write_mu);
         return -1;
     }
@@ -265,9 +265,10 @@ int st_collection_delete(st_db *db, const char *name, st_error *err)
         return -1;
     }
     char sql[160];
-    snprintf(sql, sizeof sql, "BEGIN IMMEDIATE; DROP TABLE fts_%lld; DELETE FROM collections WHERE id = %lld; COMMIT",
+    snprintf(sql, sizeof sql, "DROP TABLE fts_%lld; DELETE FROM collections WHERE id = %lld; COMMIT",
              (long long)c->id, (long long)c->id);
-    int rc = st__exec(db->conn, sql, err, "deleting a collection");
+    int rc = st__begin_write(db, err, "deleting a collection") != 0 ? -1
+                                                                     : st__exec(db->conn, sql, err, "deleting a collection");
     if (rc != 0)
         st__rollback(db->conn);
     else {

@@ -259,7 +259,7 @@ int st_upsert(st_db *db, const char *collection, unsigned dimension, const st_do
     int touched = 0;  /* the graph has changed (index_mu held) */
     int rc = atomic_load(&c->deleted)                       ? st__fail(err, ST_ERR_NOT_FOUND, collection, "no such collection")
              : st__coll_reload_lost(db->conn, c, err) != 0 ? -1
-                                                           : st__exec(db->conn, "BEGIN IMMEDIATE", err, "upserting");
+                                                           : st__begin_write(db, err, "upserting");
     if (rc == 0) {
         rc = prepare_upsert(db->conn, c->id, &s) == 0 && next_label_of(db->conn, c->id, &next) == 0 ? 0 : -1;
         for (size_t i = 0; rc == 0 && i < n; i++) {
@@ -273,8 +273,10 @@ int st_upsert(st_db *db, const char *collection, unsigned dimension, const st_do
             sqlite3_bind_int64(s.next, 2, next);
             rc = step_done(s.next);
         }
-        if (rc != 0)
+        if (rc != 0) {
             st__sqlite_fail(db->conn, err, "upserting");
+            st__write_failed(db);
+        }
         finalize_upsert(&s);
         if (rc == 0)
             rc = parse_metas(docs, n, metas, collection, err);
@@ -419,7 +421,7 @@ int st_document_delete(st_db *db, const char *collection, const st_id *id, st_er
     int64_t label = -1;
     int rc = atomic_load(&c->deleted)                       ? st__fail(err, ST_ERR_NOT_FOUND, collection, "no such collection")
              : st__coll_reload_lost(db->conn, c, err) != 0 ? -1
-                                                           : st__exec(db->conn, "BEGIN IMMEDIATE", err, "deleting a document");
+                                                           : st__begin_write(db, err, "deleting a document");
     if (rc == 0) {
         rc = sqlite3_prepare_v2(db->conn, "DELETE FROM documents WHERE collection_id = ?1 AND id = ?2 RETURNING label",
                                 -1, &st, NULL) == SQLITE_OK
@@ -433,13 +435,16 @@ int st_document_delete(st_db *db, const char *collection, const st_id *id, st_er
                 label = sqlite3_column_int64(st, 0);
             rc = s == SQLITE_ROW ? (sqlite3_step(st) == SQLITE_DONE ? 0 : -1) : s == SQLITE_DONE ? 0 : -1;
         }
-        if (rc != 0)
+        if (rc != 0) {
             st__sqlite_fail(db->conn, err, "deleting a document");
+            st__write_failed(db);
+        }
         sqlite3_finalize(st);
         if (rc == 0 && label >= 0) {
             char sql[80];
             snprintf(sql, sizeof sql, "DELETE FROM fts_%lld WHERE rowid = %lld", (long long)c->id, (long long)label);
-            rc = st__exec(db->conn, sql, err, "deleting a document");
+            if ((rc = st__exec(db->conn, sql, err, "deleting a document")) != 0)
+                st__write_failed(db);
         }
         /* The label may be in the graph or on its way there: the indexer waits. */
         pthread_mutex_lock(&c->index_mu);

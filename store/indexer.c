@@ -33,7 +33,7 @@ static int flush(st_db *db, st_coll *c)
     int rc = 0;
     if (!atomic_load(&c->deleted) && c->index && hnsw_dirty_count(c->index)) {
         st_error err;
-        rc = st__exec(db->conn, "BEGIN IMMEDIATE", &err, "indexing");
+        rc = st__begin_write(db, &err, "indexing");
         if (rc == 0)
             rc = st__finish_write(db, c, 0, 1, &err);
     }

@@ -361,27 +361,44 @@ int st_job_transition(st_jobs *j, const char *id, unsigned from, st_job_status t
 static int job_progress_locked(st_jobs *j, const char *id, long step, long total_steps, double epoch,
                                const char *metrics_json, st_error *err)
 {
-    /* The metrics row first: a crash between the two leaves a row for a step the job does
-     * not count yet, which is harmless. */
-    sqlite3_stmt *a = NULL, *b = NULL;
-    int ok = sqlite3_prepare_v2(j->fast, "INSERT OR REPLACE INTO job_metrics(job_id, step, metrics) VALUES (?, ?, ?)",
-                                -1, &a, NULL) == SQLITE_OK &&
-             sqlite3_prepare_v2(j->fast, "UPDATE jobs SET step = ?, total_steps = ?, epoch = ? WHERE id = ?", -1, &b,
-                                NULL) == SQLITE_OK;
+    /* The metrics row and the step in one transaction: as two autocommit statements, a step
+     * whose UPDATE failed (out of memory) left its metrics row behind. Every statement,
+     * ROLLBACK included, is prepared before BEGIN: stepping a prepared ROLLBACK allocates
+     * nothing, so a failure never leaves the transaction open. */
+    static const char *const sql[] = {
+        "BEGIN IMMEDIATE",
+        "INSERT OR REPLACE INTO job_metrics(job_id, step, metrics) VALUES (?, ?, ?)",
+        "UPDATE jobs SET step = ?, total_steps = ?, epoch = ? WHERE id = ?",
+        "COMMIT",
+        "ROLLBACK",
+    };
+    enum { BEGIN, METRICS, STEP, COMMIT, ROLLBACK, N_STMTS };
+    sqlite3_stmt *st[N_STMTS] = {0};
+    int ok = 1;
+    for (int i = 0; ok && i < N_STMTS; i++)
+        ok = sqlite3_prepare_v2(j->fast, sql[i], -1, &st[i], NULL) == SQLITE_OK;
     if (ok) {
-        sqlite3_bind_text(a, 1, id, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(a, 2, step);
-        sqlite3_bind_text(a, 3, metrics_json, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(b, 1, step);
-        sqlite3_bind_int64(b, 2, total_steps);
-        sqlite3_bind_double(b, 3, epoch);
-        sqlite3_bind_text(b, 4, id, -1, SQLITE_STATIC);
-        ok = sqlite3_step(a) == SQLITE_DONE && sqlite3_step(b) == SQLITE_DONE;
+        sqlite3_bind_text(st[METRICS], 1, id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st[METRICS], 2, step);
+        sqlite3_bind_text(st[METRICS], 3, metrics_json, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st[STEP], 1, step);
+        sqlite3_bind_int64(st[STEP], 2, total_steps);
+        sqlite3_bind_double(st[STEP], 3, epoch);
+        sqlite3_bind_text(st[STEP], 4, id, -1, SQLITE_STATIC);
+        for (int i = BEGIN; ok && i <= COMMIT; i++)
+            ok = sqlite3_step(st[i]) == SQLITE_DONE;
     }
     if (!ok)
         fail(err, sqlite3_extended_errcode(j->fast), "recording a step", sqlite3_errmsg(j->fast));
-    sqlite3_finalize(a);
-    sqlite3_finalize(b);
+    /* A failed COMMIT either left the transaction open or SQLite rolled it back itself
+     * (sqlite3_get_autocommit tells which): either way nothing of it is committed. */
+    for (int i = 0; st[ROLLBACK] && i < 100 && !sqlite3_get_autocommit(j->fast); i++) {
+        if (sqlite3_step(st[ROLLBACK]) != SQLITE_DONE)
+            sqlite3_sleep(10);
+        sqlite3_reset(st[ROLLBACK]);
+    }
+    for (int i = 0; i < N_STMTS; i++)
+        sqlite3_finalize(st[i]);
     return ok ? 0 : -1;
 }
 

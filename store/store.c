@@ -69,6 +69,9 @@ int st__fail(st_error *err, int code, const char *what, const char *detail)
     return -1;
 }
 
+static int open_conn(const char *path, int flags, sqlite3 **out, st_error *err);
+static void close_conn(sqlite3 *c);
+
 /* Every connection keeps a ROLLBACK prepared from its opening (open_conn): under memory that
  * stays short, preparing one fails every time, and stepping a prepared one needs no memory. */
 static const char rollback_sql[] = "ROLLBACK";
@@ -103,6 +106,27 @@ void st__write_lock(st_db *db)
 {
     pthread_mutex_lock(&db->write_mu);
     st__rollback(db->conn);
+    sqlite3 *fresh;
+    st_error ignore;
+    if (db->conn_stale && sqlite3_get_autocommit(db->conn) &&
+        open_conn(db->path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, &fresh, &ignore) == 0) {
+        close_conn(db->conn);
+        db->conn = fresh;
+        db->conn_stale = 0;
+    }
+}
+
+void st__write_failed(st_db *db)
+{
+    if (sqlite3_get_autocommit(db->conn))
+        db->conn_stale = 1;
+}
+
+int st__begin_write(st_db *db, st_error *err, const char *what)
+{
+    if (db->conn_stale)
+        return st__fail(err, ST_ERR_NOMEM, what, "out of memory (the writer connection could not be reopened)");
+    return st__exec(db->conn, "BEGIN IMMEDIATE", err, what);
 }
 
 int st__exec(sqlite3 *c, const char *sql, st_error *err, const char *what)

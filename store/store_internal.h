@@ -149,6 +149,16 @@ void st__rollback(sqlite3 *c);
  * through a failed write's st__rollback, its transaction is still open: it is rolled back
  * here, before the next write begins. Unlock with pthread_mutex_unlock(&db->write_mu). */
 void st__write_lock(st_db *db);
+/* After a statement of a write failed: when SQLite has already ended the transaction itself
+ * (it rolls back on its own after SQLITE_NOMEM, SQLITE_IOERR or SQLITE_FULL inside a
+ * statement; sqlite3_get_autocommit is the documented way to tell), the connection's FTS5
+ * tables may still hold the aborted statements' pending terms, which the next transaction
+ * would write (entries for rowids that do not exist: SQLITE_CORRUPT on a later delete, and
+ * a later batch's FTS5 writes half-failing). The connection is marked stale; the next
+ * st__write_lock replaces it with a fresh one. */
+void st__write_failed(st_db *db);
+/* BEGIN IMMEDIATE on db->conn, or ST_ERR_NOMEM while it is stale and could not be reopened. */
+int st__begin_write(st_db *db, st_error *err, const char *what);
 
 
 /* Filters, evaluated on parsed metadata (filter.c). */
@@ -156,6 +166,7 @@ int st__filter_eval(const st_filter *f, const json_t *meta);
 
 struct st_db {
     sqlite3 *conn;            /* the writer connection, guarded by write_mu */
+    int conn_stale;           /* st__write_failed: reopen it before the next write */
     pthread_mutex_t write_mu;
     int version;
     char path[4096];

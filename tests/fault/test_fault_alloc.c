@@ -2,8 +2,7 @@
  * allocation of an operation fails, until an N is reached that the operation never gets to;
  * each loop runs twice, failing only the Nth allocation, then every allocation from the
  * Nth on until the operation returns (memory that stays short; requests strided, see
- * PERSISTENT_STRIDE; ingest and jobs only with RAGD_FAULT_OPEN, see cu_register), after
- * which the same operation must succeed. Over
+ * PERSISTENT_STRIDE), after which the same operation must succeed. Over
  *   - requests: route + JSON body + validation + handler through srv_dispatch_detached, on
  *     the routes that write and read collections, documents, search, datasets, the
  *     tokenizer and adapters;
@@ -700,14 +699,7 @@ void cu_register(void)
     CU_add_test(s, "requests, allocations failing from N on: the same, then the request succeeds",
                 test_requests_from_n);
     CU_add_test(s, "adapter loading, allocations failing from N on: the same, then it loads", test_adapter_load_from_n);
-    /* Open findings (docs/RELIABILITY.md §1), run with RAGD_FAULT_OPEN=1: from the 229th
-     * allocation on, a failed st_upsert leaves 2 of its 6 documents readable; from the 66th on
-     * in st_job_progress, the jobs store answers "out of memory" to every later statement. */
-    if (getenv("RAGD_FAULT_OPEN")) {
-        CU_add_test(s, "ingest, allocations failing from N on: the same, then the batch is written",
-                    test_ingest_from_n);
-        CU_add_test(s, "job state changes, allocations failing from N on: the same, then they succeed",
-                    test_jobs_from_n);
-    }
+    CU_add_test(s, "ingest, allocations failing from N on: the same, then the batch is written", test_ingest_from_n);
+    CU_add_test(s, "job state changes, allocations failing from N on: the same, then they succeed", test_jobs_from_n);
     CU_add_test(s, "everything freed on close", test_close);
 }
