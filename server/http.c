@@ -228,9 +228,10 @@ static void run_handler(srv_req *req)
 }
 
 /* On a worker: the handler, then MHD may go on with the connection (and free the request).
- * A route that computes runs one request per core at once, in the order they came: sharing
- * the cores among every admitted request would make each wait for all the others, and the
- * slowest far more than the average. */
+ * A route that computes runs two requests per core at once (a search also waits on SQLite
+ * and locks: one per core cost a third of its throughput), in the order they came:
+ * sharing the cores among every admitted request would make each wait for all the others,
+ * and the slowest far more than the average. */
 static void run_handed_off(void *arg)
 {
     srv_req *req = arg;
@@ -463,7 +464,7 @@ int srv_daemon_create(const srv_daemon_config *cfg, const srv_route *routes, siz
         d->gates[i].flag = "--max-route-requests";
         pthread_mutex_init(&d->turns[i].lock, NULL);
         pthread_cond_init(&d->turns[i].moved, NULL);
-        d->turns[i].cap = cpus < 1 ? 1 : (unsigned)cpus;
+        d->turns[i].cap = 2 * (cpus < 1 ? 1 : (unsigned)cpus);
     }
     d->metrics = srv_metrics_create(d->methods, d->patterns, n_routes);
     d->workers = srv_workers_create(THREAD_STACK_BYTES);

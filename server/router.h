@@ -23,9 +23,9 @@ enum {
     SRV_ROUTE_JSONL = 1u << 3,    /* the body is JSON Lines (application/jsonl, x-ndjson or json) */
     SRV_ROUTE_GATED = 1u << 4,    /* computes without a model: admitted through the route's own gate
                                    * (--max-route-requests) once its body is in, before it is parsed */
-    SRV_ROUTE_CPU = 1u << 5,      /* a gated route that computes from start to end without waiting:
-                                   * one request per core runs at once, the others admitted take
-                                   * their turn in the order they came */
+    SRV_ROUTE_CPU = 1u << 5,      /* a gated route that computes from start to end without waiting
+                                   * on a model: two requests per core run at once, the others
+                                   * admitted take their turn in the order they came */
 };
 
 struct srv_gate;
