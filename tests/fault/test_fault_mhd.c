@@ -3,7 +3,7 @@
  * (the connection, its memory pool, the thread that serves it, the response) are never
  * failed there, although the shim does replace malloc for libmicrohttpd too (the executable's
  * definition comes first for every shared library). Here a real daemon (srv_daemon_start, the
- * route table, thread per connection) serves real requests on 127.0.0.1 from a raw socket
+ * route table, socket threads and workers) serves real requests on 127.0.0.1 from a raw socket
  * (whose calls allocate nothing), while the Nth allocation of any thread fails (only that
  * one, then every one from the Nth on). Every iteration checks: no crash; the reply is the
  * fault-free one, 503 out_of_memory, or none (libmicrohttpd may drop the connection); no
