@@ -307,9 +307,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             run_handler(req); /* the health routes: quick, and never turned away */
         }
     }
-    if (!req->replied)
-        srv_reply_error(req, SRV_E_INTERNAL, NULL, "internal error");
-    return srv_queue_reply(req);
+    return srv_queue_reply(req); /* every path above has replied */
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,

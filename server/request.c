@@ -152,6 +152,15 @@ static void stream_close(void *cls)
         stream_finish(st); /* stopping: the HTTP thread waits instead */
 }
 
+/* Lets MHD go on with the connection if it waits for a fill. Under st->lock. */
+static void resume_locked(srv_stream *st)
+{
+    if (st->suspended) {
+        st->suspended = 0;
+        MHD_resume_connection(st->conn);
+    }
+}
+
 /* On a worker: one call of `next` into the buffer, then MHD may send it. */
 static void stream_fill(void *cls)
 {
@@ -163,10 +172,7 @@ static void stream_fill(void *cls)
     st->end = n > 0 ? 1 : n;
     st->filling = 0;
     int closed = st->closed;
-    if (st->suspended) {
-        st->suspended = 0;
-        MHD_resume_connection(st->conn);
-    }
+    resume_locked(st);
     pthread_mutex_unlock(&st->lock);
     if (closed)
         stream_finish(st);
@@ -175,10 +181,7 @@ static void stream_fill(void *cls)
 void srv_stream_resume(srv_stream *st)
 {
     pthread_mutex_lock(&st->lock);
-    if (st->suspended) {
-        st->suspended = 0;
-        MHD_resume_connection(st->conn);
-    }
+    resume_locked(st);
     pthread_mutex_unlock(&st->lock);
 }
 
