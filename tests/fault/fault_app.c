@@ -46,8 +46,11 @@ int fault_app_open(fault_app *f, int with_generator)
     }
     if (app_train_start(&f->app) != 0) /* the jobs store; no workers (--train-workers 0) */
         return -1;
-    for (int r = 0; r < APP_N_ROLES; r++)
+    for (int r = 0; r < APP_N_ROLES; r++) {
         f->app.models[r].dir = NULL;
+        f->app.models[r].gate.cap = (unsigned)f->cfg.max_model_requests; /* as main.c sets them */
+        f->app.models[r].gate.flag = "--max-model-requests";
+    }
     f->app.models[APP_GENERATOR].dir = f->cfg.generator_dir;
     for (int r = 0; r < APP_N_ROLES; r++)
         atomic_init(&f->app.models[r].state, f->app.models[r].dir ? APP_MODEL_LOADING : APP_MODEL_ABSENT);

@@ -96,11 +96,12 @@ static int same_reply(const char *a, const char *b)
     return na == nb && memcmp(a, b, na) == 0;
 }
 
-/* The error code of a JSON error body ("" when none). */
+/* The error code of a JSON error body, ours or OpenAI's ("" when none). */
 static void body_code(const char *body, char *code, size_t cap)
 {
     json_t *j = json_loads(body, 0, NULL);
-    const char *c = json_string_value(json_object_get(j, "code"));
+    json_t *openai = json_object_get(j, "error"); /* OpenAI's shape nests it */
+    const char *c = json_string_value(json_object_get(json_is_object(openai) ? openai : j, "code"));
     snprintf(code, cap, "%s", c ? c : "");
     json_decref(j);
 }
@@ -111,13 +112,20 @@ typedef struct {
 
 static const mhd_case cases[] = {
     {"POST", "/search", "{\"collection\":\"docs\",\"vector\":[1,0,0,0],\"top_k\":2}"},
-    {"POST", "/tokenize", "{\"inputs\":\"Hello world, hello names\"}"}, /* with the generator */
+    /* with the generator: */
+    {"POST", "/tokenize", "{\"inputs\":\"Hello world, hello names\"}"},
+    /* the model list (OpenAI's shape: no key may go missing). /generate is not here yet:
+     * see the open finding in docs/RELIABILITY.md §1 */
+    {"GET", "/v1/models", NULL},
 };
+#define N_CASES (sizeof cases / sizeof cases[0])
 
 static void loop(const mhd_case *c, int persistent)
 {
     static char ref_body[65536], body[65536], code[40];
     long ref = roundtrip(c->method, c->path, c->body, ref_body, sizeof ref_body);
+    if (ref != 200)
+        fprintf(stderr, "\n%s %s: %ld %.300s\n", c->method, c->path, ref, ref_body);
     CU_ASSERT_EQUAL_FATAL(ref, 200);
     long stride = persistent ? PERSISTENT_STRIDE : 1, n = 1, runs = 0, dropped = 0, oom = 0, bad = 0;
     long injected = fault_alloc_injected();
@@ -166,13 +174,13 @@ static void loop(const mhd_case *c, int persistent)
 
 static void test_nth(void)
 {
-    for (size_t i = 0; i < (have_generator ? 2u : 1u); i++)
+    for (size_t i = 0; i < (have_generator ? N_CASES : 1u); i++)
         loop(&cases[i], 0);
 }
 
 static void test_from_nth(void)
 {
-    for (size_t i = 0; i < (have_generator ? 2u : 1u); i++)
+    for (size_t i = 0; i < (have_generator ? N_CASES : 1u); i++)
         loop(&cases[i], 1);
 }
 
