@@ -239,6 +239,8 @@ static void run_handed_off(void *arg)
         srv_req_turn_take(req, &req->d->turns[req->route]);
     run_handler(req);
     srv_req_turn_end(req);
+    if (!req->stream)
+        srv_req_gates_end(req);
     MHD_resume_connection(req->conn);
 }
 

@@ -87,7 +87,7 @@ struct srv_req {
     size_t body_len, body_cap;
     int body_too_large;
     json_t *json;
-    srv_gate *gates[MAX_REQ_GATES]; /* places held, given back by srv_req_free */
+    srv_gate *gates[MAX_REQ_GATES]; /* places held, given back by srv_req_gates_end */
     size_t n_gates;
     /* reply */
     int replied, queued;
@@ -113,6 +113,10 @@ void srv_append_body(srv_req *req, const char *data, size_t n);
  * model, whose gate bounds it, and holding a turn would keep a core's share idle. */
 void srv_req_turn_take(srv_req *req, srv_turns *t);
 void srv_req_turn_end(srv_req *req);
+/* Gives back the request's places at its gates. A reply in full is given them back as soon
+ * as it is made, before it is sent: a client that sends its next request the moment it has
+ * read this reply finds the place free. A stream holds them until it ends (srv_req_free). */
+void srv_req_gates_end(srv_req *req);
 /* Lets MHD go on with a stream suspended for lack of data (on stopping: to end it). */
 void srv_stream_resume(srv_stream *st);
 /* Frees a request and everything it owns. */

@@ -435,10 +435,16 @@ int srv_req_admit(srv_req *req, srv_gate *g, const char *what)
     return 0;
 }
 
-void srv_req_free(srv_req *req)
+void srv_req_gates_end(srv_req *req)
 {
     for (size_t i = 0; i < req->n_gates; i++)
         atomic_fetch_sub(&req->gates[i]->held, 1);
+    req->n_gates = 0;
+}
+
+void srv_req_free(srv_req *req)
+{
+    srv_req_gates_end(req);
     if (req->stream) { /* replied with a stream that was never handed to MHD */
         req->stream->conn = NULL; /* never listed */
         stream_finish(req->stream);
