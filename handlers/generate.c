@@ -166,13 +166,25 @@ void app_generate_jobs(void *ctx, void **items, size_t n_jobs)
     free(logits);
 }
 
-/* Runs the decoder over `ids` into s->logits, batched with other sessions' steps. */
+/* Runs the decoder over `ids` into s->logits, batched with other sessions' steps: 0, an
+ * MDL_E* code, or GEN_STOPPING. */
 static int gen_forward(gen_session *s, const int32_t *ids, size_t n, int begin)
 {
     gen_job job = {s, ids, n, begin, 0};
     if (srv_batcher_submit(s->m->batcher, &job, n) != 0)
-        return -1;
+        return GEN_STOPPING;
     return job.rc;
+}
+
+/* The reply for a generation that failed with `rc` (an MDL_E* code, or GEN_STOPPING). */
+static void reply_failure(srv_req *req, int rc)
+{
+    if (rc == MDL_ENOMEM)
+        srv_reply_error(req, SRV_E_OUT_OF_MEMORY, NULL, "out of memory for this generation");
+    else if (rc == GEN_STOPPING)
+        srv_reply_error(req, SRV_E_SHUTTING_DOWN, NULL, "the server is shutting down");
+    else
+        srv_reply_error(req, SRV_E_INTERNAL, NULL, "generation failed");
 }
 
 /* Tokenizes and checks the prompt, and prefills it (after the adapter's virtual tokens).
@@ -240,8 +252,9 @@ static gen_session *gen_begin(srv_req *req, struct app *app, app_model *m, app_a
     s->stop = json_incref(p->stop);
     s->finish = GEN_FINISH_LENGTH;
     s->eos_id = -1;
-    if (gen_forward(s, s->history, np, 1) != 0) {
-        srv_reply_error(req, SRV_E_INTERNAL, NULL, "generation failed");
+    int rc = gen_forward(s, s->history, np, 1);
+    if (rc != 0) {
+        reply_failure(req, rc);
         gen_end(s);
         return NULL;
     }
@@ -272,8 +285,10 @@ int gen_step(gen_session *s, int32_t *id)
     s->logprobs[s->n] = lp;
     s->history[s->np + s->n++] = *id;
     if (s->stop) {
-        if (gen_decode(s) != 0)
+        if (gen_decode(s) != 0) {
+            s->error = MDL_ENOMEM;
             return -1;
+        }
         if (gen_find_stop(s->stop, s->text, s->text_len) >= 0) {
             s->finish = GEN_FINISH_STOP;
             s->done = 1;
@@ -286,7 +301,8 @@ int gen_step(gen_session *s, int32_t *id)
         gen_leave(s);
         return 1;
     }
-    return gen_forward(s, id, 1, 0) == 0 ? 1 : -1;
+    s->error = gen_forward(s, id, 1, 0);
+    return s->error == 0 ? 1 : -1;
 }
 
 #define GONE_CHECK_EVERY 4 /* tokens between checks that the client is still there */
@@ -304,8 +320,10 @@ static int gen_run(srv_req *req, gen_session *s)
             srv_reply_error(req, SRV_E_BAD_REQUEST, NULL, "the client closed the connection");
             return -1;
         }
-    if (rc < 0 || gen_decode(s) != 0) {
-        srv_reply_error(req, SRV_E_INTERNAL, NULL, "generation failed");
+    if (rc >= 0 && gen_decode(s) != 0)
+        rc = -1, s->error = MDL_ENOMEM;
+    if (rc < 0) {
+        reply_failure(req, s->error);
         return -1;
     }
     return 0;

@@ -17,6 +17,8 @@ typedef enum { GEN_FINISH_LENGTH, GEN_FINISH_EOS, GEN_FINISH_STOP } gen_finish;
 /* finish_reason as OpenAI names it ("length", "stop"). */
 const char *gen_finish_openai(gen_finish f);
 
+#define GEN_STOPPING 1 /* a step failed because the generator is stopping */
+
 /* One generation in progress: the prompt is prefilled when it begins, each gen_step yields
  * one token. Owns everything it points to, so a stream can outlive its request. */
 typedef struct {
@@ -34,6 +36,7 @@ typedef struct {
     uint64_t seed;
     gen_finish finish;
     int done;
+    int error;                /* why gen_step failed: an MDL_E* code, or GEN_STOPPING */
     int joined;               /* between its prefill and its last step: srv_batcher_join */
     int32_t eos_id;           /* the EOS token that ended it (GEN_FINISH_EOS), with its logprob */
     float eos_logprob;

@@ -169,7 +169,7 @@ static json_t *job_json(struct app *app, const st_job *j, int with_history)
                                 json_real(elapsed / (double)j->step * (double)(j->total_steps - j->step)));
         }
     }
-    json_t *m = j->metrics ? json_loads(j->metrics, 0, NULL) : NULL;
+    json_t *m = j->metrics ? jsonw_loadb(j->metrics, strlen(j->metrics), 0, NULL, NULL) : NULL;
     json_object_set_new(o, "metrics", m ? m : json_object());
     if (with_history) {
         char **rows;
@@ -179,7 +179,7 @@ static json_t *job_json(struct app *app, const st_job *j, int with_history)
         json_t *h = json_array();
         if (st_job_history(app->jobs, j->id, 0, MAX_HISTORY, &rows, &steps, &n, &e) == 0) {
             for (size_t i = 0; i < n; i++) {
-                json_t *r = json_loads(rows[i], 0, NULL);
+                json_t *r = jsonw_loadb(rows[i], strlen(rows[i]), 0, NULL, NULL);
                 if (r)
                     json_array_append_new(h, r);
             }

@@ -318,7 +318,7 @@ static int train_and_publish(struct app *app, run_ctx *rcx, const st_job *job, c
         return -1;
     }
     json_error_t je;
-    json_t *spec_json = json_loads(job->request, 0, &je), *rows_json = NULL;
+    json_t *spec_json = jsonw_loadb(job->request, strlen(job->request), 0, &je, NULL), *rows_json = NULL;
     app_job_spec spec;
     if (!spec_json || app_job_spec_from_json(spec_json, &spec, why, cap) != 0) {
         if (!spec_json)

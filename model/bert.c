@@ -1,10 +1,10 @@
 #include "bert.h"
 
-#include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "json_watch.h"
 #include "kernels.h"
 #include "model_config.h"
 #include "safetensors.h"
@@ -48,7 +48,7 @@ static int parse_config(const char *dir, int classifier, bert_config *c, mdl_err
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", dir);
     json_error_t je;
-    json_t *j = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+    json_t *j = jsonw_load_file(path, JSON_REJECT_DUPLICATES, &je, NULL);
     if (!j)
         return mdl_fail(err, MDL_EFORMAT, "%s: %s", path, je.text);
     int rc = MDL_EFORMAT;

@@ -1,12 +1,12 @@
 #include "encoder.h"
 
-#include <jansson.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "json_watch.h"
 #include "kernels.h"
 
 #define TOKENS_PER_CHUNK 8192 /* padded tokens per forward pass: bounds scratch memory */
@@ -50,7 +50,7 @@ static json_t *load_json(const char *dir, const char *rel, int required, mdl_err
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", dir, rel);
     json_error_t je;
-    json_t *j = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+    json_t *j = jsonw_load_file(path, JSON_REJECT_DUPLICATES, &je, NULL);
     if (!j && (required || strstr(je.text, "unable to open") == NULL))
         *rc = mdl_fail(err, MDL_EFORMAT, "%s: %s", path, je.text);
     else if (j && !json_is_object(j) && !json_is_array(j))

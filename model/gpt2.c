@@ -1,12 +1,12 @@
 #include "gpt2.h"
 
-#include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "adapter.h"
 #include "gpt2_impl.h"
+#include "json_watch.h"
 #include "kernels.h"
 #include "model_config.h"
 #include "safetensors.h"
@@ -28,7 +28,7 @@ static int parse_config(const char *dir, gpt2_config *c, mdl_error *err)
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", dir);
     json_error_t je;
-    json_t *j = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+    json_t *j = jsonw_load_file(path, JSON_REJECT_DUPLICATES, &je, NULL);
     if (!j)
         return mdl_fail(err, MDL_EFORMAT, "%s: %s", path, je.text);
     static const char *const k_vocab[] = {"vocab_size", NULL}, *const k_pos[] = {"n_positions", "max_position_embeddings", NULL},

@@ -375,7 +375,7 @@ int sft_open_dir(const char *dir, const char *name, sft_set **out, mdl_error *er
 
     snprintf(path, sizeof path, "%s/%s.safetensors.index.json", dir, name);
     json_error_t je;
-    json_t *index = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+    json_t *index = jsonw_load_file(path, JSON_REJECT_DUPLICATES, &je, NULL);
     if (!index)
         return mdl_fail(err, access(path, F_OK) == 0 ? MDL_EFORMAT : MDL_EIO,
                         "%s: no %s.safetensors and no usable index (%s)", dir, name, je.text);

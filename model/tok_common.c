@@ -282,6 +282,8 @@ int tok_encode(const tok_tokenizer *t, const char *a, size_t a_len, const char *
     }
     tok_encoding_free(&ea);
     tok_encoding_free(&eb);
+    if (rc) /* nothing half-made is left for the caller to free */
+        tok_encoding_free(out);
     return rc;
 }
 

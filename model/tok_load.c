@@ -3,12 +3,12 @@
  * Every file is untrusted: wrong types, ids out of range or given twice, unknown components
  * and oversized files are TOK_EFORMAT with a message naming the file; nothing is guessed. */
 #include <errno.h>
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "json_watch.h"
 #include "tok_impl.h"
 
 #define MAX_ADDED 4096
@@ -154,7 +154,7 @@ static int load_json(const char *path, json_t **out, tok_error *err)
     if (rc)
         return rc;
     json_error_t je;
-    *out = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+    *out = jsonw_loadb(text, len, JSON_REJECT_DUPLICATES, &je, NULL);
     free(text);
     if (!*out)
         return tok_fail(err, TOK_EFORMAT, "%s: invalid JSON at line %d: %s", path, je.line, je.text);

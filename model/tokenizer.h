@@ -77,7 +77,7 @@ int32_t tok_pad_id(const tok_tokenizer *tok);  /* BERT: [PAD] */
 
 /* Encode one text (a pair when b != NULL) of UTF-8 bytes. Invalid UTF-8 is TOK_EINPUT.
  * Truncation (opts->max_length > 0) follows longest_first for pairs. `out` is reset first
- * and may be reused across calls. */
+ * and may be reused across calls; on failure it is freed (empty, nothing to free). */
 int tok_encode(const tok_tokenizer *tok, const char *a, size_t a_len,
                const char *b, size_t b_len, const tok_options *opts,
                tok_encoding *out, tok_error *err);

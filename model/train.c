@@ -12,10 +12,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <jansson.h>
 
 #include "gpt2_impl.h"
 #include "gpt2_train.h"
+#include "json_watch.h"
 #include "kernels.h"
 #include "model_config.h"
 #include "optim.h"
@@ -152,7 +152,7 @@ int trn_read_base_dropout(const char *model_dir, trn_base_dropout *out, mdl_erro
     char path[4200];
     snprintf(path, sizeof path, "%s/config.json", model_dir);
     json_error_t je;
-    json_t *cfg = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+    json_t *cfg = jsonw_load_file(path, JSON_REJECT_DUPLICATES, &je, NULL);
     if (!cfg)
         return mdl_fail(err, MDL_EIO, "%s: %s", path, je.text);
     static const char *const keys[3] = {"embd_pdrop", "attn_pdrop", "resid_pdrop"};

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "distance.h"
+#include "json_watch.h"
 #include "store_internal.h"
 
 static void coll_clear(st_coll *c)
@@ -228,7 +229,7 @@ static int load_row(st_coll *c, sqlite3_stmt *st, int with_records, hnsw_error *
     const float *vec = sqlite3_column_blob(st, 1);
     float *copy = has_rec ? NULL : malloc(bytes);
     json_t *m = NULL;
-    int ok = (has_rec || copy) && (!meta || (m = json_loadb(meta, (size_t)sqlite3_column_bytes(st, 2), 0, NULL))) &&
+    int ok = (has_rec || copy) && (!meta || (m = jsonw_loadb(meta, (size_t)sqlite3_column_bytes(st, 2), 0, NULL, NULL))) &&
              st__coll_reserve(c, (size_t)label, 1) == 0;
     if (ok && has_rec)
         ok = hnsw_load_add(c->index, label, vec, sqlite3_column_blob(st, 3), (size_t)sqlite3_column_bytes(st, 3),

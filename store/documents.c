@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "json_watch.h"
 #include "store_internal.h"
 
 static void bind_id(sqlite3_stmt *st, int col, const st_id *id)
@@ -170,7 +171,7 @@ static int check_docs(const st_coll *c, const st_doc *docs, size_t n, st_error *
 static int parse_metas(const st_doc *docs, size_t n, json_t **metas, const char *collection, st_error *err)
 {
     for (size_t i = 0; i < n; i++)
-        if (docs[i].metadata && !(metas[i] = json_loadb(docs[i].metadata, docs[i].metadata_len, 0, NULL)))
+        if (docs[i].metadata && !(metas[i] = jsonw_loadb(docs[i].metadata, docs[i].metadata_len, 0, NULL, NULL)))
             return st__fail(err, ST_ERR_NOMEM, collection, "out of memory (or unreadable metadata)");
     return 0;
 }

@@ -310,7 +310,7 @@ int st__filter_eval(const st_filter *f, const json_t *meta) { return !f || eval_
 
 int st_filter_matches(const st_filter *f, const char *metadata, size_t len)
 {
-    json_t *meta = metadata ? json_loadb(metadata, len, 0, NULL) : NULL;
+    json_t *meta = metadata ? jsonw_loadb(metadata, len, 0, NULL, NULL) : NULL;
     int ok = st__filter_eval(f, meta);
     json_decref(meta);
     return ok;

@@ -1,39 +1,51 @@
+/* json_watch.c — reading a JSON file through jsonw_loadb, and writing JSON in one buffer. */
 #include "json_watch.h"
 
-#include <pthread.h>
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
-static _Thread_local int json_oom;
-static json_malloc_t next_malloc;
-static json_free_t next_free;
-static pthread_once_t hook_once = PTHREAD_ONCE_INIT;
-
-static void *watched_malloc(size_t n)
+/* A file that could not be opened or read: NULL, the error in e. */
+static json_t *file_error(json_error_t *e, const char *path, const char *what, int err)
 {
-    void *p = next_malloc(n);
-    if (!p)
-        json_oom = 1;
-    return p;
-}
-
-/* Chained, so a hook installed before ours keeps working; every hook ends at malloc/free,
- * which makes blocks allocated before or after the change interchangeable. */
-static void install_hook(void)
-{
-    json_get_alloc_funcs(&next_malloc, &next_free);
-    json_set_alloc_funcs(watched_malloc, next_free);
-}
-
-json_t *jsonw_loadb(const char *buf, size_t len, size_t flags, json_error_t *e, int *oom)
-{
-    pthread_once(&hook_once, install_hook);
-    json_oom = 0;
-    json_t *j = json_loadb(buf, len, flags, e);
-    *oom = json_oom || (!j && json_error_code(e) == json_error_out_of_memory);
-    if (*oom) {
-        json_decref(j);
-        j = NULL;
+    if (e) {
+        memset(e, 0, sizeof *e);
+        snprintf(e->source, sizeof e->source, "%s", path);
+        snprintf(e->text, JSON_ERROR_TEXT_LENGTH - 1, "unable to %s %s: %s", what, path, strerror(err));
+        e->text[JSON_ERROR_TEXT_LENGTH - 1] = (char)(err == ENOMEM ? json_error_out_of_memory : json_error_cannot_open_file);
     }
+    return NULL;
+}
+
+json_t *jsonw_load_file(const char *path, size_t flags, json_error_t *e, int *oom)
+{
+    int short_memory = 0;
+    if (!oom)
+        oom = &short_memory;
+    *oom = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return file_error(e, path, "open", errno);
+    long size = -1;
+    if (fseek(f, 0, SEEK_END) == 0)
+        size = ftell(f);
+    char *buf = size >= 0 && fseek(f, 0, SEEK_SET) == 0 ? malloc((size_t)size + 1) : NULL;
+    int err = errno;
+    if (buf && fread(buf, 1, (size_t)size, f) != (size_t)size) {
+        err = ferror(f) ? errno : EIO;
+        free(buf);
+        buf = NULL;
+    }
+    fclose(f);
+    if (!buf) {
+        *oom = err == ENOMEM;
+        return file_error(e, path, "read", err);
+    }
+    json_t *j = jsonw_loadb(buf, (size_t)size, flags, e, oom);
+    free(buf);
+    if (e)
+        snprintf(e->source, sizeof e->source, "%s", path);
     return j;
 }
 

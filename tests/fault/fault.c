@@ -14,6 +14,7 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,7 +32,7 @@ extern void *__libc_memalign(size_t, size_t);
 static atomic_long live, alloc_left, alloc_seen, alloc_injected;
 static atomic_int alloc_armed, alloc_persistent, alloc_did_fire, alloc_all_threads;
 
-static atomic_int alloc_trace;
+static atomic_int alloc_trace, leak_recording;
 
 /* A countdown counts the arming thread's calls only: ragd's own threads (the store's indexer)
  * keep running beside the operation under test. A persistent fault hits every thread. */
@@ -42,6 +43,8 @@ void fault_alloc_arm(long n, int persistent)
     /* RAGD_FAULT_TRACE=N prints the stack of the failure when N is the allocation failed. */
     const char *t = getenv("RAGD_FAULT_TRACE");
     atomic_store(&alloc_trace, t && strtol(t, NULL, 10) == n);
+    const char *leaks = getenv("RAGD_FAULT_LEAKS");
+    atomic_store(&leak_recording, leaks && *leaks == '1');
     atomic_store(&alloc_left, n);
     atomic_store(&alloc_seen, 0);
     atomic_store(&alloc_persistent, persistent);
@@ -90,10 +93,65 @@ static int alloc_fails(void)
     return 1;
 }
 
+/* RAGD_FAULT_LEAKS=1: the blocks allocated while armed, with where, until freed; a test that
+ * finds a leak prints those still live (fault_alloc_print_armed_live). */
+#define LEAK_SLOTS 16384
+#define LEAK_FRAMES 12
+static struct {
+    void *p;
+    void *frames[LEAK_FRAMES];
+    int n;
+} leak_slot[LEAK_SLOTS];
+static pthread_mutex_t leak_lock = PTHREAD_MUTEX_INITIALIZER;
+static _Thread_local int in_backtrace;
+
+static void leak_record(void *p)
+{
+    if (in_backtrace)
+        return;
+    void *frames[LEAK_FRAMES];
+    in_backtrace = 1; /* backtrace allocates the first time it runs */
+    int n = backtrace(frames, LEAK_FRAMES);
+    in_backtrace = 0;
+    pthread_mutex_lock(&leak_lock);
+    for (size_t i = (uintptr_t)p / 16 % LEAK_SLOTS, k = 0; k < LEAK_SLOTS; i = (i + 1) % LEAK_SLOTS, k++)
+        if (!leak_slot[i].p) {
+            leak_slot[i].p = p;
+            memcpy(leak_slot[i].frames, frames, sizeof frames);
+            leak_slot[i].n = n;
+            break;
+        }
+    pthread_mutex_unlock(&leak_lock);
+}
+
+static void leak_forget(void *p)
+{
+    pthread_mutex_lock(&leak_lock);
+    for (size_t i = 0; i < LEAK_SLOTS; i++)
+        if (leak_slot[i].p == p)
+            leak_slot[i].p = NULL;
+    pthread_mutex_unlock(&leak_lock);
+}
+
+void fault_alloc_print_armed_live(void)
+{
+    pthread_mutex_lock(&leak_lock);
+    for (size_t i = 0; i < LEAK_SLOTS; i++)
+        if (leak_slot[i].p) {
+            dprintf(2, "live block %p, allocated at:\n", leak_slot[i].p);
+            backtrace_symbols_fd(leak_slot[i].frames, leak_slot[i].n, 2);
+            leak_slot[i].p = NULL;
+        }
+    pthread_mutex_unlock(&leak_lock);
+}
+
 static void *counted(void *p)
 {
-    if (p)
+    if (p) {
         atomic_fetch_add_explicit(&live, 1, memory_order_relaxed);
+        if (atomic_load_explicit(&leak_recording, memory_order_relaxed) && atomic_load(&alloc_armed))
+            leak_record(p);
+    }
     return p;
 }
 
@@ -102,8 +160,11 @@ void *calloc(size_t n, size_t size) { return alloc_fails() ? NULL : counted(__li
 
 void free(void *p)
 {
-    if (p)
+    if (p) {
         atomic_fetch_sub_explicit(&live, 1, memory_order_relaxed);
+        if (atomic_load_explicit(&leak_recording, memory_order_relaxed))
+            leak_forget(p);
+    }
     __libc_free(p);
 }
 
@@ -119,7 +180,13 @@ void *realloc(void *p, size_t n)
         errno = ENOMEM;
         return NULL;
     }
-    return __libc_realloc(p, n); /* the block stays one block, moved or not */
+    void *q = __libc_realloc(p, n); /* the block stays one block, moved or not */
+    if (q && q != p && atomic_load_explicit(&leak_recording, memory_order_relaxed)) {
+        leak_forget(p);
+        if (atomic_load(&alloc_armed))
+            leak_record(q);
+    }
+    return q;
 }
 
 void *memalign(size_t align, size_t n) { return alloc_fails() ? NULL : counted(__libc_memalign(align, n)); }

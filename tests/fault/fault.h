@@ -46,6 +46,9 @@ int fault_alloc_fired(void);
 long fault_alloc_live(void);
 /* Allocations failed on purpose since the process started. */
 long fault_alloc_injected(void);
+/* With RAGD_FAULT_LEAKS=1 in the environment: prints (and forgets) the blocks allocated while
+ * armed that are still live, each with its stack, to find what a leak check counted. */
+void fault_alloc_print_armed_live(void);
 
 /* ---- writes and syncs ---- */
 

@@ -29,6 +29,7 @@
 #include "fault.h"
 #include "fault_app.h"
 #include "jobs.h"
+#include "json_watch.h"
 
 #define MAX_N 200000 /* a loop that has not finished by then is a failure */
 /* The persistent loop over requests takes every PERSISTENT_STRIDE-th N (RAGD_FAULT_STRIDE
@@ -171,8 +172,10 @@ static const req_case req_cases[] = {
     {"POST", "/tokenize", "{\"inputs\":\"Hello world, hello names\"}", NULL, NULL},
     {"POST", "/adapters", "{\"name\":\"lo\"}", undo_adapter, NULL},
     {"GET", "/adapters", NULL, NULL, NULL},
+    {"POST", "/generate", "{\"inputs\":\"emma\",\"parameters\":{\"max_new_tokens\":3,\"details\":true,\"seed\":7}}",
+     NULL, NULL},
 };
-#define N_GENERATOR_CASES 3
+#define N_GENERATOR_CASES 4
 
 /* Runs one request with the Nth allocation failing (from the Nth on when persistent, and then
  * the same request again without faults); returns 1 when the fault fired. */
@@ -203,6 +206,8 @@ static int one_request(const req_case *c, const fault_reply *ref, long n, int pe
                 r.code, ref->code, r.body);
         *ok = 0;
     }
+    char reply[200];
+    snprintf(reply, sizeof reply, "%u %.180s", r.status, r.body ? r.body : "");
     free(r.body);
     int state = c->consistent ? c->consistent() : 1;
     if (!state) {
@@ -217,8 +222,9 @@ static int one_request(const req_case *c, const fault_reply *ref, long n, int pe
      * database, in fewer, larger blocks. A write that committed (its reply failed after) keeps
      * what the index grew by, even once undone. Every block is counted on close (test_close). */
     if (after > before && state == 1) {
-        fprintf(stderr, "\n%s %s, allocation %ld failed: %ld blocks leaked\n", c->method, c->path, n,
-                after - before);
+        fprintf(stderr, "\n%s %s, allocation %ld failed: %ld blocks leaked (reply %s)\n", c->method, c->path, n,
+                after - before, reply);
+        fault_alloc_print_armed_live();
         *ok = 0;
     }
     if (persistent) { /* memory is back: the same request gets the fault-free answer */
@@ -658,6 +664,56 @@ static void loop_jobs(const fault_mode *m)
 static void test_jobs(void) { loop_jobs(&nth_only); }
 static void test_jobs_from_n(void) { loop_jobs(&from_nth); }
 
+/* ================================================================ JSON */
+
+/* jsonw_loadb over texts with long strings and keys (past any first buffer), escapes,
+ * numbers and nesting: the same value, or NULL with oom set; never a syntax error. */
+static void loop_json(const fault_mode *m)
+{
+    static const char *const texts[] = {
+        docs_body,
+        "{\"inputs\":\"emma\",\"parameters\":{\"max_new_tokens\":3,\"details\":true,\"seed\":7}}",
+        "[\"a string that is longer than sixty-four bytes, with escapes \\n \\u00e9 \\ud83d\\ude00 and UTF-8 \xc3\xa9\","
+        "-12.5e-3,123456789012,{\"a key that is also longer than sixty-four bytes, to be copied out of the buffer\":[[],{}]}]",
+    };
+    for (size_t t = 0; t < sizeof texts / sizeof texts[0]; t++) {
+        size_t len = strlen(texts[t]);
+        int oom;
+        json_t *ref = jsonw_loadb(texts[t], len, JSON_REJECT_DUPLICATES, NULL, &oom);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(ref);
+        long n = 1, runs = 0, injected = fault_alloc_injected(), bad = 0;
+        for (; n < MAX_N; n++, runs++) {
+            long before = fault_alloc_live();
+            json_error_t e;
+            fault_alloc_arm(n, m->persistent);
+            json_t *j = jsonw_loadb(texts[t], len, JSON_REJECT_DUPLICATES, &e, &oom);
+            fault_alloc_disarm();
+            int fired = fault_alloc_fired();
+            if (j ? !json_equal(j, ref) || oom : !oom) {
+                fprintf(stderr, "\njsonw_loadb (text %zu), allocation %ld failed: %s\n", t, n,
+                        j ? "a different value" : e.text);
+                bad++;
+            }
+            json_decref(j);
+            if (fault_alloc_live() != before) {
+                fprintf(stderr, "\njsonw_loadb (text %zu), allocation %ld failed: %ld blocks leaked\n", t, n,
+                        fault_alloc_live() - before);
+                bad++;
+            }
+            if (!fired || bad)
+                break;
+        }
+        json_decref(ref);
+        CU_ASSERT_EQUAL(bad, 0);
+        char what[64];
+        snprintf(what, sizeof what, "jsonw_loadb (text %zu, %zu bytes)", t, len);
+        report(what, m, runs, fault_alloc_injected() - injected);
+    }
+}
+
+static void test_json(void) { loop_json(&nth_only); }
+static void test_json_from_n(void) { loop_json(&from_nth); }
+
 /* ================================================================ whole process */
 
 static long baseline;
@@ -692,6 +748,8 @@ static void test_close(void)
 void cu_register(void)
 {
     CU_pSuite s = CU_add_suite("fault_alloc", setup, NULL);
+    CU_add_test(s, "JSON parsing: the same value or out of memory, no leak", test_json);
+    CU_add_test(s, "JSON parsing, allocations failing from N on: the same", test_json_from_n);
     CU_add_test(s, "requests: 503 out_of_memory or the right answer, no leak", test_requests);
     CU_add_test(s, "ingest: a batch wholly present or absent, no leak", test_ingest);
     CU_add_test(s, "adapter loading: MDL_ENOMEM or the same adapter, no leak", test_adapter_load);
