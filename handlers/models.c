@@ -21,9 +21,9 @@ typedef struct {
     mdl_error *err;
 } enc_job;
 
-void app_compute_thread(const app_model *m)
+void app_compute_thread(const app_model *m, int below)
 {
-    if (k_compute_thread() != 0)
+    if (k_compute_thread(below) != 0)
         srv_log(SRV_LOG_WARN, "cannot lower the priority of a model's compute thread", "model=%s error=\"%s\"",
                 m->name, strerror(errno));
 }
@@ -32,7 +32,7 @@ void app_compute_thread(const app_model *m)
 static void run_jobs(void *ctx, void **items, size_t n_jobs)
 {
     app_model *m = ctx;
-    app_compute_thread(m);
+    app_compute_thread(m, 0);
     int cross = enc_is_cross(m->enc);
     size_t width = cross ? 1 : enc_dim(m->enc), total = 0;
     for (size_t j = 0; j < n_jobs; j++)

@@ -56,12 +56,14 @@ static _Thread_local int niced;
 
 void k_set_nice(int steps) { atomic_store(&nice_steps, steps < 0 ? 0 : steps > 19 ? 19 : steps); }
 
-int k_compute_thread(void)
+int k_compute_thread(int below)
 {
-    int steps = atomic_load(&nice_steps);
-    if (niced || steps == 0)
+    int steps = atomic_load(&nice_steps) + below;
+    if (niced)
         return 0;
-    niced = 1;
+    niced = 1; /* the first call decides */
+    if (steps <= 0)
+        return 0;
     /* Relative to the thread's own nice value, so a daemon started under `nice` keeps its
      * compute below its requests; getpriority's -1 is a valid value, hence errno. */
     errno = 0;
@@ -74,7 +76,8 @@ int k_compute_thread(void)
 static void *worker(void *arg)
 {
     (void)arg;
-    (void)k_compute_thread(); /* as the batcher that drives it, which reports a failure */
+    (void)k_compute_thread(0); /* as the batcher that drives it, which reports a failure */
+    pthread_setname_np(pthread_self(), "ragd-compute");
     unsigned long seen = 0;
     pthread_mutex_lock(&pool.m);
     for (;;) {

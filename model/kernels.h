@@ -29,10 +29,10 @@ void k_this_thread_alone(int on);
  * takes it by calling k_compute_thread. Linux sets nice per thread; raising it needs no
  * privilege. */
 void k_set_nice(int steps);
-/* The calling thread runs a model's passes: it takes the compute threads' priority, once
- * (later calls return at once). Returns 0, or -1 with errno when the priority could not
- * be set (the thread then runs at its old one). */
-int k_compute_thread(void);
+/* The calling thread runs a model's passes: it goes the compute threads' steps and `below`
+ * more below its nice value (to 19 at most), once (later calls return 0 at once). Returns
+ * 0, or -1 with errno when the priority could not be set (the thread keeps its old one). */
+int k_compute_thread(int below);
 
 /* Runs fn(ctx, lo, hi) over chunks of [0, n) of `grain` items on the compute threads, the
  * caller included, and returns when all are done. When another region holds the workers, or

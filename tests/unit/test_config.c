@@ -23,7 +23,7 @@ static void test_defaults(void)
     CU_ASSERT_EQUAL(c.max_body_bytes, 2097152);
     CU_ASSERT_EQUAL(c.max_batch, 32);
     CU_ASSERT(c.threads >= 1);
-    CU_ASSERT_EQUAL(c.compute_nice, 10);
+    CU_ASSERT_EQUAL(c.compute_nice, 5);
     CU_ASSERT_PTR_NULL(c.generator_dir);
     CU_ASSERT_PTR_NULL(c.api_key);
 }

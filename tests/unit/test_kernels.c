@@ -289,24 +289,30 @@ static int nice_of(pid_t tid)
 
 static int clamp_nice(int v) { return v > 19 ? 19 : v; }
 
-/* k_compute_thread on a new thread: [0] its nice before, [1] k_compute_thread's result,
- * [2] its nice after, [3] after a second call. */
+/* k_compute_thread(below) on a new thread: its nice before, k_compute_thread's result, its
+ * nice after, and after a second call (which asks for 5 steps more). */
+typedef struct {
+    int below, before, rc, after, again;
+} priority_run;
+
 static void *take_priority(void *arg)
 {
-    int *r = arg;
-    r[0] = nice_of(gettid());
-    r[1] = k_compute_thread();
-    r[2] = nice_of(gettid());
-    k_compute_thread();
-    r[3] = nice_of(gettid());
+    priority_run *r = arg;
+    r->before = nice_of(gettid());
+    r->rc = k_compute_thread(r->below);
+    r->after = nice_of(gettid());
+    k_compute_thread(5);
+    r->again = nice_of(gettid());
     return NULL;
 }
 
-static void run_take_priority(int *r)
+static priority_run run_take_priority(int below)
 {
+    priority_run r = {.below = below};
     pthread_t t;
-    CU_ASSERT_EQUAL_FATAL(pthread_create(&t, NULL, take_priority, r), 0);
+    CU_ASSERT_FATAL(pthread_create(&t, NULL, take_priority, &r) == 0);
     pthread_join(t, NULL);
+    return r;
 }
 
 /* Threads of this process whose nice value is `nice`, other than the caller. */
@@ -329,17 +335,19 @@ static int threads_at(int nice)
  * threads this test starts, which end with it. */
 static void test_compute_priority(void)
 {
-    int base = nice_of(gettid()), r[4];
+    int base = nice_of(gettid());
     CU_ASSERT_FATAL(base != INT_MIN);
     k_set_nice(0);
-    run_take_priority(r);
-    CU_ASSERT(r[0] == base && r[1] == 0 && r[2] == base && r[3] == base);
+    priority_run r = run_take_priority(0);
+    CU_ASSERT(r.before == base && r.rc == 0 && r.after == base && r.again == base);
     k_set_nice(3);
-    run_take_priority(r);
-    CU_ASSERT(r[0] == base && r[1] == 0 && r[2] == clamp_nice(base + 3) && r[3] == clamp_nice(base + 3));
+    r = run_take_priority(0);
+    CU_ASSERT(r.before == base && r.rc == 0 && r.after == clamp_nice(base + 3) && r.again == r.after);
+    r = run_take_priority(4); /* a training job's thread goes further down */
+    CU_ASSERT(r.rc == 0 && r.after == clamp_nice(base + 7) && r.again == r.after);
     k_set_nice(40);
-    run_take_priority(r);
-    CU_ASSERT(r[1] == 0 && r[2] == 19 && r[3] == 19);
+    r = run_take_priority(0);
+    CU_ASSERT(r.rc == 0 && r.after == 19 && r.again == 19);
 
     /* Three compute threads: the caller and two workers, which take their priority before
      * their first range (every worker has run one when k_parallel returns). */
