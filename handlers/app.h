@@ -143,6 +143,10 @@ void app_train_stop(struct app *app);
 /* The generator's batch runner (ctx: its app_model): prefills one by one, then every
  * pending decode step in one gpt2_decode_batch. */
 void app_generate_jobs(void *ctx, void **items, size_t n);
+/* What every batch runner calls first (below 0) and a training job's thread (below
+ * TRAIN_NICE): the thread takes the compute threads' priority (--compute-nice) and `below`
+ * steps more, once. A failure is logged and leaves the thread as it was. */
+void app_compute_thread(const app_model *m, int below);
 
 /* Opens --adapters-dir (creating it when missing) and the registry; app_load_models calls
  * it once the generator is loaded. Without a usable directory every adapter name is a 404. */

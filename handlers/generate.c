@@ -118,6 +118,7 @@ typedef struct {
 void app_generate_jobs(void *ctx, void **items, size_t n_jobs)
 {
     app_model *m = ctx;
+    app_compute_thread(m, 0);
     size_t V = gpt2_get_config(m->gpt)->vocab, B = 0;
     const adp_adapter *ads[MAX_DECODE_BATCH];
     gpt2_cache *kcs[MAX_DECODE_BATCH];

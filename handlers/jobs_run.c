@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -401,8 +400,9 @@ static void finish_job(struct app *app, const char *id, st_job_status to, const 
 }
 
 /* Training yields the CPU to serving: its kernels run on the job's worker thread alone (the
- * compute workers stay with serving) at a lower priority, so a request preempts it and
- * training uses what serving leaves. */
+ * compute workers stay with serving) at TRAIN_NICE steps below the models' serving compute
+ * (itself --compute-nice below the requests), so serving preempts it and training uses what
+ * serving leaves. */
 #define TRAIN_NICE 10
 
 static void run_job(void *ctx, void *job_id)
@@ -412,7 +412,7 @@ static void run_job(void *ctx, void *job_id)
     char *id = job_id;
     st_error se;
     k_this_thread_alone(1);
-    setpriority(PRIO_PROCESS, (id_t)gettid(), TRAIN_NICE);
+    app_compute_thread(&app->models[APP_GENERATOR], TRAIN_NICE);
     if (st_job_transition(app->jobs, id, ST_JOB_BIT(ST_JOB_QUEUED), ST_JOB_RUNNING, NULL, &se) != 0) {
         free(id); /* cancelled while queued (or gone) */
         bump(t);

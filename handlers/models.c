@@ -1,10 +1,12 @@
 /* models.c — loading the configured models and answering for ones that are not ready. */
 #include "app.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels.h"
 #include "log.h"
 
 #define BATCH_TOKENS 16384 /* tokens gathered into one batched forward pass */
@@ -19,10 +21,18 @@ typedef struct {
     mdl_error *err;
 } enc_job;
 
+void app_compute_thread(const app_model *m, int below)
+{
+    if (k_compute_thread(below) != 0)
+        srv_log(SRV_LOG_WARN, "cannot lower the priority of a model's compute thread", "model=%s error=\"%s\"",
+                m->name, strerror(errno));
+}
+
 /* The batcher's callback: one forward pass over the sequences of every job. */
 static void run_jobs(void *ctx, void **items, size_t n_jobs)
 {
     app_model *m = ctx;
+    app_compute_thread(m, 0);
     int cross = enc_is_cross(m->enc);
     size_t width = cross ? 1 : enc_dim(m->enc), total = 0;
     for (size_t j = 0; j < n_jobs; j++)

@@ -1,12 +1,15 @@
 #include "kernels.h"
 
 #include <cblas.h>
+#include <errno.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 /* Elementwise kernels are compiled twice, for x86-64-v3 (AVX2, FMA) and for the baseline,
  * and the loader picks one for the CPU it runs on (GCC function multiversioning; clang 14's
@@ -48,9 +51,33 @@ static void run_range(void)
     }
 }
 
+static atomic_int nice_steps;
+static _Thread_local int niced;
+
+void k_set_nice(int steps) { atomic_store(&nice_steps, steps < 0 ? 0 : steps > 19 ? 19 : steps); }
+
+int k_compute_thread(int below)
+{
+    int steps = atomic_load(&nice_steps) + below;
+    if (niced)
+        return 0;
+    niced = 1; /* the first call decides */
+    if (steps <= 0)
+        return 0;
+    /* Relative to the thread's own nice value, so a daemon started under `nice` keeps its
+     * compute below its requests; getpriority's -1 is a valid value, hence errno. */
+    errno = 0;
+    int now = getpriority(PRIO_PROCESS, (id_t)gettid());
+    if (errno)
+        return -1;
+    return setpriority(PRIO_PROCESS, (id_t)gettid(), now + steps > 19 ? 19 : now + steps);
+}
+
 static void *worker(void *arg)
 {
     (void)arg;
+    (void)k_compute_thread(0); /* as the batcher that drives it, which reports a failure */
+    pthread_setname_np(pthread_self(), "ragd-compute");
     unsigned long seen = 0;
     pthread_mutex_lock(&pool.m);
     for (;;) {

@@ -22,6 +22,17 @@ int k_threads(void);
 /* Kernels called from this thread run on it alone, never on the shared workers: for
  * background work (training) that must leave the workers to serving. */
 void k_this_thread_alone(int on);
+/* The compute threads' CPU priority: `steps` nice values (0-19) below the thread that
+ * starts them, so that threads doing short work (a search, reading a request) preempt a
+ * model's long passes instead of queueing behind them. The workers take it when
+ * k_set_threads starts them (call this first), and every thread that runs a model's passes
+ * takes it by calling k_compute_thread. Linux sets nice per thread; raising it needs no
+ * privilege. */
+void k_set_nice(int steps);
+/* The calling thread runs a model's passes: it goes the compute threads' steps and `below`
+ * more below its nice value (to 19 at most), once (later calls return 0 at once). Returns
+ * 0, or -1 with errno when the priority could not be set (the thread keeps its old one). */
+int k_compute_thread(int below);
 
 /* Runs fn(ctx, lo, hi) over chunks of [0, n) of `grain` items on the compute threads, the
  * caller included, and returns when all are done. When another region holds the workers, or

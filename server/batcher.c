@@ -30,6 +30,7 @@ struct srv_batcher {
 static void *worker(void *arg)
 {
     srv_batcher *b = arg;
+    pthread_setname_np(pthread_self(), "ragd-batcher");
     void **items = NULL;
     waiter **taken = NULL;
     size_t cap = 0;

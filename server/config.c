@@ -37,6 +37,8 @@ static const opt_spec opts[] = {
     {"api-key", S(api_key), NULL, 0, 0, "require 'Authorization: Bearer KEY' on every route but /health"},
     {"api-key-file", S(api_key_file), NULL, 0, 0, "file with accepted API keys, one per line"},
     {"threads", L(threads), "0", 0, 1024, "compute threads (0 = number of cores)"},
+    {"compute-nice", L(compute_nice), "5", 0, 19,
+     "nice steps below the rest of ragd at which the models' compute threads run, so searches and requests preempt them (0 = none)"},
     {"train-workers", L(train_workers), "1", 0, 64, "training job worker threads"},
     {"max-queued-jobs", L(max_queued_jobs), "16", 1, 1 << 16, "training jobs waiting for a worker before 429"},
     {"max-dataset-rows", L(max_dataset_rows), "100000", 1, 100000, "most rows in one training request or dataset"},

@@ -21,7 +21,7 @@ typedef struct {
     const char *adapters_dir;    /* default: DATA_DIR/adapters (filled by srv_config_parse) */
     const char *api_key, *api_key_file;
     const char *log_level;
-    long threads, train_workers, max_queued_jobs, max_dataset_rows;
+    long threads, compute_nice, train_workers, max_queued_jobs, max_dataset_rows;
     long max_body_bytes, max_batch, max_input_tokens, max_concurrent, max_model_requests;
     long max_route_requests;
     long max_connections, max_connections_per_ip;

@@ -463,7 +463,6 @@ int srv_daemon_create(const srv_daemon_config *cfg, const srv_route *routes, siz
         d->gates[i].cap = cfg->max_route_requests;
         d->gates[i].flag = "--max-route-requests";
         pthread_mutex_init(&d->turns[i].lock, NULL);
-        pthread_cond_init(&d->turns[i].moved, NULL);
         d->turns[i].cap = 2 * (cpus < 1 ? 1 : (unsigned)cpus);
     }
     d->metrics = srv_metrics_create(d->methods, d->patterns, n_routes);
@@ -561,10 +560,8 @@ void srv_daemon_destroy(srv_daemon *d)
     free(d->methods);
     free(d->patterns);
     free(d->gates);
-    for (size_t i = 0; d->turns && i < d->n_routes; i++) {
+    for (size_t i = 0; d->turns && i < d->n_routes; i++)
         pthread_mutex_destroy(&d->turns[i].lock);
-        pthread_cond_destroy(&d->turns[i].moved);
-    }
     free(d->turns);
     pthread_mutex_destroy(&d->streams_lock);
     free(d);

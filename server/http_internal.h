@@ -21,13 +21,21 @@
 
 typedef struct srv_stream srv_stream;
 
-/* Turns in arrival order, `cap` at once (SRV_ROUTE_CPU): ticket t runs once fewer than `cap`
- * of the earlier tickets are still running. */
+/* A request waiting for its turn, woken alone when the turn is handed to it. */
+typedef struct srv_turn_waiter {
+    pthread_cond_t go;
+    int given;
+    struct srv_turn_waiter *next;
+} srv_turn_waiter;
+
+/* Turns in arrival order, `cap` at once (SRV_ROUTE_CPU): a request runs at once when fewer
+ * than `cap` run and none waits, else it joins the queue; a turn that ends is handed to the
+ * head of the queue, waking that one thread only (a broadcast would wake every waiter per
+ * turn, a dozen context switches per search, queueing the one due behind the others). */
 typedef struct {
     pthread_mutex_t lock;
-    pthread_cond_t moved;
-    unsigned long next, done;
-    unsigned cap;
+    srv_turn_waiter *head, *tail;
+    unsigned running, cap;
 } srv_turns;
 
 struct srv_daemon {

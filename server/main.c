@@ -56,7 +56,9 @@ static int serve(const srv_config *cfg)
         app.models[r].gate.flag = "--max-model-requests";
         atomic_init(&app.models[r].state, app.models[r].dir ? APP_MODEL_LOADING : APP_MODEL_ABSENT);
     }
-    /* Each model's batcher runs one forward pass at a time, on every compute thread. */
+    /* Each model's batcher runs one forward pass at a time, on every compute thread, below
+     * the priority of the threads that serve requests (docs/RELIABILITY.md §5). */
+    k_set_nice((int)cfg->compute_nice);
     if (k_set_threads((int)cfg->threads) != 0)
         srv_log(SRV_LOG_WARN, "fewer compute threads than asked", "threads=%ld", cfg->threads);
 

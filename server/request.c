@@ -398,9 +398,20 @@ void srv_append_body(srv_req *req, const char *data, size_t n)
 void srv_req_turn_take(srv_req *req, srv_turns *t)
 {
     pthread_mutex_lock(&t->lock);
-    unsigned long mine = t->next++;
-    while (mine >= t->done + t->cap)
-        pthread_cond_wait(&t->moved, &t->lock);
+    if (!t->head && t->running < t->cap) {
+        t->running++;
+    } else {
+        srv_turn_waiter me = {.given = 0};
+        pthread_cond_init(&me.go, NULL);
+        if (t->tail)
+            t->tail->next = &me;
+        else
+            t->head = &me;
+        t->tail = &me;
+        while (!me.given)
+            pthread_cond_wait(&me.go, &t->lock);
+        pthread_cond_destroy(&me.go);
+    }
     pthread_mutex_unlock(&t->lock);
     req->turn = t;
 }
@@ -412,8 +423,15 @@ void srv_req_turn_end(srv_req *req)
         return;
     req->turn = NULL;
     pthread_mutex_lock(&t->lock);
-    t->done++;
-    pthread_cond_broadcast(&t->moved);
+    srv_turn_waiter *w = t->head;
+    if (w) { /* the turn passes to the head of the queue: `running` stays */
+        if (!(t->head = w->next))
+            t->tail = NULL;
+        w->given = 1;
+        pthread_cond_signal(&w->go);
+    } else {
+        t->running--;
+    }
     pthread_mutex_unlock(&t->lock);
 }
 

@@ -2,6 +2,8 @@
  * small random checkpoints in the Hugging Face layouts (tests/reference generates them;
  * their numbers are checked against PyTorch in tests/oracle). Here: shapes, normalization,
  * truncation limits, batching that changes nothing, sorting, the three response shapes. */
+#include <dirent.h>
+#include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -254,6 +256,82 @@ static void test_concurrent_batching(void)
     it_free(&r);
 }
 
+/* The nice value and name of each of the daemon's threads, from /proc/PID/task/TID/stat
+ * ("tid (name) state ...", the nice value the 19th field). Returns the threads read. */
+typedef struct {
+    char name[32];
+    int tid, nice;
+} thread_info;
+
+static size_t daemon_threads(thread_info *out, size_t cap)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/task", (int)srv.pid);
+    DIR *d = opendir(path);
+    size_t n = 0;
+    for (struct dirent *e; d && n < cap && (e = readdir(d)) != NULL;) {
+        if (e->d_name[0] == '.')
+            continue;
+        char stat[512] = "", file[128];
+        snprintf(file, sizeof file, "%s/%s/stat", path, e->d_name);
+        FILE *f = fopen(file, "r");
+        size_t len = f ? fread(stat, 1, sizeof stat - 1, f) : 0;
+        if (f)
+            fclose(f);
+        stat[len] = '\0';
+        char *open = strchr(stat, '('), *close = strrchr(stat, ')');
+        if (!open || !close)
+            continue;
+        snprintf(out[n].name, sizeof out[n].name, "%.*s", (int)(close - open - 1), open + 1);
+        out[n].tid = atoi(e->d_name);
+        /* After the name: state (field 3) ... nice (field 19). */
+        char *p = close + 2;
+        for (int field = 3; field < 19 && p; field++)
+            p = strchr(p, ' ') ? strchr(p, ' ') + 1 : NULL;
+        out[n].nice = p ? atoi(p) : INT_MIN;
+        n++;
+    }
+    if (d)
+        closedir(d);
+    return n;
+}
+
+/* The models' compute runs below the requests (--compute-nice, default 5): once both models
+ * have run a batch, their batching threads and the compute workers are 5 nice steps below
+ * the main thread (at most 19), and the threads that serve sockets and run handlers (named
+ * "ragd", as the main thread) are where it is. */
+static void test_compute_priority(void)
+{
+    it_response r = it_post(&srv, "/embed", "{\"inputs\":\"a priority check\"}");
+    CU_ASSERT_EQUAL(r.status, 200);
+    it_free(&r);
+    r = it_post(&srv, "/rerank", "{\"query\":\"a\",\"texts\":[\"b\"]}");
+    CU_ASSERT_EQUAL(r.status, 200);
+    it_free(&r);
+    thread_info t[256];
+    size_t n = daemon_threads(t, 256);
+    int base = INT_MIN;
+    for (size_t i = 0; i < n; i++)
+        if (t[i].tid == (int)srv.pid)
+            base = t[i].nice;
+    CU_ASSERT_FATAL(base != INT_MIN);
+    int low = base + 5 > 19 ? 19 : base + 5;
+    size_t batchers = 0, compute = 0, sockets = 0, wrong = 0;
+    for (size_t i = 0; i < n; i++) {
+        int is_batcher = !strcmp(t[i].name, "ragd-batcher"), is_compute = !strcmp(t[i].name, "ragd-compute");
+        int is_socket = !strcmp(t[i].name, "MHD-worker"), is_serving = is_socket || !strcmp(t[i].name, "ragd");
+        batchers += is_batcher, compute += is_compute, sockets += is_socket;
+        if (((is_batcher || is_compute) && t[i].nice != low) || (is_serving && t[i].nice != base)) {
+            fprintf(stderr, "thread %d '%s' at nice %d (main at %d)\n", t[i].tid, t[i].name, t[i].nice, base);
+            wrong++;
+        }
+    }
+    CU_ASSERT_EQUAL(batchers, 2);
+    CU_ASSERT_EQUAL(compute, (size_t)sysconf(_SC_NPROCESSORS_ONLN) - 1);
+    CU_ASSERT(sockets >= 1);
+    CU_ASSERT_EQUAL(wrong, 0);
+}
+
 void cu_register(void)
 {
     if (!cu_testdata("tokenizers/bert-base-uncased") || system("/usr/bin/python3 -c 'import torch' 2>/dev/null") != 0) {
@@ -266,4 +344,5 @@ void cu_register(void)
     CU_add_test(s, "OpenAI embeddings", test_openai_embeddings);
     CU_add_test(s, "rerank in three shapes", test_rerank);
     CU_add_test(s, "concurrent clients are batched correctly", test_concurrent_batching);
+    CU_add_test(s, "the models' compute runs below the requests", test_compute_priority);
 }

@@ -23,6 +23,7 @@ static void test_defaults(void)
     CU_ASSERT_EQUAL(c.max_body_bytes, 2097152);
     CU_ASSERT_EQUAL(c.max_batch, 32);
     CU_ASSERT(c.threads >= 1);
+    CU_ASSERT_EQUAL(c.compute_nice, 5);
     CU_ASSERT_PTR_NULL(c.generator_dir);
     CU_ASSERT_PTR_NULL(c.api_key);
 }
@@ -71,6 +72,7 @@ static const struct {
     {{"serve", "--listen"}, "needs a value"},
     {{"serve", "--max-batch", "0"}, "out of range"},
     {{"serve", "--max-batch", "12abc"}, "expected an integer"},
+    {{"serve", "--compute-nice", "20"}, "out of range"},
     {{"serve", "--max-body-bytes", "99999999999999999999"}, "expected an integer"},
     {{"serve", "--log-level", "loud"}, "--log-level"},
     {{"serve", "stray"}, "unexpected argument 'stray'"},
@@ -111,7 +113,8 @@ static void test_help_and_version(void)
     srv_config_usage(f);
     fclose(f);
     static const char *const expect[] = {"--listen", "RAGD_LISTEN", "--api-key-file", "RAGD_API_KEY_FILE",
-                                         "--max-connections-per-ip", "default 2097152"};
+                                         "--max-connections-per-ip", "default 2097152",
+                                         "RAGD_COMPUTE_NICE"};
     for (size_t i = 0; i < sizeof expect / sizeof expect[0]; i++)
         CU_ASSERT_PTR_NOT_NULL(strstr(text, expect[i]));
     free(text);

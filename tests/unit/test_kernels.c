@@ -1,9 +1,16 @@
 /* test_kernels.c — every fast kernel against its naive reference on random data, over
- * shapes that cover single rows (the sgemv path), odd sizes and masks. */
+ * shapes that cover single rows (the sgemv path), odd sizes and masks; and the compute
+ * threads' priority. */
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "cu.h"
 #include "kernels.h"
@@ -272,6 +279,89 @@ static void test_alone(void)
     CU_ASSERT(k_threads() >= 1);
 }
 
+/* The nice value of thread `tid`, read as getpriority reports it (-1 is a valid value). */
+static int nice_of(pid_t tid)
+{
+    errno = 0;
+    int v = getpriority(PRIO_PROCESS, (id_t)tid);
+    return errno ? INT_MIN : v;
+}
+
+static int clamp_nice(int v) { return v > 19 ? 19 : v; }
+
+/* k_compute_thread(below) on a new thread: its nice before, k_compute_thread's result, its
+ * nice after, and after a second call (which asks for 5 steps more). */
+typedef struct {
+    int below, before, rc, after, again;
+} priority_run;
+
+static void *take_priority(void *arg)
+{
+    priority_run *r = arg;
+    r->before = nice_of(gettid());
+    r->rc = k_compute_thread(r->below);
+    r->after = nice_of(gettid());
+    k_compute_thread(5);
+    r->again = nice_of(gettid());
+    return NULL;
+}
+
+static priority_run run_take_priority(int below)
+{
+    priority_run r = {.below = below};
+    pthread_t t;
+    CU_ASSERT_FATAL(pthread_create(&t, NULL, take_priority, &r) == 0);
+    pthread_join(t, NULL);
+    return r;
+}
+
+/* Threads of this process whose nice value is `nice`, other than the caller. */
+static int threads_at(int nice)
+{
+    DIR *d = opendir("/proc/self/task");
+    int n = 0;
+    for (struct dirent *e; d && (e = readdir(d)) != NULL;) {
+        pid_t tid = (pid_t)atoi(e->d_name);
+        n += tid > 0 && tid != gettid() && nice_of(tid) == nice;
+    }
+    if (d)
+        closedir(d);
+    return n;
+}
+
+/* The compute threads' priority: a thread that takes it runs that many nice steps below
+ * where it was (at most 19), once however often it calls; no steps change nothing; the
+ * workers started after k_set_nice take it. Nice values only rise here, and only on the
+ * threads this test starts, which end with it. */
+static void test_compute_priority(void)
+{
+    int base = nice_of(gettid());
+    CU_ASSERT_FATAL(base != INT_MIN);
+    k_set_nice(0);
+    priority_run r = run_take_priority(0);
+    CU_ASSERT(r.before == base && r.rc == 0 && r.after == base && r.again == base);
+    k_set_nice(3);
+    r = run_take_priority(0);
+    CU_ASSERT(r.before == base && r.rc == 0 && r.after == clamp_nice(base + 3) && r.again == r.after);
+    r = run_take_priority(4); /* a training job's thread goes further down */
+    CU_ASSERT(r.rc == 0 && r.after == clamp_nice(base + 7) && r.again == r.after);
+    k_set_nice(40);
+    r = run_take_priority(0);
+    CU_ASSERT(r.rc == 0 && r.after == 19 && r.again == 19);
+
+    /* Three compute threads: the caller and two workers, which take their priority before
+     * their first range (every worker has run one when k_parallel returns). */
+    k_set_nice(2);
+    int before = threads_at(clamp_nice(base + 2));
+    CU_ASSERT_EQUAL_FATAL(k_set_threads(3), 0);
+    unsigned char seen[4096] = {0};
+    k_parallel(sizeof seen, 1, count_part, seen);
+    CU_ASSERT_EQUAL(threads_at(clamp_nice(base + 2)) - before, 2);
+    CU_ASSERT_EQUAL(nice_of(gettid()), base); /* the caller keeps its own */
+    k_set_nice(0);
+    CU_ASSERT_EQUAL(k_set_threads(1), 0);
+}
+
 /* The suites run single-threaded, then again on three compute threads (so that products are
  * split by rows and by columns, and attention by heads, with uneven last chunks). */
 static int one_thread(void) { return k_set_threads(1); }
@@ -297,4 +387,6 @@ void cu_register(void)
         CU_add_test(s, "attention", test_attention);
         CU_add_test(s, "attention over a KV cache", test_attention_cached);
     }
+    CU_pSuite s = CU_add_suite("compute threads' priority", one_thread, one_thread);
+    CU_add_test(s, "nice steps below the starting thread", test_compute_priority);
 }
