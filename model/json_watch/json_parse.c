@@ -341,6 +341,24 @@ static int literal(parser *P, const char *word)
     return 1;
 }
 
+/* After a member or an element: 1 past a ',' (another follows), 0 past `close`, or -1 with
+ * the error recorded. */
+static int after_item(parser *P, char close)
+{
+    skip_space(P);
+    if (P->p < P->end && *P->p == ',') {
+        P->p++;
+        skip_space(P);
+        return 1;
+    }
+    if (P->p < P->end && *P->p == (unsigned char)close) {
+        P->p++;
+        return 0;
+    }
+    fail(P, P->p == P->end ? json_error_premature_end_of_input : json_error_invalid_syntax, "'%c' expected", close);
+    return -1;
+}
+
 static json_t *parse_object(parser *P)
 {
     json_t *o = json_object();
@@ -391,18 +409,11 @@ static json_t *parse_object(parser *P)
             free(key);
         if (bad)
             break;
-        skip_space(P);
-        if (P->p < P->end && *P->p == ',') {
-            P->p++;
-            skip_space(P);
-            continue;
-        }
-        if (P->p < P->end && *P->p == '}') {
-            P->p++;
+        int more = after_item(P, '}');
+        if (more == 0)
             return o;
-        }
-        fail(P, P->p == P->end ? json_error_premature_end_of_input : json_error_invalid_syntax, "'}' expected");
-        break;
+        if (more < 0)
+            break;
     }
     json_decref(o);
     return NULL;
@@ -429,18 +440,11 @@ static json_t *parse_array(parser *P)
             fail(P, json_error_out_of_memory, "out of memory");
             break;
         }
-        skip_space(P);
-        if (P->p < P->end && *P->p == ',') {
-            P->p++;
-            skip_space(P);
-            continue;
-        }
-        if (P->p < P->end && *P->p == ']') {
-            P->p++;
+        int more = after_item(P, ']');
+        if (more == 0)
             return a;
-        }
-        fail(P, P->p == P->end ? json_error_premature_end_of_input : json_error_invalid_syntax, "']' expected");
-        break;
+        if (more < 0)
+            break;
     }
     json_decref(a);
     return NULL;
