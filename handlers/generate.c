@@ -330,13 +330,14 @@ static int gen_run(srv_req *req, gen_session *s)
     return 0;
 }
 
-/* One token as TGI describes it. */
+/* One token as TGI describes it; NULL when out of memory (never a token with its text lost). */
 json_t *gen_token_json(const app_model *m, int32_t id, float logprob, int special)
 {
     char *piece = NULL;
     size_t pl = 0;
     tok_error te;
-    tok_decode(m->tok, &id, 1, 0, &piece, &pl, &te);
+    if (tok_decode(m->tok, &id, 1, 0, &piece, &pl, &te) != 0)
+        return NULL;
     json_t *t = json_pack("{s:i, s:o, s:f, s:b}", "id", id, "text", srv_json_string_lossy(piece ? piece : "", pl),
                           "logprob", (double)logprob, "special", special);
     free(piece);

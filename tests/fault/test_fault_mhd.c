@@ -114,9 +114,10 @@ static const mhd_case cases[] = {
     {"POST", "/search", "{\"collection\":\"docs\",\"vector\":[1,0,0,0],\"top_k\":2}"},
     /* with the generator: */
     {"POST", "/tokenize", "{\"inputs\":\"Hello world, hello names\"}"},
-    /* the model list (OpenAI's shape: no key may go missing). /generate is not here yet:
-     * see the open finding in docs/RELIABILITY.md §1 */
+    /* the model list (OpenAI's shape: no key may go missing) */
     {"GET", "/v1/models", NULL},
+    /* a generation, greedy, so every reply is the same */
+    {"POST", "/generate", "{\"inputs\":\"emma\",\"parameters\":{\"max_new_tokens\":3,\"details\":true,\"seed\":7}}"},
 };
 #define N_CASES (sizeof cases / sizeof cases[0])
 
