@@ -283,12 +283,12 @@ static size_t daemon_threads(thread_info *out, size_t cap)
         if (!open || !close)
             continue;
         snprintf(out[n].name, sizeof out[n].name, "%.*s", (int)(close - open - 1), open + 1);
-        out[n].tid = atoi(e->d_name);
+        out[n].tid = (int)strtol(e->d_name, NULL, 10);
         /* After the name: state (field 3) ... nice (field 19). */
         char *p = close + 2;
         for (int field = 3; field < 19 && p; field++)
             p = strchr(p, ' ') ? strchr(p, ' ') + 1 : NULL;
-        out[n].nice = p ? atoi(p) : INT_MIN;
+        out[n].nice = p ? (int)strtol(p, NULL, 10) : INT_MIN;
         n++;
     }
     if (d)

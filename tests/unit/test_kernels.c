@@ -321,7 +321,7 @@ static int threads_at(int nice)
     DIR *d = opendir("/proc/self/task");
     int n = 0;
     for (struct dirent *e; d && (e = readdir(d)) != NULL;) {
-        pid_t tid = (pid_t)atoi(e->d_name);
+        pid_t tid = (pid_t)strtol(e->d_name, NULL, 10);
         n += tid > 0 && tid != gettid() && nice_of(tid) == nice;
     }
     if (d)
