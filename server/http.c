@@ -510,6 +510,7 @@ int srv_daemon_start(srv_daemon *d, srv_daemon_error *err)
         snprintf(err->msg, sizeof err->msg, "could not start the HTTP server on %s", d->cfg.listen);
         return -1;
     }
+    d->listen_fd = -1; /* MHD_stop_daemon closes it */
     return 0;
 }
 
@@ -522,13 +523,11 @@ char *srv_daemon_metrics(srv_daemon *d, size_t *len) { return srv_metrics_render
 
 long srv_daemon_drain(srv_daemon *d, unsigned timeout_s)
 {
+    /* The listener stays open: a request that arrives while draining is answered 503
+     * shutting_down (with Retry-After) rather than refused, and /health says "draining".
+     * MHD_quiesce_daemon is not used: in libmicrohttpd 0.9.75 it races a pool worker that
+     * removes the listen socket from its own epoll set, and the loser aborts the process. */
     atomic_store(&d->draining, 1);
-    if (d->mhd) {
-        MHD_socket fd = MHD_quiesce_daemon(d->mhd);
-        if (fd != MHD_INVALID_SOCKET)
-            close(fd);
-        d->listen_fd = -1;
-    }
     struct timespec step = {0, 20 * 1000 * 1000};
     for (unsigned i = 0; i < timeout_s * 50u; i++) {
         if (srv_metrics_inflight_now(d->metrics) <= 0)

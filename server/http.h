@@ -49,8 +49,9 @@ int srv_daemon_create(const srv_daemon_config *cfg, const srv_route *routes, siz
 int srv_daemon_start(srv_daemon *d, srv_daemon_error *err);
 unsigned srv_daemon_port(const srv_daemon *d);
 const char *srv_daemon_host(const srv_daemon *d);
-/* Stops accepting connections, answers new requests on open connections with 503, and
- * waits up to `timeout_s` for in-flight requests. Returns the number still in flight. */
+/* Answers every new request but /health's with 503 shutting_down (the listener stays open,
+ * so clients get a reason rather than a refusal) and waits up to `timeout_s` for in-flight
+ * requests. Returns the number still in flight. */
 long srv_daemon_drain(srv_daemon *d, unsigned timeout_s);
 int srv_daemon_draining(const srv_daemon *d);
 void srv_daemon_destroy(srv_daemon *d); /* stops it; accepts NULL */
