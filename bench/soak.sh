@@ -22,6 +22,8 @@
 # step 0, with the load average: on one machine it includes the client's own waits for CPU.
 # Prints one JSON object per phase and a verdict; exits 1 when a check fails.
 #   usage: bench/soak.sh [BUILD_DIR] [SECONDS]
+#   SOAK_ROUTES="search" (any of embed, search, generate) loads only those routes in steps
+#   0-2, the other models loaded and idle: to see one route's tail without the others' load.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
@@ -77,7 +79,7 @@ for name, body in bodies.items():
     open(f"{work}/{name}.json", "w").write(json.dumps(body))
 PY
 
-routes=(embed search generate)
+read -r -a routes <<<"${SOAK_ROUTES:-embed search generate}"
 for r in "${routes[@]}"; do
     "$gen" "$base/$r" "$work/$r.json" 10 1 0 >"$work/unl-$r.json"
 done
@@ -123,10 +125,10 @@ set -e
 pid=
 wait "$loader"
 
-/usr/bin/python3 - "$work" "$secs" "$term_rc" "$gate" <<'PY'
+/usr/bin/python3 - "$work" "$secs" "$term_rc" "$gate" "${routes[@]}" <<'PY'
 import json, os, re, statistics, sys
 work, secs, term_rc, gate = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-routes = ["embed", "search", "generate"]
+routes = sys.argv[5:]
 ok = True
 
 def buckets(path, route):
