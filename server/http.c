@@ -227,36 +227,92 @@ static void run_handler(srv_req *req)
     }
 }
 
-/* On a worker: the handler, then MHD may go on with the connection (and free the request).
- * A route that computes runs two requests per core at once (a search also waits on SQLite
- * and locks: one per core cost a third of its throughput), in the order they came:
- * sharing the cores among every admitted request would make each wait for all the others,
- * and the slowest far more than the average. */
+/* Takes a turn at `t`, or joins its queue. Returns 1 when the request holds a turn. */
+static int turn_enter(srv_req *req, srv_turns *t)
+{
+    pthread_mutex_lock(&t->lock);
+    int now = !t->head && t->running < t->cap;
+    if (now) {
+        t->running++;
+    } else {
+        req->turn_next = NULL;
+        if (t->tail)
+            t->tail->turn_next = req;
+        else
+            t->head = req;
+        t->tail = req;
+    }
+    req->turn = t;
+    pthread_mutex_unlock(&t->lock);
+    return now;
+}
+
+/* Ends the request's turn. Returns the waiting request it passed to (which now holds it and
+ * must be run by the caller), or NULL. */
+static srv_req *turn_pass(srv_req *req)
+{
+    srv_turns *t = req->turn;
+    if (!t)
+        return NULL;
+    req->turn = NULL;
+    pthread_mutex_lock(&t->lock);
+    srv_req *next = t->head;
+    if (next) { /* `running` stays */
+        if (!(t->head = next->turn_next))
+            t->tail = NULL;
+    } else {
+        t->running--;
+    }
+    pthread_mutex_unlock(&t->lock);
+    return next;
+}
+
+/* The request has replied: its turn passes on and MHD may go on with the connection (and
+ * free the request). Returns the request the turn passed to, or NULL. */
+static srv_req *finish_handed_off(srv_req *req)
+{
+    srv_req *next = turn_pass(req);
+    MHD_resume_connection(req->conn);
+    return next;
+}
+
+/* On a worker: the handler, then each request the turn passes to, in the order they came. A
+ * route that computes runs one request per core at once: sharing the cores among every
+ * admitted request would make each wait for all the others, and the slowest far more than
+ * the average. (Two per core, when a turn woke the waiting request's own thread, hid that
+ * wake-up; with the turn's thread going straight on, one per core serves more searches and
+ * halves their p99 in the soak, docs/RELIABILITY.md §5.) */
 static void run_handed_off(void *arg)
 {
-    srv_req *req = arg;
-    if (req->d->routes[req->route].flags & SRV_ROUTE_CPU)
-        srv_req_turn_take(req, &req->d->turns[req->route]);
-    run_handler(req);
-    srv_req_turn_end(req);
-    if (!req->stream)
-        srv_req_gates_end(req);
-    MHD_resume_connection(req->conn);
+    for (srv_req *req = arg; req; req = finish_handed_off(req))
+        run_handler(req);
 }
+
+/* Gives the request to a worker; when stopping, replies 503 at once (and so does each
+ * request its turn then passes to). */
+static void start_handed_off(srv_req *req)
+{
+    while (req) {
+        req->task = (srv_task){run_handed_off, req, NULL};
+        if (srv_workers_submit(req->d->workers, &req->task) == 0)
+            return;
+        srv_reply_error(req, SRV_E_SHUTTING_DOWN, NULL, "the server is shutting down");
+        req = finish_handed_off(req);
+    }
+}
+
+void srv_req_turn_end(srv_req *req) { start_handed_off(turn_pass(req)); }
 
 /* The handler goes to a worker, so this thread goes back to the other connections at once:
  * a search or a request waiting for its model never delays the reading, gating and 429s of
- * the rest. The connection is suspended first and resumed by the worker once the reply is
- * queued; MHD then calls on_request again, which sends it. */
+ * the rest. The connection is suspended first and resumed once the reply is queued; MHD
+ * then calls on_request again, which sends it. */
 static enum MHD_Result hand_off(srv_req *req)
 {
     req->handed_off = 1;
-    req->task = (srv_task){run_handed_off, req, NULL};
     MHD_suspend_connection(req->conn);
-    if (srv_workers_submit(req->d->workers, &req->task) != 0) { /* stopping */
-        srv_reply_error(req, SRV_E_SHUTTING_DOWN, NULL, "the server is shutting down");
-        MHD_resume_connection(req->conn);
-    }
+    if (!(req->d->routes[req->route].flags & SRV_ROUTE_CPU) || turn_enter(req, &req->d->turns[req->route]))
+        start_handed_off(req);
     return MHD_YES;
 }
 
@@ -463,7 +519,7 @@ int srv_daemon_create(const srv_daemon_config *cfg, const srv_route *routes, siz
         d->gates[i].cap = cfg->max_route_requests;
         d->gates[i].flag = "--max-route-requests";
         pthread_mutex_init(&d->turns[i].lock, NULL);
-        d->turns[i].cap = 2 * (cpus < 1 ? 1 : (unsigned)cpus);
+        d->turns[i].cap = cpus < 1 ? 1 : (unsigned)cpus;
     }
     d->metrics = srv_metrics_create(d->methods, d->patterns, n_routes);
     d->workers = srv_workers_create(THREAD_STACK_BYTES);

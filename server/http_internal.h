@@ -21,20 +21,14 @@
 
 typedef struct srv_stream srv_stream;
 
-/* A request waiting for its turn, woken alone when the turn is handed to it. */
-typedef struct srv_turn_waiter {
-    pthread_cond_t go;
-    int given;
-    struct srv_turn_waiter *next;
-} srv_turn_waiter;
-
-/* Turns in arrival order, `cap` at once (SRV_ROUTE_CPU): a request runs at once when fewer
- * than `cap` run and none waits, else it joins the queue; a turn that ends is handed to the
- * head of the queue, waking that one thread only (a broadcast would wake every waiter per
- * turn, a dozen context switches per search, queueing the one due behind the others). */
+/* Turns in arrival order, `cap` at once (SRV_ROUTE_CPU). A request handed off takes a turn
+ * at once when fewer than `cap` run and none waits; else it joins the queue, its connection
+ * suspended, holding no thread. A turn that ends passes to the head of the queue, and the
+ * thread that ended it runs that request next: under load `cap` threads go from one request
+ * to the next without sleeping, and no request waits for a thread to wake. */
 typedef struct {
     pthread_mutex_t lock;
-    srv_turn_waiter *head, *tail;
+    srv_req *head, *tail;
     unsigned running, cap;
 } srv_turns;
 
@@ -106,6 +100,7 @@ struct srv_req {
     srv_stream *stream;       /* a streamed reply instead of `reply` */
     srv_task task;            /* the handler's run on a worker */
     srv_turns *turn;          /* the turn it runs in (SRV_ROUTE_CPU), until it ends or waits for a model */
+    srv_req *turn_next;       /* the next request waiting for a turn */
     int handed_off;           /* to a worker; the connection is suspended until it replies */
     char *headers[MAX_REPLY_HEADERS][2];
     size_t n_headers;
@@ -116,14 +111,13 @@ struct srv_req {
 enum MHD_Result srv_queue_reply(srv_req *req);
 /* Appends upload bytes to the request's body, counting them against the body cap. */
 void srv_append_body(srv_req *req, const char *data, size_t n);
-/* Waits for the request's turn at `t`; srv_req_turn_end gives it back (and does nothing
- * without one). srv_req_admit gives it back too: from there on the request waits for a
- * model, whose gate bounds it, and holding a turn would keep a core's share idle. */
-void srv_req_turn_take(srv_req *req, srv_turns *t);
+/* Ends the request's turn (nothing without one): srv_req_admit calls it, since from there on
+ * the request waits for a model, whose gate bounds it, and holding a turn would keep a core's
+ * share idle. The request waiting next, if any, starts on a worker. */
 void srv_req_turn_end(srv_req *req);
-/* Gives back the request's places at its gates. A reply in full is given them back as soon
- * as it is made, before it is sent: a client that sends its next request the moment it has
- * read this reply finds the place free. A stream holds them until it ends (srv_req_free). */
+/* Gives back the request's places at its gates. A reply in full gives them back when it is
+ * queued, before it is sent: a client that sends its next request the moment it has read
+ * this reply finds the place free. A stream holds them until it ends (srv_req_free). */
 void srv_req_gates_end(srv_req *req);
 /* Lets MHD go on with a stream suspended for lack of data (on stopping: to end it). */
 void srv_stream_resume(srv_stream *st);

@@ -235,7 +235,8 @@ void srv_reply_stream(srv_req *req, const char *content_type, srv_stream_next ne
 enum MHD_Result srv_queue_reply(srv_req *req)
 {
     struct MHD_Response *r;
-    if (req->stream) {
+    int streamed = req->stream != NULL;
+    if (streamed) {
         srv_stream *st = req->stream;
         r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, STREAM_BUF, stream_read, st, stream_close);
         if (!r)
@@ -263,6 +264,8 @@ enum MHD_Result srv_queue_reply(srv_req *req)
     enum MHD_Result rc = MHD_queue_response(req->conn, req->status, r);
     MHD_destroy_response(r);
     req->queued = 1;
+    if (!streamed)
+        srv_req_gates_end(req);
     return rc;
 }
 
@@ -393,46 +396,6 @@ void srv_append_body(srv_req *req, const char *data, size_t n)
     }
     memcpy(req->body + req->body_len, data, n);
     req->body_len += n;
-}
-
-void srv_req_turn_take(srv_req *req, srv_turns *t)
-{
-    pthread_mutex_lock(&t->lock);
-    if (!t->head && t->running < t->cap) {
-        t->running++;
-    } else {
-        srv_turn_waiter me = {.given = 0};
-        pthread_cond_init(&me.go, NULL);
-        if (t->tail)
-            t->tail->next = &me;
-        else
-            t->head = &me;
-        t->tail = &me;
-        while (!me.given)
-            pthread_cond_wait(&me.go, &t->lock);
-        pthread_cond_destroy(&me.go);
-    }
-    pthread_mutex_unlock(&t->lock);
-    req->turn = t;
-}
-
-void srv_req_turn_end(srv_req *req)
-{
-    srv_turns *t = req->turn;
-    if (!t)
-        return;
-    req->turn = NULL;
-    pthread_mutex_lock(&t->lock);
-    srv_turn_waiter *w = t->head;
-    if (w) { /* the turn passes to the head of the queue: `running` stays */
-        if (!(t->head = w->next))
-            t->tail = NULL;
-        w->given = 1;
-        pthread_cond_signal(&w->go);
-    } else {
-        t->running--;
-    }
-    pthread_mutex_unlock(&t->lock);
 }
 
 int srv_req_admit(srv_req *req, srv_gate *g, const char *what)

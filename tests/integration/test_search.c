@@ -2,9 +2,11 @@
  * and every way a batch can be wrong (nothing written), id typing, dense/keyword/hybrid
  * search against rankings computed here, Qdrant filters (top_k filled even when few pass),
  * server-side embedding and the rerank stage on small random checkpoints
- * (tests/reference/make_bert_checkpoints.py), and Qdrant's points API. Restarts, concurrency
- * and kill -9 are in test_durability.c. */
+ * (tests/reference/make_bert_checkpoints.py), Qdrant's points API, and searches from many
+ * clients at once (more than the route's turns, some waiting for the embedder mid-way) each
+ * answered as when alone. Restarts, concurrent writes and kill -9 are in test_durability.c. */
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -630,6 +632,77 @@ static void test_embedding_and_rerank(void)
     it_free(&r);
 }
 
+/* ---- many searches at once ---- */
+
+/* More searches than the route's turns (one per core) at once: some wait in the turn queue
+ * and are run by the thread whose turn ended, and the text queries give their turn back
+ * mid-way to wait for the embedder (the next in the queue then starts on a worker). Every
+ * reply must be the one the same search got alone. */
+#define CONC_CLIENTS 8
+#define CONC_ROUNDS 25
+static const char *const conc_bodies[] = {
+    "{\"collection\":\"rag\",\"query\":\"bananas are yellow fruit\",\"top_k\":3,\"with_text\":false}",
+    "{\"collection\":\"rag\",\"query\":\"where is paris\",\"mode\":\"hybrid\",\"top_k\":6,\"with_text\":false}",
+    "{\"collection\":\"rag\",\"query\":\"cat\",\"mode\":\"keyword\",\"top_k\":2}",
+    "{\"collection\":\"rag\",\"query\":\"a single file\",\"top_k\":4,\"filter\":{\"must\":[{\"key\":\"n\","
+    "\"range\":{\"gte\":2}}]}}",
+};
+#define N_CONC_BODIES (sizeof conc_bodies / sizeof conc_bodies[0])
+static json_t *conc_alone[N_CONC_BODIES];
+
+/* 1 when two result lists hold the same ids in the same order, scores within 1e-5 (a text
+ * embedded in a batch with others may differ in the last bits). */
+static int same_results(json_t *a, json_t *b)
+{
+    if (json_array_size(a) != json_array_size(b) || json_array_size(a) == 0)
+        return 0;
+    for (size_t i = 0; i < json_array_size(a); i++) {
+        json_t *x = json_array_get(a, i), *y = json_array_get(b, i);
+        if (!json_equal(json_object_get(x, "id"), json_object_get(y, "id")) ||
+            fabs(json_number_value(json_object_get(x, "score")) - json_number_value(json_object_get(y, "score"))) > 1e-5)
+            return 0;
+    }
+    return 1;
+}
+
+static void *conc_client(void *arg)
+{
+    long k = (long)arg, wrong = 0;
+    for (int i = 0; i < CONC_ROUNDS; i++) {
+        size_t b = (size_t)(k + i) % N_CONC_BODIES;
+        it_response r = it_post(&srv, "/search", conc_bodies[b]);
+        if (r.status != 200 || !same_results(json_object_get(r.json, "results"), conc_alone[b])) {
+            fprintf(stderr, "\n  client %ld, search %zu: %ld %s\n", k, b, r.status, r.body ? r.body : "");
+            wrong++;
+        }
+        it_free(&r);
+    }
+    return (void *)wrong;
+}
+
+static void test_concurrent_searches(void)
+{
+    for (size_t b = 0; b < N_CONC_BODIES; b++) {
+        it_response r = it_post(&srv, "/search", conc_bodies[b]);
+        CU_ASSERT_EQUAL_FATAL(r.status, 200);
+        conc_alone[b] = json_incref(json_object_get(r.json, "results"));
+        CU_ASSERT(json_array_size(conc_alone[b]) > 0);
+        it_free(&r);
+    }
+    pthread_t th[CONC_CLIENTS];
+    for (long k = 0; k < CONC_CLIENTS; k++)
+        pthread_create(&th[k], NULL, conc_client, (void *)k);
+    long wrong = 0;
+    for (int k = 0; k < CONC_CLIENTS; k++) {
+        void *rv;
+        pthread_join(th[k], &rv);
+        wrong += (long)rv;
+    }
+    CU_ASSERT_EQUAL(wrong, 0);
+    for (size_t b = 0; b < N_CONC_BODIES; b++)
+        json_decref(conc_alone[b]);
+}
+
 /* ---- Qdrant's points API over the same collections ---- */
 
 static void test_qdrant_alias(void)
@@ -697,5 +770,6 @@ void cu_register(void)
     CU_add_test(s, "dense, keyword, hybrid", test_modes);
     CU_add_test(s, "filters", test_filters);
     CU_add_test(s, "server-side embedding and rerank", test_embedding_and_rerank);
+    CU_add_test(s, "many searches at once, each answered as alone", test_concurrent_searches);
     CU_add_test(s, "Qdrant's points API", test_qdrant_alias);
 }
