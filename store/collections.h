@@ -118,6 +118,11 @@ void st_set_pending_limit(st_db *db, size_t max_pending, unsigned wait_ms);
  * recent pace on that collection, rounded up and clamped to [1, 60]; 1 while no pace is
  * known yet (nothing indexed for long enough) or the collection is gone. */
 unsigned st_pending_retry_after(st_db *db, const char *collection, size_t n);
+/* 1 when the indexer thread is waiting for work: every tail was empty and committed when it
+ * last looked, and no write has woken it since (or it is not running). A tail's pending
+ * count reaches 0 before the indexer has committed and let go of what it took, so tests that
+ * count live allocations wait for this instead. */
+int st_indexer_idle(st_db *db);
 
 /* A document as read back; every pointer is owned (st_record_free). */
 typedef struct {

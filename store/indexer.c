@@ -100,7 +100,9 @@ static void *indexer_main(void *arg)
     pthread_mutex_lock(&db->idx_mu);
     while (!atomic_load(&db->idx_stop)) {
         if (!db->idx_work) {
+            db->idx_waiting = 1;
             pthread_cond_wait(&db->idx_cv, &db->idx_mu);
+            db->idx_waiting = 0;
             continue;
         }
         db->idx_work = 0;
@@ -148,6 +150,14 @@ void st__indexer_wake(st_db *db)
     db->idx_work = 1;
     pthread_cond_signal(&db->idx_cv);
     pthread_mutex_unlock(&db->idx_mu);
+}
+
+int st_indexer_idle(st_db *db)
+{
+    pthread_mutex_lock(&db->idx_mu);
+    int idle = !db->idx_started || (db->idx_waiting && !db->idx_work);
+    pthread_mutex_unlock(&db->idx_mu);
+    return idle;
 }
 
 void st__indexer_drained(st_db *db, st_coll *c)

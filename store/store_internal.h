@@ -188,6 +188,7 @@ struct st_db {
     size_t max_pending;       /* st_set_pending_limit; 0 = no bound */
     unsigned pending_wait_ms;
     int idx_work, idx_started;
+    int idx_waiting;          /* the indexer is in its wait for work (under idx_mu) */
     atomic_int idx_stop;
     pthread_t indexer;
 };

@@ -112,20 +112,8 @@ void fault_rmtree(const char *dir)
 
 void fault_app_settle(fault_app *f)
 {
-    for (int tries = 0; tries < 3000; tries++) {
-        st_collection *list;
-        size_t n;
-        st_error err;
-        int64_t pending = 0;
-        if (st_collection_list(f->app.db, &list, &n, &err) != 0)
-            return;
-        for (size_t i = 0; i < n; i++)
-            pending += list[i].pending;
-        free(list);
-        if (!pending)
-            return;
+    for (int tries = 0; tries < 3000 && !st_indexer_idle(f->app.db); tries++)
         usleep(10000);
-    }
 }
 
 void fault_expect_all_freed(long baseline, const char *suite, long injected)

@@ -41,8 +41,8 @@ void fault_reply_parse(fault_reply *r);
  * `baseline` and the suite injected some faults (`injected`, printed under `suite`). */
 void fault_expect_all_freed(long baseline, const char *suite, long injected);
 
-/* Waits (up to 30 s) until the store's indexer has emptied every collection's tail, so the
- * heap holds still between operations. */
+/* Waits (up to 30 s) until the store's indexer is idle, every collection's tail emptied and
+ * committed, so the heap holds still between operations. */
 void fault_app_settle(fault_app *f);
 
 /* Removes a directory tree (files and directories, never following a symlink). */

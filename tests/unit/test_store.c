@@ -555,7 +555,7 @@ static void test_replaced_vector_never_stale(void)
 /* The Retry-After of an upsert refused for a full tail (st_pending_retry_after): 1 for an
  * unknown collection, an empty tail, or before the indexer has a pace; while it works through
  * a long tail, the estimate for draining all of it agrees (within 3x) with how long draining
- * it then takes. */
+ * it then takes. And st_indexer_idle: never while a tail holds documents, soon after. */
 static void test_retry_after_estimate(void)
 {
     st_db *db = fresh();
@@ -585,7 +585,9 @@ static void test_retry_after_estimate(void)
     CU_ASSERT_EQUAL_FATAL(st_upsert(db, "pace", DIM, docs + N / 2, N / 2, &err), 0);
     usleep(600000); /* two windows of the indexer's pace */
     st_collection got;
+    int idle = st_indexer_idle(db); /* read first: once idle, nothing joins a tail unwritten */
     CU_ASSERT_EQUAL(st_collection_get(db, "pace", &got, &err), 0);
+    CU_ASSERT(!(idle && got.pending > 0));
     unsigned estimate = st_pending_retry_after(db, "pace", N); /* all of the tail must drain */
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -596,6 +598,9 @@ static void test_retry_after_estimate(void)
     CU_ASSERT(got.pending > N / 8); /* else the indexer outran the test and nothing is measured */
     CU_ASSERT(estimate >= took / 3 && estimate <= 3 * took + 1);
     CU_ASSERT_EQUAL(st_pending_retry_after(db, "pace", N), 1);
+    for (int i = 0; i < 2000 && !st_indexer_idle(db); i++) /* the last commit, then idle */
+        usleep(5000);
+    CU_ASSERT_EQUAL(st_indexer_idle(db), 1);
     free(vecs);
     free(docs);
     st_close(db);
