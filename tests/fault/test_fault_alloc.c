@@ -180,7 +180,9 @@ static const req_case req_cases[] = {
     /* Streams run here too: srv_dispatch_detached runs a stream to its end into the reply (its
      * pump thread, the generation's steps and events as on the daemon; only MHD's side, the
      * fills on a worker and the suspended connection, is fault_mhd's). Once the 200 is
-     * queued a failure can only end the stream with its error event. */
+     * queued a failure can only end the stream with its error event. From the Nth on, the
+     * detached reply cannot grow once the stream fails (-1: only the leak, the gate and the
+     * next request are checked); fault_mhd checks those streams' events. */
     {"POST", "/generate_stream",
      "{\"inputs\":\"emma\",\"parameters\":{\"max_new_tokens\":3,\"details\":true,\"seed\":7}}", NULL, NULL, 1},
     {"POST", "/v1/completions", "{\"prompt\":\"emma\",\"max_tokens\":3,\"temperature\":0,\"stream\":true}", NULL,
@@ -308,7 +310,7 @@ static void loop_request(const req_case *c, const fault_mode *m)
         CU_ASSERT(ok);
         CU_ASSERT(n < MAX_N);
         char what[96];
-        snprintf(what, sizeof what, "%s %s (%u)", c->method, c->path, ref.status);
+        snprintf(what, sizeof what, "%s %s%s (%u)", c->method, c->path, c->sse == 2 ? " stream" : "", ref.status);
         report(what, m, runs, fault_alloc_injected() - injected);
         if (c->sse)
             printf("; %ld streams ended by their error event", streams_failed);
