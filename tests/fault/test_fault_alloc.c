@@ -5,7 +5,7 @@
  * PERSISTENT_STRIDE), after which the same operation must succeed. Over
  *   - requests: route + JSON body + validation + handler through srv_dispatch_detached, on
  *     the routes that write and read collections, documents, search, datasets, the
- *     tokenizer and adapters;
+ *     tokenizer, adapters and generation (TGI's and OpenAI's, streamed too);
  *   - ingest: a batch upsert into a real store (st_upsert);
  *   - adapter loading: real PEFT directories (LoRA, prompt and prefix tuning) written by
  *     adp_save, read back by adp_load;
