@@ -21,6 +21,13 @@
 
 #define STREAM_AHEAD 1024 /* bytes of events the pump may have ready before MHD takes them */
 
+/* The last event of a stream whose generation failed, in each API's shape. Constant, so a
+ * stream that ran out of memory still ends with it rather than silently short (a 200 whose
+ * events stop is a finished generation to a client that does not check for the last one). */
+static const char tgi_error_event[] = "data:{\"error\":\"generation failed\",\"error_type\":\"Backend\"}\n\n";
+static const char openai_error_event[] = "data: {\"error\":{\"message\":\"generation failed\",\"type\":\"server_error\","
+                                         "\"param\":null,\"code\":\"internal_error\"}}\n\n";
+
 typedef struct {
     gen_session *s;
     int openai;          /* OpenAI chunks and a final [DONE]; TGI events otherwise */
@@ -37,6 +44,8 @@ typedef struct {
     int pumping, cancelled;
     char *pending;       /* formatted events not yet taken by MHD */
     size_t len, off, cap;
+    const char *error;   /* the generation failed: this event follows the pending ones */
+    size_t error_off;    /* bytes of it taken */
 } gen_stream;
 
 static void stream_done(void *ctx)
@@ -191,11 +200,10 @@ static void *stream_pump(void *ctx)
         int rc = gen_step(st->s, &id), failed = rc < 0;
         if (!failed && (st->openai ? openai_chunk(st) : tgi_event(st, id, rc)) != 0)
             failed = 1;
-        if (failed) {
-            stream_push(st, NULL,
-                        st->openai ? "{\"error\":{\"message\":\"generation failed\",\"type\":\"server_error\","
-                                     "\"param\":null,\"code\":\"internal_error\"}}"
-                                   : "{\"error\":\"generation failed\",\"error_type\":\"Backend\"}");
+        if (failed) { /* the error event needs no memory: stream_next sends it last */
+            pthread_mutex_lock(&st->lock);
+            st->error = st->openai ? openai_error_event : tgi_error_event;
+            pthread_mutex_unlock(&st->lock);
             st->finished = 1;
         }
     }
@@ -216,8 +224,15 @@ static long stream_next(void *ctx, char *buf, size_t cap)
     while (st->off == st->len && st->pumping == 1)
         pthread_cond_wait(&st->moved, &st->lock);
     size_t n = st->len - st->off < cap ? st->len - st->off : cap;
-    memcpy(buf, st->pending + st->off, n);
-    st->off += n;
+    if (n) {
+        memcpy(buf, st->pending + st->off, n);
+        st->off += n;
+    } else if (st->error) { /* the pump has ended: nothing more is pending */
+        size_t left = strlen(st->error) - st->error_off;
+        n = left < cap ? left : cap;
+        memcpy(buf, st->error + st->error_off, n);
+        st->error_off += n;
+    }
     pthread_cond_broadcast(&st->moved);
     pthread_mutex_unlock(&st->lock);
     return (long)n;

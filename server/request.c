@@ -468,13 +468,16 @@ int srv_dispatch_detached(const srv_route *routes, size_t n_routes, void *app,
     }
     if (!req->replied)
         srv_reply_error(req, SRV_E_INTERNAL, NULL, "internal error");
+    int lost = 0; /* a stream's reply could not be held whole: as when the copy fails, -1 */
     if (req->stream) { /* no socket: run the stream to its end into the reply */
         char chunk[4096];
         long n;
         while ((n = req->stream->next(req->stream->ctx, chunk, sizeof chunk)) > 0) {
             char *p = realloc(req->reply, req->reply_len + (size_t)n);
-            if (!p)
+            if (!p) {
+                lost = 1; /* not a reply cut short that would pass for a whole one */
                 break;
+            }
             memcpy(p + req->reply_len, chunk, (size_t)n);
             req->reply = p;
             req->reply_len += (size_t)n;
@@ -484,7 +487,7 @@ int srv_dispatch_detached(const srv_route *routes, size_t n_routes, void *app,
     }
     out->status = req->status;
     out->body_len = req->reply ? req->reply_len : sizeof oom_body - 1;
-    out->body = malloc(out->body_len + 1);
+    out->body = lost ? NULL : malloc(out->body_len + 1);
     int rc = out->body ? 0 : -1;
     if (out->body) {
         memcpy(out->body, req->reply ? req->reply : oom_body, out->body_len);

@@ -98,6 +98,95 @@ void fault_reply_parse(fault_reply *r)
     json_decref(j);
 }
 
+/* A JSON text without the top-level keys that change from request to request; NULL when the
+ * text is not JSON. */
+static json_t *json_steady(const char *text, size_t len)
+{
+    json_t *j = json_loadb(text, len, 0, NULL);
+    json_object_del(j, "id");
+    json_object_del(j, "created");
+    json_object_del(j, "time_ms");
+    return j;
+}
+
+int fault_json_same(const char *a, const char *b)
+{
+    json_t *ja = json_steady(a, strlen(a)), *jb = json_steady(b, strlen(b));
+    int same = ja && jb && json_equal(ja, jb);
+    json_decref(ja);
+    json_decref(jb);
+    return same;
+}
+
+/* The next whole event of an SSE body at *at: its data (after "data:" and one space) in
+ * [*data, *data + *len), and *at moved past its blank line. 0 at the end or before a part
+ * of an event; -1 when it is not one "data:" line. */
+static int sse_next(const char **at, const char **data, size_t *len)
+{
+    const char *end = strstr(*at, "\n\n");
+    if (!end)
+        return 0;
+    const char *d = *at;
+    *at = end + 2;
+    if (strncmp(d, "data:", 5) != 0 || memchr(d, '\n', (size_t)(end - d)))
+        return -1;
+    d += d[5] == ' ' ? 6 : 5;
+    *data = d;
+    *len = (size_t)(end - d);
+    return 1;
+}
+
+/* 1 when the data is the stream's error event in its API's shape. */
+static int sse_error_event(const char *data, size_t len, int openai)
+{
+    json_t *j = json_loadb(data, len, 0, NULL), *e = json_object_get(j, "error");
+    int ok = openai ? json_object_size(j) == 1 && json_is_string(json_object_get(e, "message")) &&
+                          json_is_string(json_object_get(e, "type")) && json_is_string(json_object_get(e, "code"))
+                    : json_object_size(j) == 2 && json_is_string(e) && json_is_string(json_object_get(j, "error_type"));
+    json_decref(j);
+    return ok;
+}
+
+fault_sse fault_sse_compare(const char *body, const char *ref, int openai, int *trailing, char *why, size_t cap)
+{
+    const char *at = body, *rat = ref, *d, *rd;
+    size_t len, rlen, i = 0;
+    int rc, rrc;
+    *why = '\0';
+    for (;; i++) {
+        rc = sse_next(&at, &d, &len);
+        rrc = sse_next(&rat, &rd, &rlen);
+        if (rc <= 0 || rrc <= 0) /* past the reference: the error event, checked below */
+            break;
+        if (len == rlen && !memcmp(d, rd, len))
+            continue;
+        json_t *j = json_steady(d, len), *rj = json_steady(rd, rlen);
+        int same = j && rj && json_equal(j, rj);
+        json_decref(j);
+        json_decref(rj);
+        if (!same)
+            break;
+    }
+    *trailing = rc == 0 && *at != '\0';
+    if (rc < 0) {
+        snprintf(why, cap, "event %zu is not one data line", i + 1);
+        return FAULT_SSE_BAD;
+    }
+    if (rc == 0)
+        return rrc == 0 ? FAULT_SSE_WHOLE : FAULT_SSE_CUT;
+    /* event i is not the reference's: only the error event may stand there, and last */
+    if (!sse_error_event(d, len, openai)) {
+        snprintf(why, cap, "event %zu is neither the fault-free one nor the error event: %.*s", i + 1,
+                 (int)(len < 200 ? len : 200), d);
+        return FAULT_SSE_BAD;
+    }
+    if (*at != '\0') {
+        snprintf(why, cap, "the error event (event %zu) is not the last", i + 1);
+        return FAULT_SSE_BAD;
+    }
+    return FAULT_SSE_FAILED;
+}
+
 static int rm_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
 {
     (void)st;

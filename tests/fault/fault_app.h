@@ -37,6 +37,22 @@ int fault_app_request(fault_app *f, const char *method, const char *path, const 
 /* Fills r->code from the body: run it with faults disarmed. */
 void fault_reply_parse(fault_reply *r);
 
+/* How a streamed reply (server-sent events, "data:" lines) compares with the fault-free
+ * stream `ref`. An event counts once its blank line has come: a client discards the part
+ * of an event a cut connection leaves (the SSE rule), so a trailing part is only noted. */
+typedef enum {
+    FAULT_SSE_WHOLE,  /* every event of `ref`, the same (OpenAI's "id" and "created" aside) */
+    FAULT_SSE_FAILED, /* the first events of `ref`, then the stream's error event, last */
+    FAULT_SSE_CUT,    /* the first events of `ref`, then nothing (with `trailing`: part of one) */
+    FAULT_SSE_BAD     /* anything else (`why` says what) */
+} fault_sse;
+/* `openai` picks the error event's shape: OpenAI's {"error":{"message","type","code"}},
+ * TGI's {"error":str,"error_type":str}. Run it with faults disarmed. */
+fault_sse fault_sse_compare(const char *body, const char *ref, int openai, int *trailing, char *why, size_t cap);
+/* 1 when two JSON texts are equal but for the top-level keys that change from request to
+ * request ("id" and "created" of OpenAI's completions, "time_ms" of a search). */
+int fault_json_same(const char *a, const char *b);
+
 /* The suite's last check, once everything is closed: the live heap blocks are back to
  * `baseline` and the suite injected some faults (`injected`, printed under `suite`). */
 void fault_expect_all_freed(long baseline, const char *suite, long injected);

@@ -5,7 +5,7 @@
  * PERSISTENT_STRIDE), after which the same operation must succeed. Over
  *   - requests: route + JSON body + validation + handler through srv_dispatch_detached, on
  *     the routes that write and read collections, documents, search, datasets, the
- *     tokenizer and adapters;
+ *     tokenizer, adapters and generation (TGI's and OpenAI's, streamed too);
  *   - ingest: a batch upsert into a real store (st_upsert);
  *   - adapter loading: real PEFT directories (LoRA, prompt and prefix tuning) written by
  *     adp_save, read back by adp_load;
@@ -50,6 +50,7 @@ static fault_mode nth_only = {0, 1}, from_nth = {1, 1}, requests_from_nth = {1, 
 static fault_app fa;
 static int have_generator;
 static long total_injected;
+static long streams_failed; /* streamed replies that ended with their error event */
 
 /* Live heap blocks that are not SQLite's: SQLite keeps pages cached across operations (and
  * frees them all on close, which the close check covers); everything else an operation
@@ -80,6 +81,7 @@ typedef struct {
     void (*undo)(void);    /* puts the state back, whatever happened (NULL: nothing to undo) */
     int (*consistent)(void); /* 1 when the write is wholly absent, 2 wholly present, 0 neither
                               * (NULL: no check) */
+    int sse;               /* a streamed reply: 1 TGI's events, 2 OpenAI's (0: not streamed) */
 } req_case;
 
 static const char docs_body[] =
@@ -152,30 +154,41 @@ static void undo_adapter(void)
 
 static const req_case req_cases[] = {
     {"POST", "/collections", "{\"name\":\"made\",\"dimension\":8,\"distance\":\"cosine\",\"m\":8}", undo_collection,
-     made_consistent},
-    {"POST", "/collections/docs/documents", docs_body, undo_docs, docs_consistent},
-    {"PUT", "/collections/docs/points", points_body, undo_points, points_consistent},
+     made_consistent, 0},
+    {"POST", "/collections/docs/documents", docs_body, undo_docs, docs_consistent, 0},
+    {"PUT", "/collections/docs/points", points_body, undo_points, points_consistent, 0},
     {"POST", "/search",
      "{\"collection\":\"docs\",\"vector\":[1,0,0,0,0,0,0,0],\"top_k\":3,\"with_vector\":true,"
      "\"filter\":{\"must\":[{\"key\":\"tag\",\"match\":{\"any\":[\"a\",\"b\"]}}],\"must_not\":[{\"key\":\"n\",\"range\":{\"gt\":5}}]}}",
-     NULL, NULL},
-    {"POST", "/search", "{\"collection\":\"docs\",\"query\":\"beta\",\"mode\":\"keyword\",\"top_k\":3}", NULL, NULL},
+     NULL, NULL, 0},
+    {"POST", "/search", "{\"collection\":\"docs\",\"query\":\"beta\",\"mode\":\"keyword\",\"top_k\":3}", NULL, NULL, 0},
     {"POST", "/collections/docs/points/query", "{\"query\":[0,1,0,0,0,0,0,0],\"limit\":2,\"with_payload\":true}", NULL,
-     NULL},
-    {"GET", "/collections/docs/documents/two", NULL, NULL, NULL},
-    {"GET", "/collections", NULL, NULL, NULL},
-    {"POST", "/datasets", "{\"prompt\":\"a\",\"completion\":\"b\"}\n{\"prompt\":\"c\",\"completion\":\"d\"}\n", NULL, NULL},
-    {"POST", "/collections", "{\"name\":\"bad\",\"dimension\":-1}", NULL, NULL}, /* a 422 must stay a 422 */
-    {"POST", "/search", "{\"collection\":\"docs\",\"vector\":[1,2],\"top_k\":3}", NULL, NULL},
-    {"POST", "/collections/docs/documents", "{\"documents\":[{\"id\":1,\"vector\":[1,0,0,0,0,0,0,\"x\"]}]}", NULL, NULL},
+     NULL, 0},
+    {"GET", "/collections/docs/documents/two", NULL, NULL, NULL, 0},
+    {"GET", "/collections", NULL, NULL, NULL, 0},
+    {"POST", "/datasets", "{\"prompt\":\"a\",\"completion\":\"b\"}\n{\"prompt\":\"c\",\"completion\":\"d\"}\n", NULL, NULL, 0},
+    {"POST", "/collections", "{\"name\":\"bad\",\"dimension\":-1}", NULL, NULL, 0}, /* a 422 must stay a 422 */
+    {"POST", "/search", "{\"collection\":\"docs\",\"vector\":[1,2],\"top_k\":3}", NULL, NULL, 0},
+    {"POST", "/collections/docs/documents", "{\"documents\":[{\"id\":1,\"vector\":[1,0,0,0,0,0,0,\"x\"]}]}", NULL, NULL, 0},
     /* With the generator (../shared): */
-    {"POST", "/tokenize", "{\"inputs\":\"Hello world, hello names\"}", NULL, NULL},
-    {"POST", "/adapters", "{\"name\":\"lo\"}", undo_adapter, NULL},
-    {"GET", "/adapters", NULL, NULL, NULL},
+    {"POST", "/tokenize", "{\"inputs\":\"Hello world, hello names\"}", NULL, NULL, 0},
+    {"POST", "/adapters", "{\"name\":\"lo\"}", undo_adapter, NULL, 0},
+    {"GET", "/adapters", NULL, NULL, NULL, 0},
     {"POST", "/generate", "{\"inputs\":\"emma\",\"parameters\":{\"max_new_tokens\":3,\"details\":true,\"seed\":7}}",
-     NULL, NULL},
+     NULL, NULL, 0},
+    {"POST", "/v1/completions", "{\"prompt\":\"emma\",\"max_tokens\":3,\"temperature\":0}", NULL, NULL, 0},
+    /* Streams run here too: srv_dispatch_detached runs a stream to its end into the reply (its
+     * pump thread, the generation's steps and events as on the daemon; only MHD's side, the
+     * fills on a worker and the suspended connection, is fault_mhd's). Once the 200 is
+     * queued a failure can only end the stream with its error event. From the Nth on, the
+     * detached reply cannot grow once the stream fails (-1: only the leak, the gate and the
+     * next request are checked); fault_mhd checks those streams' events. */
+    {"POST", "/generate_stream",
+     "{\"inputs\":\"emma\",\"parameters\":{\"max_new_tokens\":3,\"details\":true,\"seed\":7}}", NULL, NULL, 1},
+    {"POST", "/v1/completions", "{\"prompt\":\"emma\",\"max_tokens\":3,\"temperature\":0,\"stream\":true}", NULL,
+     NULL, 2},
 };
-#define N_GENERATOR_CASES 4
+#define N_GENERATOR_CASES 7
 
 /* Runs one request with the Nth allocation failing (from the Nth on when persistent, and then
  * the same request again without faults); returns 1 when the fault fired. */
@@ -183,7 +196,12 @@ static int one_request(const req_case *c, const fault_reply *ref, long n, int pe
 {
     long before = heap_live();
     fault_reply r;
-    fault_alloc_arm(n, persistent);
+    /* A stream's events are made on its pump thread: count every thread's allocations. The
+     * process is otherwise idle (the indexer settled), so N is the same allocation each run. */
+    if (c->sse)
+        fault_alloc_arm_all_threads(n, persistent);
+    else
+        fault_alloc_arm(n, persistent);
     int rc = fault_app_request(&fa, c->method, c->path, c->body, &r);
     fault_alloc_disarm();
     int fired = fault_alloc_fired();
@@ -204,6 +222,24 @@ static int one_request(const req_case *c, const fault_reply *ref, long n, int pe
     if (rc == 0 && r.status == ref->status && strcmp(r.code, ref->code) != 0) {
         fprintf(stderr, "\n%s %s, allocation %ld failed: code %s instead of %s: %.300s\n", c->method, c->path, n,
                 r.code, ref->code, r.body);
+        *ok = 0;
+    }
+    if (c->sse && rc == 0 && r.status == 200) { /* without a socket nothing cuts the stream */
+        char why[300];
+        int trailing;
+        fault_sse v = fault_sse_compare(r.body, ref->body, c->sse == 2, &trailing, why, sizeof why);
+        if (v == FAULT_SSE_FAILED)
+            streams_failed++;
+        if (v == FAULT_SSE_BAD || v == FAULT_SSE_CUT || trailing) {
+            fprintf(stderr, "\n%s %s, allocation %ld failed: %s\n%.600s\n", c->method, c->path, n,
+                    v == FAULT_SSE_BAD ? why : "the stream ended without its last event", r.body);
+            *ok = 0;
+        }
+    }
+    /* The generator's place at its gate is given back with the request (a stream's at its end). */
+    if (have_generator && fa.app.models[APP_GENERATOR].gate.held != 0) {
+        fprintf(stderr, "\n%s %s, allocation %ld failed: the generator's gate holds %u places\n", c->method, c->path,
+                n, (unsigned)fa.app.models[APP_GENERATOR].gate.held);
         *ok = 0;
     }
     char reply[200];
@@ -266,6 +302,7 @@ static void loop_request(const req_case *c, const fault_mode *m)
     {
         int ok = 1;
         long n = 1, runs = 0, injected = fault_alloc_injected();
+        streams_failed = 0;
         while (n < MAX_N && ok && one_request(c, &ref, n, m->persistent, &ok)) {
             n += m->stride;
             runs++;
@@ -273,8 +310,10 @@ static void loop_request(const req_case *c, const fault_mode *m)
         CU_ASSERT(ok);
         CU_ASSERT(n < MAX_N);
         char what[96];
-        snprintf(what, sizeof what, "%s %s (%u)", c->method, c->path, ref.status);
+        snprintf(what, sizeof what, "%s %s%s (%u)", c->method, c->path, c->sse == 2 ? " stream" : "", ref.status);
         report(what, m, runs, fault_alloc_injected() - injected);
+        if (c->sse)
+            printf("; %ld streams ended by their error event", streams_failed);
     }
     free(ref.body);
 }
@@ -724,9 +763,15 @@ static int setup(void)
     if (stride && strtol(stride, NULL, 10) > 0)
         requests_from_nth.stride = strtol(stride, NULL, 10);
     /* Once through without faults first: what the process allocates once and keeps (SQLite's
-     * global state, the time zone, OpenBLAS's buffers) is then in the baseline. */
-    if (fault_app_open(&fa, 1) == 0)
-        fault_app_close(&fa);
+     * global state, the time zone, OpenBLAS's buffers) is then in the baseline. A stream
+     * too: glibc keeps the stack of a joined thread (its pump's) for the next, with a block
+     * (the thread's TLS vector) that is freed only with the process. */
+    if (fault_app_open(&fa, 1) == 0) {
+        fault_reply r;
+        if (fault_app_request(&fa, "POST", "/generate_stream", "{\"inputs\":\"a\"}", &r) == 0)
+            free(r.body);
+    }
+    fault_app_close(&fa);
     baseline = fault_alloc_live();
     if (fault_app_open(&fa, 1) == 0) {
         have_generator = 1;

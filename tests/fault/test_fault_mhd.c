@@ -9,7 +9,10 @@
  * fault-free one, 503 out_of_memory, or none (libmicrohttpd may drop the connection); no
  * leak once the connection is gone; and the next request, without faults, gets the
  * fault-free reply (with --max-route-requests 1, a place at the route's gate that was not
- * given back would make it a 429). */
+ * given back would make it a 429; the generator's gate has one place too, and is checked
+ * empty). A stream (server-sent events) may also, once its 200 is out, end with its error
+ * event after the fault-free events before it, or be cut by libmicrohttpd (no last chunk)
+ * after some of them; every event that came whole is parsed and compared. */
 #include <arpa/inet.h>
 #include <jansson.h>
 #include <netinet/in.h>
@@ -49,9 +52,36 @@ static long heap_live(void)
     return fault_alloc_live() - cur;
 }
 
+/* The body of a chunked reply, decoded in place; 1 when its last (empty) chunk came. */
+static int dechunk(char *body)
+{
+    char *in = body, *out = body;
+    for (;;) {
+        char *end;
+        unsigned long n = strtoul(in, &end, 16);
+        if (end == in || strncmp(end, "\r\n", 2) != 0)
+            break;
+        in = end + 2;
+        if (n == 0) {
+            *out = '\0';
+            return 1;
+        }
+        if (strlen(in) < n + 2) { /* cut inside the chunk: keep what came */
+            memmove(out, in, strlen(in) + 1);
+            return 0;
+        }
+        memmove(out, in, n);
+        out += n;
+        in += n + 2;
+    }
+    *out = '\0';
+    return 0;
+}
+
 /* One request on a new connection (Connection: close), read until the server closes it.
- * Returns the status, or 0 when the connection closed without one; the body goes to out. */
-static long roundtrip(const char *method, const char *path, const char *body, char *out, size_t cap)
+ * Returns the status, or 0 when the connection closed without one; the body goes to out,
+ * decoded when chunked (a stream), and *whole is 0 when its last chunk did not come. */
+static long roundtrip(const char *method, const char *path, const char *body, char *out, size_t cap, int *whole)
 {
     char req[1024];
     int len = snprintf(req, sizeof req,
@@ -84,16 +114,20 @@ static long roundtrip(const char *method, const char *path, const char *body, ch
     if (strncmp(out, "HTTP/1.1 ", 9) == 0)
         status = strtol(out + 9, NULL, 10);
     const char *b = strstr(out, "\r\n\r\n");
+    int chunked = b && memmem(out, (size_t)(b - out), "Transfer-Encoding: chunked", 26);
     memmove(out, b ? b + 4 : out + got, strlen(b ? b + 4 : out + got) + 1);
+    *whole = chunked ? dechunk(out) : 1;
     return status;
 }
 
-/* 1 when two replies are the same but for the time a search took ("time_ms", last). */
+/* 1 when two replies are the same but for the time a search took ("time_ms", last), or
+ * an OpenAI completion's "id" (the request's) and "created". */
 static int same_reply(const char *a, const char *b)
 {
     const char *ta = strstr(a, "\"time_ms\""), *tb = strstr(b, "\"time_ms\"");
     size_t na = ta ? (size_t)(ta - a) : strlen(a), nb = tb ? (size_t)(tb - b) : strlen(b);
-    return na == nb && memcmp(a, b, na) == 0;
+    return (na == nb && memcmp(a, b, na) == 0) ||
+           (strstr(a, "\"object\":\"text_completion\"") && fault_json_same(a, b));
 }
 
 /* The error code of a JSON error body, ours or OpenAI's ("" when none). */
@@ -108,56 +142,94 @@ static void body_code(const char *body, char *code, size_t cap)
 
 typedef struct {
     const char *method, *path, *body;
+    int sse; /* a streamed reply: 1 TGI's events, 2 OpenAI's (0: not streamed) */
 } mhd_case;
 
 static const mhd_case cases[] = {
-    {"POST", "/search", "{\"collection\":\"docs\",\"vector\":[1,0,0,0],\"top_k\":2}"},
+    {"POST", "/search", "{\"collection\":\"docs\",\"vector\":[1,0,0,0],\"top_k\":2}", 0},
     /* with the generator: */
-    {"POST", "/tokenize", "{\"inputs\":\"Hello world, hello names\"}"},
+    {"POST", "/tokenize", "{\"inputs\":\"Hello world, hello names\"}", 0},
     /* the model list (OpenAI's shape: no key may go missing) */
-    {"GET", "/v1/models", NULL},
+    {"GET", "/v1/models", NULL, 0},
     /* a generation, greedy, so every reply is the same */
-    {"POST", "/generate", "{\"inputs\":\"emma\",\"parameters\":{\"max_new_tokens\":3,\"details\":true,\"seed\":7}}"},
+    {"POST", "/generate", "{\"inputs\":\"emma\",\"parameters\":{\"max_new_tokens\":3,\"details\":true,\"seed\":7}}", 0},
+    {"POST", "/v1/completions", "{\"prompt\":\"emma\",\"max_tokens\":3,\"temperature\":0}", 0},
+    /* streamed: the pump thread's events, the fills on a worker, the suspended connection */
+    {"POST", "/generate_stream",
+     "{\"inputs\":\"emma\",\"parameters\":{\"max_new_tokens\":3,\"details\":true,\"seed\":7}}", 1},
+    {"POST", "/v1/completions", "{\"prompt\":\"emma\",\"max_tokens\":3,\"temperature\":0,\"stream\":true}", 2},
 };
 #define N_CASES (sizeof cases / sizeof cases[0])
+
+/* A 200 compared with the fault-free reply: FAULT_SSE_WHOLE when the same; for a stream,
+ * also FAULT_SSE_FAILED (ended by its error event) or FAULT_SSE_CUT (libmicrohttpd cut the
+ * connection: no last chunk, and no event but fault-free ones); FAULT_SSE_BAD otherwise. */
+static fault_sse compare(const mhd_case *c, const char *body, int whole, const char *ref_body)
+{
+    if (!c->sse)
+        return same_reply(body, ref_body) ? FAULT_SSE_WHOLE : FAULT_SSE_BAD;
+    char why[300];
+    int trailing;
+    fault_sse v = fault_sse_compare(body, ref_body, c->sse == 2, &trailing, why, sizeof why);
+    if (v == FAULT_SSE_BAD)
+        fprintf(stderr, "\n%s %s: %s", c->method, c->path, why);
+    if (whole && (v == FAULT_SSE_CUT || trailing)) { /* a stream that ended, silently short */
+        fprintf(stderr, "\n%s %s: the stream ended without its last event", c->method, c->path);
+        return FAULT_SSE_BAD;
+    }
+    return whole || v == FAULT_SSE_BAD ? v : FAULT_SSE_CUT;
+}
 
 static void loop(const mhd_case *c, int persistent)
 {
     static char ref_body[65536], body[65536], code[40];
-    long ref = roundtrip(c->method, c->path, c->body, ref_body, sizeof ref_body);
-    if (ref != 200)
+    int whole;
+    long ref = roundtrip(c->method, c->path, c->body, ref_body, sizeof ref_body, &whole);
+    if (ref != 200 || !whole)
         fprintf(stderr, "\n%s %s: %ld %.300s\n", c->method, c->path, ref, ref_body);
     CU_ASSERT_EQUAL_FATAL(ref, 200);
+    CU_ASSERT_FATAL(whole);
     long stride = persistent ? PERSISTENT_STRIDE : 1, n = 1, runs = 0, dropped = 0, oom = 0, bad = 0;
+    long failed = 0, cut = 0; /* streams ended by their error event, cut by libmicrohttpd */
     long injected = fault_alloc_injected();
+    const srv_gate *gate = &fa.app.models[APP_GENERATOR].gate;
     for (; n < MAX_N && !bad; n += stride, runs++) {
         fault_app_settle(&fa);
         long before = heap_live();
         fault_alloc_arm_all_threads(n, persistent);
-        long st = roundtrip(c->method, c->path, c->body, body, sizeof body);
+        long st = roundtrip(c->method, c->path, c->body, body, sizeof body, &whole);
         fault_alloc_disarm();
         int fired = fault_alloc_fired();
         body_code(body, code, sizeof code);
+        fault_sse v = st == ref ? compare(c, body, whole, ref_body) : FAULT_SSE_BAD;
         if (st == 0)
             dropped++;
         else if (st == 503 && !strcmp(code, "out_of_memory"))
             oom++;
-        else if (st != ref || !same_reply(body, ref_body)) {
-            fprintf(stderr, "\n%s %s, allocation %ld%s failed: %ld %.200s\n", c->method, c->path, n,
+        else if (v == FAULT_SSE_FAILED || v == FAULT_SSE_CUT)
+            v == FAULT_SSE_FAILED ? failed++ : cut++;
+        else if (v != FAULT_SSE_WHOLE) {
+            fprintf(stderr, "\n%s %s, allocation %ld%s failed: %ld %.600s\n", c->method, c->path, n,
                     persistent ? " on" : "", st, body);
             bad++;
         }
-        /* The connection's thread frees what it holds once the connection is gone. */
+        /* The connection's thread frees what it holds once the connection is gone (a
+         * stream's, once its pump has stopped), and gives back its places at the gates. */
         double end = now_s() + 5;
-        while (heap_live() > before && now_s() < end)
+        while ((heap_live() > before || gate->held) && now_s() < end)
             usleep(1000);
         if (heap_live() > before) {
             fprintf(stderr, "\n%s %s, allocation %ld%s failed: %ld blocks leaked\n", c->method, c->path, n,
                     persistent ? " on" : "", heap_live() - before);
             bad++;
         }
-        long again = roundtrip(c->method, c->path, c->body, body, sizeof body);
-        if (again != ref || !same_reply(body, ref_body)) {
+        if (gate->held) {
+            fprintf(stderr, "\n%s %s, allocation %ld%s failed: the generator's gate holds %u places\n", c->method,
+                    c->path, n, persistent ? " on" : "", (unsigned)gate->held);
+            bad++;
+        }
+        long again = roundtrip(c->method, c->path, c->body, body, sizeof body, &whole);
+        if (again != ref || compare(c, body, whole, ref_body) != FAULT_SSE_WHOLE) {
             fprintf(stderr, "\n%s %s, after allocation %ld%s failed, without faults: %ld %.200s\n", c->method,
                     c->path, n, persistent ? " on" : "", again, body);
             bad++;
@@ -169,8 +241,11 @@ static void loop(const mhd_case *c, int persistent)
     CU_ASSERT(n < MAX_N);
     injected = fault_alloc_injected() - injected;
     total_injected += injected;
-    printf("\n  fault_mhd: %-6s %-10s %s: %5ld runs, %6ld faults injected; %ld dropped, %ld 503, the rest %ld",
-           c->method, c->path, persistent ? "from N on" : "Nth only ", runs, injected, dropped, oom, ref);
+    printf("\n  fault_mhd: %-6s %-16s%s %s: %5ld runs, %6ld faults injected; %ld dropped, %ld 503, the rest %ld",
+           c->method, c->path, c->sse == 2 ? " (stream)" : "", persistent ? "from N on" : "Nth only ", runs, injected,
+           dropped, oom, ref);
+    if (c->sse)
+        printf(" (%ld ended by the error event, %ld cut)", failed, cut);
 }
 
 static void test_nth(void)
@@ -210,6 +285,7 @@ static int start(void)
     dc.max_connections_per_ip = 16;
     dc.timeout_s = 5;
     dc.max_route_requests = 1;
+    fa.app.models[APP_GENERATOR].gate.cap = 1; /* a place not given back: the next is a 429 */
     srv_daemon_error err;
     if (srv_daemon_create(&dc, app_routes, app_n_routes, &fa.app, &daemon_, &err) != 0 ||
         srv_daemon_start(daemon_, &err) != 0) {
@@ -232,7 +308,12 @@ static int setup(void)
     if (start() != 0)
         return -1;
     char body[4096];
-    roundtrip("POST", "/search", cases[0].body, body, sizeof body);
+    int whole;
+    roundtrip("POST", "/search", cases[0].body, body, sizeof body, &whole);
+    /* and a stream: glibc keeps the stack of a joined thread (its pump's) for the next, with
+     * a block (the thread's TLS vector) that is freed only with the process */
+    if (have_generator)
+        roundtrip("POST", "/generate_stream", "{\"inputs\":\"a\"}", body, sizeof body, &whole);
     stop();
     baseline = fault_alloc_live();
     return start();
