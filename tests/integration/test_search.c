@@ -644,8 +644,7 @@ static const char *const conc_bodies[] = {
     "{\"collection\":\"rag\",\"query\":\"bananas are yellow fruit\",\"top_k\":3,\"with_text\":false}",
     "{\"collection\":\"rag\",\"query\":\"where is paris\",\"mode\":\"hybrid\",\"top_k\":6,\"with_text\":false}",
     "{\"collection\":\"rag\",\"query\":\"cat\",\"mode\":\"keyword\",\"top_k\":2}",
-    "{\"collection\":\"rag\",\"query\":\"a single file\",\"top_k\":4,\"filter\":{\"must\":[{\"key\":\"n\","
-    "\"range\":{\"gte\":2}}]}}",
+    "{\"collection\":\"rag\",\"query\":\"single file\",\"top_k\":4,\"filter\":{\"must\":[{\"key\":\"n\",\"range\":{\"gte\":2}}]}}",
 };
 #define N_CONC_BODIES (sizeof conc_bodies / sizeof conc_bodies[0])
 static json_t *conc_alone[N_CONC_BODIES];
