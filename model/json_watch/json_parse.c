@@ -359,19 +359,28 @@ static int after_item(parser *P, char close)
     return -1;
 }
 
-static json_t *parse_object(parser *P)
+/* Past the opening of container c (NULL: it could not be made): 1 when items follow, 0 past
+ * `close` (an empty one) or with the error recorded when c is NULL. */
+static int open_container(parser *P, json_t *c, char close)
 {
-    json_t *o = json_object();
-    if (!o) {
+    if (!c) {
         fail(P, json_error_out_of_memory, "out of memory");
-        return NULL;
+        return 0;
     }
     P->p++;
     skip_space(P);
-    if (P->p < P->end && *P->p == '}') {
+    if (P->p < P->end && *P->p == (unsigned char)close) {
         P->p++;
-        return o;
+        return 0;
     }
+    return 1;
+}
+
+static json_t *parse_object(parser *P)
+{
+    json_t *o = json_object();
+    if (!open_container(P, o, '}'))
+        return o;
     for (;;) {
         if (P->p == P->end || *P->p != '"') {
             fail(P, P->p == P->end ? json_error_premature_end_of_input : json_error_invalid_syntax,
@@ -422,16 +431,8 @@ static json_t *parse_object(parser *P)
 static json_t *parse_array(parser *P)
 {
     json_t *a = json_array();
-    if (!a) {
-        fail(P, json_error_out_of_memory, "out of memory");
-        return NULL;
-    }
-    P->p++;
-    skip_space(P);
-    if (P->p < P->end && *P->p == ']') {
-        P->p++;
+    if (!open_container(P, a, ']'))
         return a;
-    }
     for (;;) {
         json_t *v = parse_value(P);
         if (!v)
