@@ -1,6 +1,6 @@
-/* filter.c — Qdrant-style metadata filters: compiled once per query (every shape error found
- * here, with its JSON pointer), then evaluated on each candidate's parsed metadata, inside
- * the ANN walk. */
+/* filter.c — Qdrant-style metadata filters: checked and compiled once per query (every shape
+ * error found here, with its JSON pointer), then evaluated on each candidate's parsed
+ * metadata, inside the ANN walk. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,8 +13,27 @@
 #define MAX_CONDITIONS 1024   /* conditions and `any` values in one filter, all told */
 #define MAX_KEY 256
 
+/* A filter compiled for evaluation: its conditions with their operands read out, so a
+ * document costs one metadata lookup per key segment, and nothing of the filter's JSON is
+ * looked up again. nodes[0] is the filter itself. */
+enum { MUST, SHOULD, MUST_NOT };
+enum { COND_VALUE, COND_ANY, COND_RANGE };
+enum { GT, GTE, LT, LTE };
+typedef struct {
+    const char *key;          /* a condition's dotted key; NULL for a (nested) filter */
+    size_t key_len;
+    int op;                   /* COND_* */
+    const json_t *want;       /* COND_VALUE: the value; COND_ANY: the array of values */
+    unsigned char has[4];     /* COND_RANGE: which of gt, gte, lt, lte are given */
+    double bound[4];
+    size_t first[3], n[3];    /* a filter's must, should and must_not: runs of `kids` */
+} fnode;
+
 struct st_filter {
-    json_t *tree; /* the validated filter */
+    json_t *tree;             /* the validated filter, which the nodes point into */
+    fnode *nodes;
+    size_t *kids;             /* indexes into nodes, one run per clause */
+    size_t n_nodes, n_kids;
 };
 
 typedef struct {
@@ -159,6 +178,59 @@ static int check_filter(checker *ck, const json_t *f, const char *at, int depth)
     return n ? 0 : bad(ck, at, "a filter needs 'must', 'should' or 'must_not'");
 }
 
+/* ---- compiling ---- */
+
+static const char *const clause_names[3] = {"must", "should", "must_not"};
+static const char *const bound_names[4] = {"gt", "gte", "lt", "lte"};
+
+static void build_filter(st_filter *f, fnode *n, const json_t *tree);
+
+/* Fills node i from a checked condition (or nested filter). */
+static void build_condition(st_filter *f, size_t i, const json_t *c)
+{
+    fnode *n = &f->nodes[i];
+    const json_t *key = json_object_get(c, "key");
+    if (!key) {
+        build_filter(f, n, c);
+        return;
+    }
+    n->key = json_string_value(key);
+    n->key_len = json_string_length(key);
+    const json_t *match = json_object_get(c, "match");
+    if (match) {
+        n->want = json_object_get(match, "value");
+        n->op = n->want ? COND_VALUE : COND_ANY;
+        if (!n->want)
+            n->want = json_object_get(match, "any");
+        return;
+    }
+    n->op = COND_RANGE;
+    const json_t *range = json_object_get(c, "range");
+    for (int b = 0; b < 4; b++) {
+        const json_t *v = json_object_get(range, bound_names[b]);
+        n->has[b] = v != NULL;
+        n->bound[b] = v ? json_number_value(v) : 0;
+    }
+}
+
+/* Fills a filter's node from a checked filter: each clause's conditions (one object counts
+ * as a list of one) take a run of `kids`, reserved before they are built, since a nested
+ * filter takes runs of its own. */
+static void build_filter(st_filter *f, fnode *n, const json_t *tree)
+{
+    for (int k = 0; k < 3; k++) {
+        const json_t *v = json_object_get(tree, clause_names[k]);
+        n->first[k] = f->n_kids;
+        n->n[k] = json_is_object(v) ? 1 : json_array_size(v);
+        f->n_kids += n->n[k];
+        for (size_t j = 0; j < n->n[k]; j++) {
+            size_t i = f->n_nodes++;
+            f->kids[n->first[k] + j] = i;
+            build_condition(f, i, json_is_object(v) ? v : json_array_get(v, j));
+        }
+    }
+}
+
 int st_filter_compile(const char *json, size_t len, st_filter **out, char *pointer, size_t pointer_cap, st_error *err)
 {
     *out = NULL;
@@ -174,12 +246,21 @@ int st_filter_compile(const char *json, size_t len, st_filter **out, char *point
         json_decref(tree);
         return -1;
     }
-    st_filter *f = malloc(sizeof *f);
-    if (!f) {
+    /* Every condition spent from the budget, so it bounds the nodes under the filter's own. */
+    size_t conditions = MAX_CONDITIONS - ck.budget;
+    st_filter *f = calloc(1, sizeof *f);
+    if (f) {
+        f->nodes = calloc(conditions + 1, sizeof *f->nodes);
+        f->kids = malloc((conditions ? conditions : 1) * sizeof *f->kids);
+    }
+    if (!f || !f->nodes || !f->kids) {
+        st_filter_free(f);
         json_decref(tree);
         return st__fail(err, ST_ERR_NOMEM, "filter", "out of memory");
     }
     f->tree = tree;
+    f->n_nodes = 1;
+    build_filter(f, &f->nodes[0], tree);
     *out = f;
     return 0;
 }
@@ -189,6 +270,8 @@ void st_filter_free(st_filter *f)
     if (!f)
         return;
     json_decref(f->tree);
+    free(f->nodes);
+    free(f->kids);
     free(f);
 }
 
@@ -206,16 +289,14 @@ static int same_value(const json_t *want, const json_t *got)
     return json_is_real(got) && json_real_value(got) == (double)json_integer_value(want);
 }
 
-static int scalar_passes(const json_t *cond, const json_t *v)
+static int scalar_passes(const fnode *n, const json_t *v)
 {
-    const json_t *match = json_object_get(cond, "match");
-    if (match) {
-        const json_t *want = json_object_get(match, "value");
-        if (want)
-            return same_value(want, v);
+    if (n->op == COND_VALUE)
+        return same_value(n->want, v);
+    if (n->op == COND_ANY) {
         size_t i;
         const json_t *x;
-        json_array_foreach(json_object_get(match, "any"), i, x)
+        json_array_foreach(n->want, i, x)
             if (same_value(x, v))
                 return 1;
         return 0;
@@ -223,32 +304,24 @@ static int scalar_passes(const json_t *cond, const json_t *v)
     if (!json_is_number(v))
         return 0;
     double d = json_number_value(v);
-    const json_t *r = json_object_get(cond, "range"), *b;
-    if ((b = json_object_get(r, "gt")) && !(d > json_number_value(b)))
-        return 0;
-    if ((b = json_object_get(r, "gte")) && !(d >= json_number_value(b)))
-        return 0;
-    if ((b = json_object_get(r, "lt")) && !(d < json_number_value(b)))
-        return 0;
-    if ((b = json_object_get(r, "lte")) && !(d <= json_number_value(b)))
-        return 0;
-    return 1;
+    return (!n->has[GT] || d > n->bound[GT]) && (!n->has[GTE] || d >= n->bound[GTE]) &&
+           (!n->has[LT] || d < n->bound[LT]) && (!n->has[LTE] || d <= n->bound[LTE]);
 }
 
 /* The value at the dotted `key` under v passes; arrays on the way (or at the end) pass
  * when any element does. */
-static int key_passes(const json_t *cond, const json_t *v, const char *key, size_t key_len)
+static int key_passes(const fnode *n, const json_t *v, const char *key, size_t key_len)
 {
     if (json_is_array(v)) {
         size_t i;
         const json_t *x;
         json_array_foreach(v, i, x)
-            if (key_passes(cond, x, key, key_len))
+            if (key_passes(n, x, key, key_len))
                 return 1;
         return 0;
     }
     if (key_len == 0)
-        return scalar_passes(cond, v);
+        return scalar_passes(n, v);
     if (!json_is_object(v))
         return 0;
     const char *dot = memchr(key, '.', key_len);
@@ -256,57 +329,37 @@ static int key_passes(const json_t *cond, const json_t *v, const char *key, size
     const json_t *child = json_object_getn(v, key, seg);
     if (!child)
         return 0;
-    return dot ? key_passes(cond, child, dot + 1, key_len - seg - 1) : key_passes(cond, child, "", 0);
+    return dot ? key_passes(n, child, dot + 1, key_len - seg - 1) : key_passes(n, child, "", 0);
 }
 
-static int eval_filter(const json_t *f, const json_t *meta);
+static int filter_passes(const st_filter *f, const fnode *n, const json_t *meta);
 
-static int eval_condition(const json_t *c, const json_t *meta)
+static int node_passes(const st_filter *f, size_t i, const json_t *meta)
 {
-    const json_t *key = json_object_get(c, "key");
-    if (!key)
-        return eval_filter(c, meta);
-    return meta && key_passes(c, meta, json_string_value(key), json_string_length(key));
+    const fnode *n = &f->nodes[i];
+    if (!n->key)
+        return filter_passes(f, n, meta);
+    return meta && key_passes(n, meta, n->key, n->key_len);
 }
 
-/* Every condition of the clause holds (one object counts as a list of one). */
-static int all_true(const json_t *clause, const json_t *meta)
+/* 1 when one of the clause's conditions comes out as `outcome` (1 passes, 0 fails). */
+static int clause_has(const st_filter *f, const fnode *n, int k, int outcome, const json_t *meta)
 {
-    if (json_is_object(clause))
-        return eval_condition(clause, meta);
-    size_t i;
-    const json_t *c;
-    json_array_foreach(clause, i, c)
-        if (!eval_condition(c, meta))
-            return 0;
-    return 1;
-}
-
-static int any_true(const json_t *clause, const json_t *meta)
-{
-    if (json_is_object(clause))
-        return eval_condition(clause, meta);
-    size_t i;
-    const json_t *c;
-    json_array_foreach(clause, i, c)
-        if (eval_condition(c, meta))
+    for (size_t j = 0; j < n->n[k]; j++)
+        if (node_passes(f, f->kids[n->first[k] + j], meta) == outcome)
             return 1;
     return 0;
 }
 
-static int eval_filter(const json_t *f, const json_t *meta)
+/* Every `must` holds, one `should` does (an empty `should` constrains nothing, as in
+ * Qdrant), and no `must_not` does. */
+static int filter_passes(const st_filter *f, const fnode *n, const json_t *meta)
 {
-    const json_t *must = json_object_get(f, "must"), *should = json_object_get(f, "should"),
-                 *must_not = json_object_get(f, "must_not");
-    if (must && !all_true(must, meta))
-        return 0;
-    /* An empty `should` constrains nothing, as in Qdrant. */
-    if (should && (json_is_object(should) || json_array_size(should) > 0) && !any_true(should, meta))
-        return 0;
-    return !(must_not && any_true(must_not, meta));
+    return !clause_has(f, n, MUST, 0, meta) && (n->n[SHOULD] == 0 || clause_has(f, n, SHOULD, 1, meta)) &&
+           !clause_has(f, n, MUST_NOT, 1, meta);
 }
 
-int st__filter_eval(const st_filter *f, const json_t *meta) { return !f || eval_filter(f->tree, meta); }
+int st__filter_eval(const st_filter *f, const json_t *meta) { return !f || filter_passes(f, &f->nodes[0], meta); }
 
 int st_filter_matches(const st_filter *f, const char *metadata, size_t len)
 {

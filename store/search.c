@@ -16,7 +16,7 @@ const char *const st_mode_names[] = {"dense", "hybrid", "keyword", NULL};
 #define MAX_QUERY_WORDS 64  /* words of a keyword query that count */
 #define EXACT_BELOW 256     /* collections this small are always searched exactly */
 #define FILTER_EXACT_RATIO 20 /* exact search when under 1/20 of the documents pass the filter */
-#define SAMPLE 1024         /* labels looked at to estimate how many pass a filter */
+#define SAMPLE 512          /* labels looked at, at most, to estimate how many pass a filter */
 
 typedef struct {
     const st_coll *c;
@@ -31,12 +31,13 @@ static int accept_label(int64_t label, void *ctx)
     return (size_t)label < a->c->n_labels && a->c->live[label] && st__filter_eval(a->f, a->c->meta[label]);
 }
 
-/* Estimates how many live documents pass the filter: all of them counted when the
- * collection is small, a strided sample of SAMPLE labels scaled up otherwise. Read lock held. */
+/* Estimates how many live documents pass the filter from a strided sample of at most SAMPLE
+ * labels, scaled up. It only chooses between the walk and an exact search, and both return
+ * what passes. Read lock held. */
 static double estimate_passing(const st_coll *c, const st_filter *f)
 {
     accept_ctx a = {c, f};
-    size_t stride = c->n_labels > 4 * SAMPLE ? c->n_labels / SAMPLE : 1, seen = 0, pass = 0;
+    size_t stride = (c->n_labels + SAMPLE - 1) / SAMPLE, seen = 0, pass = 0;
     for (size_t l = 0; l < c->n_labels; l += stride)
         if (c->live[l]) {
             seen++;
@@ -82,8 +83,8 @@ static int dense(st_coll *c, const st_query *q, size_t k, dist_hit *out, size_t 
         free(query);
         return st__fail(err, ST_ERR_NOMEM, c->spec.name, "the index could not be reloaded after a failure");
     }
-    double passing = q->filter ? estimate_passing(c, q->filter) : (double)c->count;
-    int exact = q->exact || c->count <= EXACT_BELOW || passing * FILTER_EXACT_RATIO < (double)c->count;
+    int exact = q->exact || c->count <= EXACT_BELOW ||
+                (q->filter && estimate_passing(c, q->filter) * FILTER_EXACT_RATIO < (double)c->count);
     if (!exact) {
         rc = hnsw_search(c->index, query, k, q->ef, accept, &a, out, n, &herr);
         exact = rc == HNSW_OK && *n < k && q->filter; /* the walk missed some that pass */
