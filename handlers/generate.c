@@ -30,6 +30,7 @@ typedef struct {
     json_t *stop;
     int details, return_full_text;
     const char *adapter_id;
+    int logprobs; /* not a field: whether the reply shows each token's logprob */
 } gen_params;
 
 static const int32_t *gen_ids(const gen_session *s) { return s->history + s->np; }
@@ -251,6 +252,7 @@ static gen_session *gen_begin(srv_req *req, struct app *app, app_model *m, app_a
     smp_seed(&s->rng, s->seed);
     s->sp = (smp_params){(float)p->temperature, (size_t)p->top_k, (float)p->top_p, (float)p->repetition_penalty};
     s->stop = json_incref(p->stop);
+    s->logprobs_wanted = p->logprobs;
     s->finish = GEN_FINISH_LENGTH;
     s->eos_id = -1;
     int rc = gen_forward(s, s->history, np, 1);
@@ -273,8 +275,9 @@ int gen_step(gen_session *s, int32_t *id)
     if (s->done)
         return 0;
     const gpt2_config *c = gpt2_get_config(s->m->gpt);
-    float lp;
-    *id = smp_next(s->logits, c->vocab, s->history, s->np + s->n, &s->sp, &s->rng, &lp, s->scratch);
+    float lp = 0.0f;
+    *id = smp_next(s->logits, c->vocab, s->history, s->np + s->n, &s->sp, &s->rng, s->logprobs_wanted ? &lp : NULL,
+                   s->scratch);
     if (*id == c->eos_id || *id == tok_eos_id(s->m->tok)) {
         s->eos_id = *id;
         s->eos_logprob = lp;
@@ -423,8 +426,9 @@ static void default_params(gen_params *p, double temperature)
                       .repetition_penalty = 1.0};
 }
 
-/* Parses and checks a TGI body and the adapter; returns the session, or NULL after replying. */
-static gen_session *tgi_begin(srv_req *req, struct app *app, generate_req *in, gen_params *p)
+/* Parses and checks a TGI body and the adapter; returns the session, or NULL after replying.
+ * A stream shows every token's logprob; a reply in full, with its details. */
+static gen_session *tgi_begin(srv_req *req, struct app *app, generate_req *in, gen_params *p, int stream)
 {
     default_params(p, 0.0); /* TGI: greedy unless sampling is asked for */
     json_t *body = srv_req_json(req);
@@ -433,6 +437,7 @@ static gen_session *tgi_begin(srv_req *req, struct app *app, generate_req *in, g
          srv_validate_at(req, in->parameters, "/parameters", param_fields, sizeof param_fields / sizeof param_fields[0], p)) ||
         check_stop(req, p->stop, "/parameters/stop"))
         return NULL;
+    p->logprobs = stream || p->details;
     app_model *m = app_network_ready(req, app, APP_GENERATOR);
     if (!m)
         return NULL;
@@ -456,7 +461,7 @@ void h_generate(srv_req *req, void *ctx)
 {
     generate_req in = {0};
     gen_params p;
-    gen_session *s = tgi_begin(req, ctx, &in, &p);
+    gen_session *s = tgi_begin(req, ctx, &in, &p, 0);
     if (!s || gen_run(req, s)) {
         gen_end(s);
         return;
@@ -477,7 +482,7 @@ void h_generate_stream(srv_req *req, void *ctx)
 {
     generate_req in = {0};
     gen_params p;
-    gen_session *s = tgi_begin(req, ctx, &in, &p);
+    gen_session *s = tgi_begin(req, ctx, &in, &p, 1);
     if (s)
         gen_stream_start(req, s, &(gen_stream_opts){.details = p.details, .prompt = p.return_full_text ? in.inputs : NULL});
 }

@@ -28,7 +28,8 @@ typedef struct {
     gpt2_cache *kc;
     float *logits, *scratch;  /* logits of the next token; sampler scratch (2V) */
     int32_t *history;         /* prompt ids, then generated ids */
-    float *logprobs;          /* of the generated ids */
+    float *logprobs;          /* of the generated ids, when wanted (0 otherwise) */
+    int logprobs_wanted;      /* the reply shows them: greedy decoding computes them only then */
     size_t np, n, max_new;    /* prompt tokens, generated so far, budget */
     smp_rng rng;
     smp_params sp;

@@ -72,7 +72,8 @@ int32_t smp_next(float *logits, size_t V, const int32_t *history, size_t n_hist,
         for (size_t i = 1; i < V; i++)
             if (logits[i] > logits[best])
                 best = i;
-        *logprob = logits[best] - log_norm(logits, V);
+        if (logprob)
+            *logprob = logits[best] - log_norm(logits, V);
         return (int32_t)best;
     }
     for (size_t i = 0; i < V; i++)
@@ -111,6 +112,7 @@ int32_t smp_next(float *logits, size_t V, const int32_t *history, size_t n_hist,
         if (u < cum)
             break;
     }
-    *logprob = logits[pick] - norm;
+    if (logprob)
+        *logprob = logits[pick] - norm;
     return (int32_t)pick;
 }

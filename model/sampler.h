@@ -25,7 +25,8 @@ void smp_seed(smp_rng *rng, uint64_t seed);
 /* Picks the next token from logits[V], which it modifies. `history` holds the ids seen so far
  * (prompt and generated) for the repetition penalty. *logprob receives the log-probability of
  * the chosen token under the final (penalized, tempered, filtered) distribution; for greedy
- * decoding, under the penalized distribution. `scratch` holds 2*V floats. */
+ * decoding, under the penalized distribution. `logprob` may be NULL, which spares greedy
+ * decoding a pass over the vocabulary. `scratch` holds 2*V floats. */
 int32_t smp_next(float *logits, size_t V, const int32_t *history, size_t n_hist, const smp_params *p, smp_rng *rng,
                  float *logprob, float *scratch);
 

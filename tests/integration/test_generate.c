@@ -8,6 +8,7 @@
  * different adapters get the answers they get alone, also while the adapter they use is
  * deleted and reloaded. */
 #include <fcntl.h>
+#include <math.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -29,7 +30,7 @@ static it_server srv;
 static char ck[64], base_dir[128], adir[128];
 static const char *const kinds[N_KINDS] = {"", "lora", "lora-rs", "prompt", "prefix"};
 static const char *const types[N_KINDS] = {NULL, "LORA", "LORA", "PROMPT_TUNING", "PREFIX_TUNING"};
-static json_t *expected[N_KINDS]; /* the oracle's greedy ids */
+static json_t *expected[N_KINDS], *expected_lp[N_KINDS]; /* the oracle's greedy ids, their logprobs */
 
 /* Runs the oracle on the prompt's ids for every kind. */
 static int ask_oracle(void)
@@ -66,12 +67,13 @@ static int ask_oracle(void)
     for (size_t k = 0; f && k < N_KINDS && getline(&line, &cap, f) > 0; k++) {
         json_t *j = json_loads(line, 0, NULL);
         expected[k] = json_incref(json_object_get(j, "greedy"));
+        expected_lp[k] = json_incref(json_object_get(j, "greedy_logprobs"));
         json_decref(j);
     }
     free(line);
     if (f)
         fclose(f);
-    return expected[N_KINDS - 1] ? 0 : -1;
+    return expected[N_KINDS - 1] && expected_lp[N_KINDS - 1] ? 0 : -1;
 }
 
 static int setup(void)
@@ -94,8 +96,10 @@ static int setup(void)
 
 static int teardown(void)
 {
-    for (size_t k = 0; k < N_KINDS; k++)
+    for (size_t k = 0; k < N_KINDS; k++) {
         json_decref(expected[k]);
+        json_decref(expected_lp[k]);
+    }
     int rc = it_remove_tree(ck);
     return it_stop(&srv) == 0 && rc == 0 ? 0 : -1;
 }
@@ -125,6 +129,22 @@ static json_t *generate_ids(const it_server *s, size_t k, int query, json_t **de
     return ids;
 }
 
+/* Each token's logprob is the oracle's for the same greedy token. */
+static int logprobs_match(size_t k, json_t *tokens)
+{
+    json_t *t;
+    size_t i;
+    json_array_foreach(tokens, i, t) {
+        json_t *lp = json_object_get(t, "logprob");
+        double want = json_number_value(json_array_get(expected_lp[k], i));
+        if (!json_is_number(lp) || i >= json_array_size(expected_lp[k]) || fabs(json_number_value(lp) - want) > 1e-3) {
+            fprintf(stderr, "%s token %zu: logprob %g, the oracle's %g\n", kinds[k], i, json_number_value(lp), want);
+            return 0;
+        }
+    }
+    return json_array_size(tokens) > 0;
+}
+
 /* The generated ids are the oracle's (a prefix of them when EOS came first). */
 static int matches(size_t k, json_t *ids)
 {
@@ -149,13 +169,7 @@ static void test_parity(void)
             } else {
                 CU_ASSERT_TRUE(json_is_null(ad));
             }
-            /* Every token carries a finite logprob <= 0. */
-            json_t *t;
-            size_t i;
-            json_array_foreach(json_object_get(d, "tokens"), i, t) {
-                double lp = json_number_value(json_object_get(t, "logprob"));
-                CU_ASSERT(json_is_number(json_object_get(t, "logprob")) && lp <= 0 && lp > -1e30);
-            }
+            CU_ASSERT_TRUE(logprobs_match(k, json_object_get(d, "tokens")));
             json_decref(ids);
             json_decref(d);
         }
@@ -174,7 +188,19 @@ static void test_parity(void)
     r = it_post(&srv, "/generate?adapter=gpt2-untied", "{\"inputs\":\"" PROMPT "\",\"parameters\":{\"details\":true}}");
     CU_ASSERT(r.status == 200 && json_is_null(json_object_get(json_object_get(r.json, "details"), "adapter")));
     it_free(&r);
-    /* The stream's last event carries the same text and the adapter. */
+    /* A stream's tokens carry the oracle's logprobs, details or not. */
+    r = it_post(&srv, "/generate_stream?adapter=prompt", "{\"inputs\":\"" PROMPT "\",\"parameters\":{\"max_new_tokens\":32}}");
+    CU_ASSERT_EQUAL(r.status, 200);
+    json_t *streamed = json_array();
+    for (const char *ev = r.body; ev && (ev = strstr(ev, "data:")); ev += 5) {
+        json_t *e = json_loadb(ev + 5, strcspn(ev + 5, "\n"), 0, NULL);
+        json_array_append(streamed, json_object_get(e, "token"));
+        json_decref(e);
+    }
+    CU_ASSERT_TRUE(logprobs_match(3, streamed));
+    json_decref(streamed);
+    it_free(&r);
+    /* Its last event carries the same text and, with details, the adapter. */
     r = it_post(&srv, "/generate_stream?adapter=prompt",
                 "{\"inputs\":\"" PROMPT "\",\"parameters\":{\"max_new_tokens\":32,\"details\":true}}");
     CU_ASSERT_EQUAL(r.status, 200);

@@ -13,8 +13,10 @@ permutes it to [2L, heads, nvt, D] and uses 2l/2l+1 as layer l's past key/value,
 at positions nvt.. as GPT-2 numbers them after a past.
 
 stdin, one JSON object per line: {"dir": D, "ids": [...], "greedy": N, "adapter"?: A}
-stdout, one JSON line each: {"logits": [[V floats] per position], "greedy": [N ids]}
-(greedy continues the ids N tokens, recomputing the whole sequence each step.)
+stdout, one JSON line each: {"logits": [[V floats] per position], "greedy": [N ids],
+"greedy_logprobs": [N floats]}
+(greedy continues the ids N tokens, recomputing the whole sequence each step; each token's
+logprob is its log_softmax over the vocabulary at that step.)
 """
 import re
 import glob
@@ -145,12 +147,14 @@ def main():
         ad = load_adapter(req["adapter"], cfg) if req.get("adapter") else None
         with torch.no_grad():
             logits = forward(cfg, w, req["ids"], ad)
-            seq, greedy = list(req["ids"]), []
+            seq, greedy, logprobs = list(req["ids"]), [], []
             for _ in range(req.get("greedy", 0)):
-                nxt = int(forward(cfg, w, seq, ad)[-1].argmax())
+                last = forward(cfg, w, seq, ad)[-1]
+                nxt = int(last.argmax())
                 greedy.append(nxt)
+                logprobs.append(float(torch.log_softmax(last, dim=-1)[nxt]))
                 seq.append(nxt)
-        print(json.dumps({"logits": logits.tolist(), "greedy": greedy}), flush=True)
+        print(json.dumps({"logits": logits.tolist(), "greedy": greedy, "greedy_logprobs": logprobs}), flush=True)
 
 
 if __name__ == "__main__":
