@@ -12,18 +12,19 @@
 # --max-route-requests for /search): at most GATE admitted requests are in the server at once.
 # Checks: every response 2xx or 429/503 with Retry-After, no other 5xx or transport error,
 # memory flat (last sample within 10% + 16 MB of the sample taken after the first tenth),
-# and the admitted requests' latency bounded: their p99 in the server (ragd's own histogram
-# of the route's 200s, from the request's headers to its reply sent) within 1.5x the route's
-# p99 in the server at capacity (step 1: GATE connections per route, so GATE requests of it
-# in the server, which is also all its gate admits under overload: admission control works
-# when twice the load leaves the admitted requests as fast as a full server's), and not
-# growing (the median of its p99s in the server over the last five tenths of the run within
-# 1.5x that of the first five, from ragd's histograms read at each tenth). Also printed, not
-# checked: both p99s over GATE / the admitted rate, the mean time in the server that Little's
-# law allows (at most GATE requests of the route in the server at once); the p99 from send,
-# as the client sees it, against twice that, by tenth of the run, and as a multiple of the
-# unloaded p99 of step 0, with the load average: on one machine it includes the client's own
-# waits for CPU.
+# and the admitted requests' latency bounded. Their p99 in the server (ragd's own histogram
+# of the route's 200s, from the request's headers to its reply sent) is counted in requests
+# of the route served meanwhile (p99 x the admitted rate), which the box's speed does not
+# change: a gate of GATE places keeps GATE requests in the server, so a slower box serves
+# them more slowly and each waits longer, in the same number of requests (Little's law: on
+# average at most GATE). Bounded means: within 1.5x the same figure at capacity (step 1:
+# GATE connections per route, as many requests in the server as the gate admits under
+# overload: twice the load must leave the requests let in waiting as long, in requests, as
+# a full server's), and not growing (the median of the figure over the last five tenths of
+# the run within 1.5x that of the first five, from ragd's histograms read at each tenth).
+# The p99s in ms are printed beside it, and the p99 from send, as the client sees it, by
+# tenth and as a multiple of the unloaded p99 of step 0, with the load average: on one
+# machine it includes the client's own waits for CPU.
 # Prints one JSON object per phase and a verdict; exits 1 when a check fails.
 #   usage: bench/soak.sh [BUILD_DIR] [SECONDS]
 #   SOAK_ROUTES="search" (any of embed, search, generate) loads only those routes in steps
@@ -149,23 +150,28 @@ def buckets(path, route):
                      r'le="([^"]+)"\} (\d+)' % route)
     return {float(m.group(1)): int(m.group(2)) for m in map(pat.match, open(path)) if m}
 
-def server_p99_ms(route, before, after, client_p99_ms):
-    """The p99 of the admitted requests' time in ragd (from their headers to their reply sent)
-    between two of its histograms (the files metrics-BEFORE and metrics-AFTER), interpolated
-    linearly within its bucket as Prometheus's histogram_quantile does. Each request's time in
-    the server is within its time from send, so the interpolation (coarse at the buckets) is
-    capped by the client's exact p99 over the same phase; None without requests."""
+def in_server(route, before, after, seconds, client_p99_ms=float("inf")):
+    """The admitted requests' p99 time in ragd (from their headers to their reply sent) in ms,
+    and their rate, between two of its histograms (the files metrics-BEFORE and metrics-AFTER,
+    `seconds` apart). The p99 is interpolated linearly within its bucket as Prometheus's
+    histogram_quantile does; each request's time in the server is within its time from send,
+    so the interpolation (coarse at the buckets) is capped by the client's exact p99 over the
+    same phase when given. (None, 0) without requests."""
     b, a = buckets(f"{work}/metrics-{before}", route), buckets(f"{work}/metrics-{after}", route)
     les = sorted(a)
     cum = [a[le] - b.get(le, 0) for le in les]
     if not cum or cum[-1] == 0:
-        return None
+        return None, 0.0
     want, lo, below = 0.99 * cum[-1], 0.0, 0
     for le, c in zip(les, cum):
         if c >= want:
             p99 = lo if le == float("inf") else lo + (le - lo) * (want - below) / max(c - below, 1)
-            return min(p99 * 1e3, client_p99_ms)
+            return min(p99 * 1e3, client_p99_ms), cum[-1] / seconds
         lo, below = le, c
+
+def served(p99_ms, rate):
+    """A p99 in requests of the route served meanwhile: p99 x the rate at which they were."""
+    return None if p99_ms is None else p99_ms / 1e3 * rate
 
 for r in routes:
     u = json.load(open(f"{work}/unl-{r}.json"))
@@ -173,12 +179,14 @@ for r in routes:
     o = json.load(open(f"{work}/over-{r}.json"))
     bad = o["retry_after_missing"] + o["other_5xx"] + o["transport_errors"] + o["other_4xx"]
     ok &= bad == 0 and o["status_2xx"] > 0
-    little_ms = 1e3 * gate / max(o["ok_per_s"], 1e-9)
-    at_capacity = server_p99_ms(r, "cap-0", "cap-1", c["p99_ms"])
-    in_server = server_p99_ms(r, 0, 10, o["p99_ms_from_send"])
-    tenths = [server_p99_ms(r, t, t + 1, float("inf")) or 0.0 for t in range(10)]
+    cap_p99, cap_rate = in_server(r, "cap-0", "cap-1", c["seconds"], c["p99_ms"])
+    over_p99, over_rate = in_server(r, 0, 10, o["seconds"], o["p99_ms_from_send"])
+    at_capacity, under_overload = served(cap_p99, cap_rate), served(over_p99, over_rate)
+    by_tenth = [in_server(r, t, t + 1, o["seconds"] / 10) for t in range(10)]
+    tenths = [served(*pr) or 0.0 for pr in by_tenth]
     growth = statistics.median(tenths[5:]) / max(statistics.median(tenths[:5]), 1e-9)
-    bounded = in_server is not None and at_capacity is not None and in_server <= 1.5 * at_capacity and growth <= 1.5
+    bounded = (under_overload is not None and at_capacity is not None and under_overload <= 1.5 * at_capacity and
+               growth <= 1.5)
     ok &= bounded
     print(json.dumps({"phase": "overload", "route": "/" + r, "unloaded_p99_ms": u["p99_ms"],
                       "capacity_per_s": c["ok_per_s"], "capacity_p99_ms": c["p99_ms"], "offered_per_s": o["rate"],
@@ -186,15 +194,14 @@ for r in routes:
                       "sent_per_s": round(o["sent"] / o["seconds"], 1),
                       "ratio_sent_to_capacity": round(o["sent"] / o["seconds"] / max(c["ok_per_s"], 1e-9), 2), **o,
                       "p99_from_send_over_unloaded_p99": round(o["p99_ms_from_send"] / max(u["p99_ms"], 1e-9), 1),
-                      "p99_ms_in_server_at_capacity": at_capacity and round(at_capacity, 1),
-                      "p99_ms_in_server": in_server and round(in_server, 1),
-                      "p99_in_server_over_capacity": in_server and at_capacity and round(in_server / at_capacity, 2),
-                      "little_mean_ms": round(little_ms, 1),
-                      "p99_in_server_over_little_mean": in_server and round(in_server / little_ms, 2),
-                      "p99_at_capacity_over_its_little_mean": at_capacity and
-                      round(at_capacity / (1e3 * gate / max(c["ok_per_s"], 1e-9)), 2),
-                      "p99_from_send_within_twice_little_mean": o["p99_ms_from_send"] <= 2 * little_ms,
-                      "p99_ms_in_server_by_tenth": [round(t, 1) for t in tenths],
+                      "p99_ms_in_server_at_capacity": cap_p99 and round(cap_p99, 1),
+                      "p99_ms_in_server": over_p99 and round(over_p99, 1),
+                      "p99_ms_in_server_by_tenth": [round(p or 0.0, 1) for p, _ in by_tenth],
+                      "p99_in_requests_served_at_capacity": at_capacity and round(at_capacity, 1),
+                      "p99_in_requests_served": under_overload and round(under_overload, 1),
+                      "p99_in_requests_served_by_tenth": [round(t, 1) for t in tenths],
+                      "p99_in_requests_served_over_capacity": under_overload and at_capacity and
+                      round(under_overload / at_capacity, 2),
                       "growth_last_half_over_first": round(growth, 2), "bounded": bounded}))
 rss = [int(x) for x in open(f"{work}/rss").read().split()]
 first = rss[max(1, len(rss) // 10)] if len(rss) > 1 else rss[0]
