@@ -21,12 +21,26 @@
 
 #define STREAM_AHEAD 1024 /* bytes of events the pump may have ready before MHD takes them */
 
-/* The last event of a stream whose generation failed, in each API's shape. Constant, so a
- * stream that ran out of memory still ends with it rather than silently short (a 200 whose
- * events stop is a finished generation to a client that does not check for the last one). */
-static const char tgi_error_event[] = "data:{\"error\":\"generation failed\",\"error_type\":\"Backend\"}\n\n";
-static const char openai_error_event[] = "data: {\"error\":{\"message\":\"generation failed\",\"type\":\"server_error\","
-                                         "\"param\":null,\"code\":\"internal_error\"}}\n\n";
+/* The last event of a stream whose generation failed, by cause, in each API's shape, saying
+ * what the same failure says as a reply in full (reply_failure in generate.c; the codes and
+ * TGI's error types of server/errors.c). Constant, so a stream that ran out of memory still
+ * ends with it rather than silently short (a 200 whose events stop is a finished generation
+ * to a client that does not check for the last one). */
+enum { FAILED, OUT_OF_MEMORY, STOPPING };
+#define TGI_ERROR(message, type) "data:{\"error\":\"" message "\",\"error_type\":\"" type "\"}\n\n"
+#define OPENAI_ERROR(message, code)                                                                               \
+    "data: {\"error\":{\"message\":\"" message "\",\"type\":\"server_error\",\"param\":null,\"code\":\"" code "\"}}\n\n"
+static const char tgi_failed[] = TGI_ERROR("generation failed", "Backend");
+static const char tgi_out_of_memory[] = TGI_ERROR("out of memory for this generation", "Backend");
+static const char tgi_stopping[] = TGI_ERROR("the server is shutting down", "Unhealthy");
+static const char openai_failed[] = OPENAI_ERROR("generation failed", "internal_error");
+static const char openai_out_of_memory[] = OPENAI_ERROR("out of memory for this generation", "out_of_memory");
+static const char openai_stopping[] = OPENAI_ERROR("the server is shutting down", "shutting_down");
+static const char *const error_events[3][2] = {
+    [FAILED] = {tgi_failed, openai_failed},
+    [OUT_OF_MEMORY] = {tgi_out_of_memory, openai_out_of_memory},
+    [STOPPING] = {tgi_stopping, openai_stopping},
+};
 
 typedef struct {
     gen_session *s;
@@ -197,12 +211,14 @@ static void *stream_pump(void *ctx)
         if (stop)
             break;
         int32_t id;
-        int rc = gen_step(st->s, &id), failed = rc < 0;
-        if (!failed && (st->openai ? openai_chunk(st) : tgi_event(st, id, rc)) != 0)
-            failed = 1;
-        if (failed) { /* the error event needs no memory: stream_next sends it last */
+        int rc = gen_step(st->s, &id), cause = -1;
+        if (rc < 0)
+            cause = st->s->error == MDL_ENOMEM ? OUT_OF_MEMORY : st->s->error == GEN_STOPPING ? STOPPING : FAILED;
+        else if ((st->openai ? openai_chunk(st) : tgi_event(st, id, rc)) != 0)
+            cause = OUT_OF_MEMORY; /* an event could not be made */
+        if (cause >= 0) { /* the error event needs no memory: stream_next sends it last */
             pthread_mutex_lock(&st->lock);
-            st->error = st->openai ? openai_error_event : tgi_error_event;
+            st->error = error_events[cause][st->openai];
             pthread_mutex_unlock(&st->lock);
             st->finished = 1;
         }

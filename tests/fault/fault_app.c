@@ -139,13 +139,20 @@ static int sse_next(const char **at, const char **data, size_t *len)
     return 1;
 }
 
-/* 1 when the data is the stream's error event in its API's shape. */
+static int is_str(const json_t *j, const char *want)
+{
+    return json_is_string(j) && !strcmp(json_string_value(j), want);
+}
+
+/* 1 when the data is the stream's error event for running out of memory, in its API's shape. */
 static int sse_error_event(const char *data, size_t len, int openai)
 {
     json_t *j = json_loadb(data, len, 0, NULL), *e = json_object_get(j, "error");
-    int ok = openai ? json_object_size(j) == 1 && json_is_string(json_object_get(e, "message")) &&
-                          json_is_string(json_object_get(e, "type")) && json_is_string(json_object_get(e, "code"))
-                    : json_object_size(j) == 2 && json_is_string(e) && json_is_string(json_object_get(j, "error_type"));
+    int ok = openai ? json_object_size(j) == 1 && is_str(json_object_get(e, "message"), "out of memory for this generation") &&
+                          is_str(json_object_get(e, "type"), "server_error") &&
+                          is_str(json_object_get(e, "code"), "out_of_memory")
+                    : json_object_size(j) == 2 && is_str(e, "out of memory for this generation") &&
+                          is_str(json_object_get(j, "error_type"), "Backend");
     json_decref(j);
     return ok;
 }
@@ -173,7 +180,7 @@ fault_sse fault_sse_compare(const char *body, const char *ref, int openai, int *
         return rrc == 0 ? FAULT_SSE_WHOLE : FAULT_SSE_CUT;
     /* event i is not the reference's: only the error event may stand there, and last */
     if (!sse_error_event(d, len, openai)) {
-        snprintf(why, cap, "event %zu is neither the fault-free one nor the error event: %.*s", i + 1,
+        snprintf(why, cap, "event %zu is neither the fault-free one nor the out-of-memory error event: %.*s", i + 1,
                  (int)(len < 200 ? len : 200), d);
         return FAULT_SSE_BAD;
     }

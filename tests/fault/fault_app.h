@@ -42,12 +42,13 @@ void fault_reply_parse(fault_reply *r);
  * of an event a cut connection leaves (the SSE rule), so a trailing part is only noted. */
 typedef enum {
     FAULT_SSE_WHOLE,  /* every event of `ref`, the same (OpenAI's "id" and "created" aside) */
-    FAULT_SSE_FAILED, /* the first events of `ref`, then the stream's error event, last */
+    FAULT_SSE_FAILED, /* the first events of `ref`, then the stream's out-of-memory error event, last */
     FAULT_SSE_CUT,    /* the first events of `ref`, then nothing (with `trailing`: part of one) */
     FAULT_SSE_BAD     /* anything else (`why` says what) */
 } fault_sse;
 /* `openai` picks the error event's shape: OpenAI's {"error":{"message","type","code"}},
- * TGI's {"error":str,"error_type":str}. Run it with faults disarmed. */
+ * TGI's {"error":str,"error_type":str}; either must say the generation ran out of memory,
+ * the only failure an allocation fault may cause. Run it with faults disarmed. */
 fault_sse fault_sse_compare(const char *body, const char *ref, int openai, int *trailing, char *why, size_t cap);
 /* 1 when two JSON texts are equal but for the top-level keys that change from request to
  * request ("id" and "created" of OpenAI's completions, "time_ms" of a search). */
