@@ -30,7 +30,7 @@ typedef struct {
     json_t *stop;
     int details, return_full_text;
     const char *adapter_id;
-    int logprobs; /* not a field: whether the reply shows each token's logprob */
+    int logprobs; /* set by the route, not the body: the reply shows each token's logprob */
 } gen_params;
 
 static const int32_t *gen_ids(const gen_session *s) { return s->history + s->np; }
