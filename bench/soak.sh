@@ -5,7 +5,7 @@
 #     vector over 2,000 documents, k 10, filtered to 1,500 of them) and /generate (the small random GPT-2, 32 new
 #     tokens) at once, each closed loop with 16 connections for 20 s: each route's 2xx rate;
 #  2. overload: the three at once again, each open loop at twice that rate, for SECONDS,
-#     sampling ragd's VmRSS every 5 s;
+#     sampling ragd's VmRSS every 5 s and its histograms at each tenth;
 #  3. SIGTERM while /generate runs closed loop with 16 connections: in-flight requests finish
 #     with 200 and ragd exits 0.
 # Each route has a gate of GATE places (--max-model-requests for /embed and /generate,
