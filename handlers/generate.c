@@ -182,11 +182,11 @@ static int gen_forward(gen_session *s, const int32_t *ids, size_t n, int begin)
 static void reply_failure(srv_req *req, int rc)
 {
     if (rc == MDL_ENOMEM)
-        srv_reply_error(req, SRV_E_OUT_OF_MEMORY, NULL, "out of memory for this generation");
+        srv_reply_error(req, SRV_E_OUT_OF_MEMORY, NULL, GEN_SAYS_OUT_OF_MEMORY);
     else if (rc == GEN_STOPPING)
-        srv_reply_error(req, SRV_E_SHUTTING_DOWN, NULL, "the server is shutting down");
+        srv_reply_error(req, SRV_E_SHUTTING_DOWN, NULL, GEN_SAYS_STOPPING);
     else
-        srv_reply_error(req, SRV_E_INTERNAL, NULL, "generation failed");
+        srv_reply_error(req, SRV_E_INTERNAL, NULL, GEN_SAYS_FAILED);
 }
 
 /* Tokenizes and checks the prompt, and prefills it (after the adapter's virtual tokens).
@@ -224,7 +224,7 @@ static gen_session *gen_begin(srv_req *req, struct app *app, app_model *m, app_a
                         "prompt tokens (%zu) + max_new_tokens (%zu) must be <= the context of %zu%s", np, max_new, ctx,
                         nvt ? " (after the adapter's virtual tokens)" : "");
     else if (!(s = calloc(1, sizeof *s)))
-        srv_reply_error(req, SRV_E_OUT_OF_MEMORY, NULL, "out of memory for this generation");
+        srv_reply_error(req, SRV_E_OUT_OF_MEMORY, NULL, GEN_SAYS_OUT_OF_MEMORY);
     if (!s) {
         tok_encoding_free(&e);
         app_adapter_release(ad);
@@ -241,7 +241,7 @@ static gen_session *gen_begin(srv_req *req, struct app *app, app_model *m, app_a
     s->history = malloc((np + max_new) * sizeof *s->history);
     s->logprobs = malloc(max_new * sizeof *s->logprobs);
     if (!s->kc || !s->logits || !s->scratch || !s->history || !s->logprobs) {
-        srv_reply_error(req, SRV_E_OUT_OF_MEMORY, NULL, "out of memory for this generation");
+        srv_reply_error(req, SRV_E_OUT_OF_MEMORY, NULL, GEN_SAYS_OUT_OF_MEMORY);
         gen_end(s);
         tok_encoding_free(&e);
         return NULL;

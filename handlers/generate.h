@@ -18,6 +18,10 @@ typedef enum { GEN_FINISH_LENGTH, GEN_FINISH_EOS, GEN_FINISH_STOP } gen_finish;
 const char *gen_finish_openai(gen_finish f);
 
 #define GEN_STOPPING 1 /* a step failed because the generator is stopping */
+/* What a failed generation says, as a reply in full and as a stream's last event. */
+#define GEN_SAYS_OUT_OF_MEMORY "out of memory for this generation"
+#define GEN_SAYS_STOPPING "the server is shutting down"
+#define GEN_SAYS_FAILED "generation failed"
 
 /* One generation in progress: the prompt is prefilled when it begins, each gen_step yields
  * one token. Owns everything it points to, so a stream can outlive its request. */

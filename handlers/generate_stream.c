@@ -22,7 +22,7 @@
 #define STREAM_AHEAD 1024 /* bytes of events the pump may have ready before MHD takes them */
 
 /* The last event of a stream whose generation failed, by cause, in each API's shape, saying
- * what the same failure says as a reply in full (reply_failure in generate.c; the codes and
+ * what the same failure says as a reply in full (the words of generate.h; the codes and
  * TGI's error types of server/errors.c). Constant, so a stream that ran out of memory still
  * ends with it rather than silently short (a 200 whose events stop is a finished generation
  * to a client that does not check for the last one). */
@@ -30,12 +30,12 @@ enum { FAILED, OUT_OF_MEMORY, STOPPING };
 #define TGI_ERROR(message, type) "data:{\"error\":\"" message "\",\"error_type\":\"" type "\"}\n\n"
 #define OPENAI_ERROR(message, code)                                                                               \
     "data: {\"error\":{\"message\":\"" message "\",\"type\":\"server_error\",\"param\":null,\"code\":\"" code "\"}}\n\n"
-static const char tgi_failed[] = TGI_ERROR("generation failed", "Backend");
-static const char tgi_out_of_memory[] = TGI_ERROR("out of memory for this generation", "Backend");
-static const char tgi_stopping[] = TGI_ERROR("the server is shutting down", "Unhealthy");
-static const char openai_failed[] = OPENAI_ERROR("generation failed", "internal_error");
-static const char openai_out_of_memory[] = OPENAI_ERROR("out of memory for this generation", "out_of_memory");
-static const char openai_stopping[] = OPENAI_ERROR("the server is shutting down", "shutting_down");
+static const char tgi_failed[] = TGI_ERROR(GEN_SAYS_FAILED, "Backend");
+static const char tgi_out_of_memory[] = TGI_ERROR(GEN_SAYS_OUT_OF_MEMORY, "Backend");
+static const char tgi_stopping[] = TGI_ERROR(GEN_SAYS_STOPPING, "Unhealthy");
+static const char openai_failed[] = OPENAI_ERROR(GEN_SAYS_FAILED, "internal_error");
+static const char openai_out_of_memory[] = OPENAI_ERROR(GEN_SAYS_OUT_OF_MEMORY, "out_of_memory");
+static const char openai_stopping[] = OPENAI_ERROR(GEN_SAYS_STOPPING, "shutting_down");
 static const char *const error_events[3][2] = {
     [FAILED] = {tgi_failed, openai_failed},
     [OUT_OF_MEMORY] = {tgi_out_of_memory, openai_out_of_memory},
